@@ -1,0 +1,25 @@
+//! `berth delete [--force] ID`
+
+use super::Global;
+use crate::container::{lifecycle, Container, StateError};
+use crate::error::Error;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Kill the container first if it is still running
+    #[arg(short = 'f', long)]
+    pub force: bool,
+    /// Container id
+    pub id: String,
+}
+
+pub fn run(g: &Global, a: Args) -> Result<i32, Error> {
+    let c = match Container::load(&g.root, &a.id) {
+        Ok(c) => c,
+        // Engines delete --force containers that are already gone; that is success.
+        Err(StateError::NotFound(_)) if a.force => return Ok(0),
+        Err(e) => return Err(e.into()),
+    };
+    lifecycle::delete(c, a.force)?;
+    Ok(0)
+}

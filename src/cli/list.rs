@@ -1,0 +1,111 @@
+//! `berth list [--format table|json] [--quiet]`
+
+use super::Global;
+use crate::container::{self, lifecycle};
+use crate::error::Error;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Output format: table or json
+    #[arg(short = 'f', long, default_value = "table", value_parser = ["table", "json"])]
+    pub format: String,
+    /// Print only the ids
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+}
+
+/// The owner column: the user name of the state directory's owner.
+fn owner_name(uid: u32) -> String {
+    nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_else(|| format!("#{uid}"))
+}
+
+/// Lays out rows like Go's tabwriter with runc's settings (min width 12, padding 3).
+fn table(rows: &[Vec<String>]) -> String {
+    let cols = rows.first().map_or(0, Vec::len);
+    let widths: Vec<usize> = (0..cols)
+        .map(|i| {
+            rows.iter()
+                .map(|r| r[i].len() + 3)
+                .max()
+                .unwrap_or(0)
+                .max(12)
+        })
+        .collect();
+    let mut out = String::new();
+    for r in rows {
+        for (i, cell) in r.iter().enumerate() {
+            if i + 1 == cols {
+                out.push_str(cell);
+            } else {
+                out.push_str(&format!("{cell:<w$}", w = widths[i]));
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
+pub fn run(g: &Global, a: Args) -> Result<i32, Error> {
+    let all = container::list(&g.root);
+    if a.quiet {
+        for (st, _, _) in &all {
+            println!("{}", st.id);
+        }
+        return Ok(0);
+    }
+    if a.format == "json" {
+        let items: Vec<serde_json::Value> = all
+            .iter()
+            .map(|(st, status, uid)| {
+                let mut v = serde_json::to_value(lifecycle::oci_state(st, *status))
+                    .expect("state serialises");
+                v["owner"] = owner_name(*uid).into();
+                v.as_object_mut().map(|o| o.remove("annotations"));
+                v
+            })
+            .collect();
+        // runc prints `null` for an empty list (a nil Go slice).
+        if items.is_empty() {
+            println!("null");
+        } else {
+            println!("{}", serde_json::Value::Array(items));
+        }
+        return Ok(0);
+    }
+    let mut rows = vec![["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"]
+        .map(String::from)
+        .to_vec()];
+    for (st, status, uid) in &all {
+        let pid = if *status == container::Status::Stopped {
+            0
+        } else {
+            st.pid
+        };
+        rows.push(vec![
+            st.id.clone(),
+            pid.to_string(),
+            status.to_string(),
+            st.bundle.display().to_string(),
+            st.created.clone(),
+            owner_name(*uid),
+        ]);
+    }
+    print!("{}", table(&rows));
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn table_pads_to_tabwriter_widths() {
+        let t = super::table(&[
+            vec!["ID".into(), "PID".into()],
+            vec!["a-very-long-id".into(), "1".into()],
+        ]);
+        assert_eq!(t, "ID               PID\na-very-long-id   1\n");
+    }
+}

@@ -1,0 +1,182 @@
+//! The command line, runc's: global flags, one file per verb. Files here parse arguments and
+//! call into `container::lifecycle`; they hold no runtime logic.
+
+mod create;
+mod delete;
+mod kill;
+mod list;
+mod run;
+mod spec;
+mod start;
+mod state;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::error::Error;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "berth",
+    about = "Berth: a low-level OCI container runtime (runc-compatible)",
+    disable_version_flag = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub cmd: Option<Cmd>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct Global {
+    /// Directory for container state (tmpfs recommended)
+    #[arg(long, default_value = "/run/berth")]
+    pub root: PathBuf,
+    /// Write log lines to FILE (default: stderr)
+    #[arg(long, value_name = "FILE")]
+    pub log: Option<String>,
+    /// Log format: text or json
+    #[arg(long = "log-format", default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+    /// Log debug output
+    #[arg(long)]
+    pub debug: bool,
+    /// Use the systemd cgroup driver
+    #[arg(long = "systemd-cgroup")]
+    pub systemd_cgroup: bool,
+    /// Accepted for runc compatibility (rootless mode is detected)
+    #[arg(long, value_name = "true|false|auto")]
+    pub rootless: Option<String>,
+    /// Accepted for runc compatibility (checkpointing is not supported)
+    #[arg(long, hide = true)]
+    pub criu: Option<String>,
+    /// Print the version
+    #[arg(short = 'v', long)]
+    pub version: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Create a container (its init waits for `start`)
+    Create(create::Args),
+    /// Start a created container's process
+    Start(start::Args),
+    /// Create and start a container, and wait for it unless --detach
+    Run(run::Args),
+    /// Print a container's state as JSON
+    State(state::Args),
+    /// Send a signal to a container's init (or all its processes)
+    Kill(kill::Args),
+    /// Delete a container and everything it holds
+    Delete(delete::Args),
+    /// List containers
+    List(list::Args),
+    /// Write a default config.json
+    Spec(spec::Args),
+}
+
+fn version_text() -> String {
+    format!(
+        "berth version {}\ncommit: {}\nspec: {}\nlibseccomp: {}\n",
+        env!("CARGO_PKG_VERSION"),
+        env!("BERTH_COMMIT"),
+        crate::container::lifecycle::OCI_VERSION,
+        libseccomp_version(),
+    )
+}
+
+fn libseccomp_version() -> String {
+    std::fs::read_link("/usr/lib/x86_64-linux-gnu/libseccomp.so.2")
+        .ok()
+        .and_then(|p| {
+            p.to_string_lossy()
+                .strip_prefix("libseccomp.so.")
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Parses the command line, runs the command, reports any error; returns the exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 1 } else { 0 };
+            let _ = e.print();
+            return code;
+        }
+    };
+    let g = &cli.global;
+    if g.version {
+        print!("{}", version_text());
+        return 0;
+    }
+    if let Err(e) = crate::logging::init(g.log.as_deref(), g.log_format == "json", g.debug) {
+        eprintln!("berth: --log {}: {e}", g.log.as_deref().unwrap_or(""));
+        return 1;
+    }
+    let Some(cmd) = cli.cmd else {
+        eprintln!("berth: no command given (see berth --help)");
+        return 1;
+    };
+    match dispatch(g, cmd) {
+        Ok(code) => code,
+        Err(e) => {
+            crate::logging::fatal(&e.to_string());
+            1
+        }
+    }
+}
+
+fn dispatch(g: &Global, cmd: Cmd) -> Result<i32, Error> {
+    if g.systemd_cgroup {
+        return Err(Error::Usage(
+            "--systemd-cgroup: the systemd cgroup driver is not available in this build; use the cgroupfs driver (omit the flag)".into(),
+        ));
+    }
+    match cmd {
+        Cmd::Create(a) => create::run(g, a),
+        Cmd::Start(a) => start::run(g, a),
+        Cmd::Run(a) => run::run(g, a),
+        Cmd::State(a) => state::run(g, a),
+        Cmd::Kill(a) => kill::run(g, a),
+        Cmd::Delete(a) => delete::run(g, a),
+        Cmd::List(a) => list::run(g, a),
+        Cmd::Spec(a) => spec::run(g, a),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn runc_style_invocations_parse() {
+        let c = Cli::try_parse_from([
+            "berth",
+            "--root",
+            "/r",
+            "--log",
+            "/l",
+            "--log-format=json",
+            "create",
+            "--bundle",
+            "/b",
+            "--pid-file=/p",
+            "id1",
+        ])
+        .unwrap();
+        assert_eq!(c.global.root, PathBuf::from("/r"));
+        assert!(matches!(c.cmd, Some(Cmd::Create(ref a)) if a.id == "id1"));
+        let k = Cli::try_parse_from(["berth", "kill", "--all", "id1", "9"]).unwrap();
+        assert!(matches!(k.cmd, Some(Cmd::Kill(ref a)) if a.all && a.signal == "9"));
+    }
+}

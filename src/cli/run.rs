@@ -1,0 +1,97 @@
+//! `berth run [create flags] [--detach] [--keep] ID`: create + start, then (unless detached)
+//! forward signals to the container and wait; the exit status is the container's (128+N when
+//! killed by signal N). The container is deleted afterwards unless --keep.
+
+use std::os::fd::AsFd;
+
+use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+use super::create::CreateFlags;
+use super::Global;
+use crate::container::{lifecycle, Container};
+use crate::error::Error;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    pub create: CreateFlags,
+    /// Do not wait for the container
+    #[arg(short = 'd', long)]
+    pub detach: bool,
+    /// Keep the container's state after it exits
+    #[arg(long)]
+    pub keep: bool,
+    /// Accepted for runc compatibility
+    #[arg(long = "no-subreaper", hide = true)]
+    pub no_subreaper: bool,
+    /// Container id
+    pub id: String,
+}
+
+pub fn run(g: &Global, a: Args) -> Result<i32, Error> {
+    let mut c = lifecycle::create(&g.root, &a.id, &a.create.options())?;
+    let pid = c.state.as_ref().map(|s| s.pid).unwrap_or(0);
+    // Block signals before releasing the init so none is lost; they are forwarded below.
+    let mask = if a.detach {
+        None
+    } else {
+        Some(block_signals()?)
+    };
+    if let Err(e) = lifecycle::start(&mut c) {
+        let _ = lifecycle::delete(c, true);
+        return Err(e);
+    }
+    let Some(mask) = mask else {
+        return Ok(0);
+    };
+    drop(c); // release the lock while the container runs
+    let code = wait_forwarding(pid, &mask)?;
+    if !a.keep {
+        let c = Container::load(&g.root, &a.id)?;
+        lifecycle::delete(c, true)?;
+    }
+    Ok(code)
+}
+
+fn block_signals() -> Result<SigSet, Error> {
+    let mut set = SigSet::all();
+    for s in [Signal::SIGKILL, Signal::SIGSTOP] {
+        set.remove(s);
+    }
+    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None)
+        .map_err(|e| Error::sys("block signals", e))?;
+    Ok(set)
+}
+
+/// Waits for the init, forwarding every signal Berth receives to it (blocking reads on a
+/// signalfd: no polling).
+fn wait_forwarding(pid: i32, mask: &SigSet) -> Result<i32, Error> {
+    let sfd =
+        SignalFd::with_flags(mask, SfdFlags::SFD_CLOEXEC).map_err(|e| Error::sys("signalfd", e))?;
+    let _ = sfd.as_fd();
+    let child = Pid::from_raw(pid);
+    loop {
+        // Reap first: the child may already have exited before we looked.
+        match waitpid(child, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(_, code)) => return Ok(code),
+            Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(128 + sig as i32),
+            Ok(_) => {}
+            Err(nix::errno::Errno::ECHILD) => return Ok(0),
+            Err(e) => return Err(Error::sys("waitpid", e)),
+        }
+        let info = match sfd.read_signal() {
+            Ok(Some(i)) => i,
+            Ok(None) => continue,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(Error::sys("read signalfd", e)),
+        };
+        let sig = info.ssi_signo as i32;
+        if sig != libc::SIGCHLD {
+            // SAFETY: kill(2) with integer arguments.
+            unsafe { libc::kill(pid, sig) };
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! `berth start ID`
+
+use super::Global;
+use crate::container::{lifecycle, Container};
+use crate::error::Error;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Container id
+    pub id: String,
+}
+
+pub fn run(g: &Global, a: Args) -> Result<i32, Error> {
+    let mut c = Container::load(&g.root, &a.id)?;
+    lifecycle::start(&mut c)?;
+    Ok(0)
+}

@@ -1,0 +1,25 @@
+//! `berth state ID`: the OCI state as JSON (indented, as runc prints it).
+
+use super::Global;
+use crate::container::{lifecycle, Container, StateError};
+use crate::error::Error;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Container id
+    pub id: String,
+}
+
+pub fn run(g: &Global, a: Args) -> Result<i32, Error> {
+    let c = Container::load(&g.root, &a.id)?;
+    let status = c.status();
+    let st = c.state.as_ref().ok_or_else(|| StateError::Corrupt {
+        id: a.id.clone(),
+        path: c.dir.clone(),
+        msg: "no state.json (an interrupted create?); delete it with `berth delete --force`".into(),
+    })?;
+    let out =
+        serde_json::to_string_pretty(&lifecycle::oci_state(st, status)).expect("state serialises");
+    println!("{out}");
+    Ok(0)
+}

@@ -1,0 +1,388 @@
+//! Semantic checks on a parsed spec, before any side effect. Each error names its JSON path.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+use super::ConfigError;
+
+type R<T = ()> = Result<T, ConfigError>;
+
+fn bad(field: impl Into<String>, msg: impl Into<String>) -> ConfigError {
+    ConfigError::invalid(field, msg)
+}
+
+/// Validates `spec` for a bundle at `bundle`; returns the absolute rootfs path.
+pub fn validate(spec: &Spec, bundle: &Path) -> R<PathBuf> {
+    check_version(spec)?;
+    let rootfs = check_root(spec, bundle)?;
+    check_process(spec)?;
+    let linux = spec
+        .linux()
+        .as_ref()
+        .ok_or_else(|| bad("linux", "required on Linux"))?;
+    let ns = check_namespaces(spec)?;
+    check_id_mappings(spec, &ns)?;
+    check_hostname(spec, &ns)?;
+    check_mounts(spec)?;
+    check_sysctl(spec, &ns)?;
+    check_devices(spec)?;
+    check_hooks(spec)?;
+    if let Some(p) = linux.rootfs_propagation() {
+        if !matches!(
+            p.as_str(),
+            "" | "shared"
+                | "rshared"
+                | "slave"
+                | "rslave"
+                | "private"
+                | "rprivate"
+                | "unbindable"
+                | "runbindable"
+        ) {
+            return Err(bad(
+                "linux.rootfsPropagation",
+                format!("unknown propagation {p:?}"),
+            ));
+        }
+    }
+    if linux.time_offsets().is_some() && !ns.new_ns(LinuxNamespaceType::Time) {
+        return Err(bad(
+            "linux.timeOffsets",
+            "time offsets need a new time namespace in linux.namespaces",
+        ));
+    }
+    if let Some(offsets) = linux.time_offsets() {
+        for clock in offsets.keys() {
+            if clock != "monotonic" && clock != "boottime" {
+                return Err(bad(
+                    format!("linux.timeOffsets.{clock}"),
+                    "only monotonic and boottime clocks have offsets",
+                ));
+            }
+        }
+    }
+    Ok(rootfs)
+}
+
+fn check_version(spec: &Spec) -> R {
+    let v = spec.version();
+    if v.is_empty() {
+        return Err(bad("ociVersion", "missing"));
+    }
+    if !v.starts_with("1.") {
+        return Err(bad(
+            "ociVersion",
+            format!("unsupported version {v:?} (Berth supports 1.x)"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_root(spec: &Spec, bundle: &Path) -> R<PathBuf> {
+    let root = spec
+        .root()
+        .as_ref()
+        .ok_or_else(|| bad("root", "required"))?;
+    let path = root.path();
+    if path.as_os_str().is_empty() {
+        return Err(bad("root.path", "empty"));
+    }
+    let abs = if path.is_absolute() {
+        path.clone()
+    } else {
+        bundle.join(path)
+    };
+    match std::fs::metadata(&abs) {
+        Ok(m) if m.is_dir() => Ok(abs),
+        Ok(_) => Err(bad(
+            "root.path",
+            format!("rootfs {} is not a directory", abs.display()),
+        )),
+        Err(e) => Err(bad("root.path", format!("rootfs {}: {e}", abs.display()))),
+    }
+}
+
+fn check_process(spec: &Spec) -> R {
+    let p = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| bad("process", "required by create"))?;
+    check_process_fields(p, "process")
+}
+
+/// Checks a process object (the container's, or one given to `exec --process`).
+pub fn check_process_fields(p: &oci_spec::runtime::Process, at: &str) -> R {
+    match p.args() {
+        Some(a) if !a.is_empty() && !a[0].is_empty() => {}
+        _ => return Err(bad(format!("{at}.args"), "must name a program to run")),
+    }
+    if !p.cwd().is_absolute() {
+        return Err(bad(
+            format!("{at}.cwd"),
+            format!("must be an absolute path, got {:?}", p.cwd()),
+        ));
+    }
+    for (i, e) in p.env().iter().flatten().enumerate() {
+        if !e.contains('=') || e.starts_with('=') {
+            return Err(bad(
+                format!("{at}.env[{i}]"),
+                format!("{e:?} is not of the form KEY=value"),
+            ));
+        }
+    }
+    let mut seen = HashSet::new();
+    for (i, r) in p.rlimits().iter().flatten().enumerate() {
+        if !seen.insert(format!("{:?}", r.typ())) {
+            return Err(bad(
+                format!("{at}.rlimits[{i}].type"),
+                format!("duplicate rlimit {:?}", r.typ()),
+            ));
+        }
+        if r.soft() > r.hard() {
+            return Err(bad(
+                format!("{at}.rlimits[{i}]"),
+                format!("soft limit {} exceeds hard limit {}", r.soft(), r.hard()),
+            ));
+        }
+    }
+    if let Some(adj) = p.oom_score_adj() {
+        if !(-1000..=1000).contains(&adj) {
+            return Err(bad(
+                format!("{at}.oomScoreAdj"),
+                format!("{adj} is outside -1000..1000"),
+            ));
+        }
+    }
+    if let Some(sz) = p.console_size() {
+        if p.terminal() != Some(true) && (sz.height() > 0 || sz.width() > 0) {
+            crate::logging::warn(format!("{at}.consoleSize is ignored without {at}.terminal"));
+        }
+    }
+    Ok(())
+}
+
+/// Which namespaces the container gets, new or joined by path.
+pub struct NamespaceSet {
+    entries: Vec<(LinuxNamespaceType, bool)>, // (type, has path)
+}
+
+impl NamespaceSet {
+    pub fn has(&self, t: LinuxNamespaceType) -> bool {
+        self.entries.iter().any(|(x, _)| *x == t)
+    }
+    pub fn new_ns(&self, t: LinuxNamespaceType) -> bool {
+        self.entries.iter().any(|(x, p)| *x == t && !p)
+    }
+}
+
+fn check_namespaces(spec: &Spec) -> R<NamespaceSet> {
+    let mut entries = Vec::new();
+    let linux = spec.linux().as_ref().expect("checked by caller");
+    for (i, n) in linux.namespaces().iter().flatten().enumerate() {
+        let t = n.typ();
+        if entries.iter().any(|(x, _)| *x == t) {
+            return Err(bad(
+                format!("linux.namespaces[{i}].type"),
+                format!("duplicate namespace {t:?}"),
+            ));
+        }
+        if let Some(path) = n.path() {
+            if !path.is_absolute() {
+                return Err(bad(
+                    format!("linux.namespaces[{i}].path"),
+                    format!("must be absolute, got {path:?}"),
+                ));
+            }
+            if let Err(e) = std::fs::metadata(path) {
+                return Err(bad(
+                    format!("linux.namespaces[{i}].path"),
+                    format!("{}: {e}", path.display()),
+                ));
+            }
+        }
+        entries.push((t, n.path().is_some()));
+    }
+    Ok(NamespaceSet { entries })
+}
+
+fn check_id_mappings(spec: &Spec, ns: &NamespaceSet) -> R {
+    let linux = spec.linux().as_ref().expect("checked by caller");
+    let uid = linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty());
+    let gid = linux.gid_mappings().as_ref().is_some_and(|m| !m.is_empty());
+    if ns.new_ns(LinuxNamespaceType::User) {
+        if !uid {
+            return Err(bad(
+                "linux.uidMappings",
+                "a new user namespace needs uid mappings",
+            ));
+        }
+        if !gid {
+            return Err(bad(
+                "linux.gidMappings",
+                "a new user namespace needs gid mappings",
+            ));
+        }
+    } else if uid || gid {
+        let field = if uid {
+            "linux.uidMappings"
+        } else {
+            "linux.gidMappings"
+        };
+        return Err(bad(field, "id mappings need a new user namespace"));
+    }
+    Ok(())
+}
+
+fn check_hostname(spec: &Spec, ns: &NamespaceSet) -> R {
+    let uts = ns.has(LinuxNamespaceType::Uts);
+    for (field, v) in [
+        ("hostname", spec.hostname()),
+        ("domainname", spec.domainname()),
+    ] {
+        if v.as_ref().is_some_and(|h| !h.is_empty()) && !uts {
+            return Err(bad(
+                field,
+                "cannot be set without a UTS namespace in linux.namespaces",
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_mounts(spec: &Spec) -> R {
+    for (i, m) in spec.mounts().iter().flatten().enumerate() {
+        if !m.destination().is_absolute() {
+            return Err(bad(
+                format!("mounts[{i}].destination"),
+                format!("must be an absolute path, got {:?}", m.destination()),
+            ));
+        }
+        let ty = m.typ().as_deref().unwrap_or("");
+        let bind = m
+            .options()
+            .iter()
+            .flatten()
+            .any(|o| o == "bind" || o == "rbind");
+        if (bind || ty == "bind") && m.source().is_none() {
+            return Err(bad(
+                format!("mounts[{i}].source"),
+                "a bind mount needs a source",
+            ));
+        }
+        if bind || ty == "bind" {
+            let src = m.source().as_ref().expect("checked above");
+            if src.is_absolute() {
+                if let Err(e) = std::fs::symlink_metadata(src) {
+                    return Err(bad(
+                        format!("mounts[{i}].source"),
+                        format!("{}: {e}", src.display()),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// sysctls are namespaced; one that is not (or whose namespace the container shares with the
+/// host) would change the host, so it is refused as runc refuses it.
+fn check_sysctl(spec: &Spec, ns: &NamespaceSet) -> R {
+    let linux = spec.linux().as_ref().expect("checked by caller");
+    for key in linux.sysctl().iter().flat_map(|m| m.keys()) {
+        let field = format!("linux.sysctl.{key}");
+        let dotted = key.replace('/', ".");
+        let ipc = matches!(
+            dotted.as_str(),
+            "kernel.msgmax"
+                | "kernel.msgmnb"
+                | "kernel.msgmni"
+                | "kernel.sem"
+                | "kernel.shmall"
+                | "kernel.shmmax"
+                | "kernel.shmmni"
+                | "kernel.shm_rmid_forced"
+        ) || dotted.starts_with("fs.mqueue.");
+        let need = if ipc {
+            LinuxNamespaceType::Ipc
+        } else if dotted.starts_with("net.") {
+            LinuxNamespaceType::Network
+        } else if dotted == "kernel.hostname" || dotted == "kernel.domainname" {
+            LinuxNamespaceType::Uts
+        } else {
+            return Err(bad(
+                field,
+                "not a namespaced sysctl; refusing to change the host",
+            ));
+        };
+        if !ns.has(need) {
+            return Err(bad(
+                field,
+                format!("needs a {need:?} namespace in linux.namespaces"),
+            ));
+        }
+        if dotted.contains("..") || dotted.starts_with('.') {
+            return Err(bad(field, "invalid sysctl name"));
+        }
+    }
+    Ok(())
+}
+
+fn check_devices(spec: &Spec) -> R {
+    use oci_spec::runtime::LinuxDeviceType as T;
+    let linux = spec.linux().as_ref().expect("checked by caller");
+    for (i, d) in linux.devices().iter().flatten().enumerate() {
+        if !d.path().is_absolute() {
+            return Err(bad(
+                format!("linux.devices[{i}].path"),
+                format!("must be an absolute path, got {:?}", d.path()),
+            ));
+        }
+        if !d.path().starts_with("/dev") {
+            crate::logging::warn(format!(
+                "linux.devices[{i}].path: {} is outside /dev",
+                d.path().display()
+            ));
+        }
+        if matches!(d.typ(), T::C | T::B | T::U) && (d.major() < 0 || d.minor() < 0) {
+            return Err(bad(
+                format!("linux.devices[{i}]"),
+                "major and minor required",
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_hooks(spec: &Spec) -> R {
+    let Some(h) = spec.hooks() else {
+        return Ok(());
+    };
+    #[allow(deprecated)]
+    let lists = [
+        ("prestart", h.prestart()),
+        ("createRuntime", h.create_runtime()),
+        ("createContainer", h.create_container()),
+        ("startContainer", h.start_container()),
+        ("poststart", h.poststart()),
+        ("poststop", h.poststop()),
+    ];
+    for (name, list) in lists {
+        for (i, hook) in list.iter().flatten().enumerate() {
+            if !hook.path().is_absolute() {
+                return Err(bad(
+                    format!("hooks.{name}[{i}].path"),
+                    format!("must be an absolute path, got {:?}", hook.path()),
+                ));
+            }
+            if hook.timeout().is_some_and(|t| t <= 0) {
+                return Err(bad(
+                    format!("hooks.{name}[{i}].timeout"),
+                    "must be a positive number of seconds",
+                ));
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,401 @@
+//! The lifecycle operations behind the CLI verbs: create, start, kill, delete, and the OCI state
+//! JSON they report. Each verb takes the container's lock for its whole run.
+
+use std::collections::BTreeMap;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::socket::{
+    bind, connect, listen, socket, AddressFamily, Backlog, SockFlag, SockType, UnixAddr,
+};
+use oci_spec::runtime::Spec;
+use serde::Serialize;
+
+use super::state::{proc_stat, CONFIG_FILE};
+use super::{Container, Status, StoredState};
+use crate::cgroups::{self, Manager};
+use crate::config::{self, Bundle};
+use crate::error::{Error, Result};
+use crate::linux::namespaces::NsPlan;
+use crate::process::{self, sync, InitConfig};
+
+/// The runtime-spec version Berth implements (reported in state JSON and `--version`).
+pub const OCI_VERSION: &str = "1.2.1";
+
+pub struct CreateOptions {
+    pub bundle: PathBuf,
+    pub pid_file: Option<PathBuf>,
+    pub console_socket: Option<PathBuf>,
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+    pub preserve_fds: u32,
+}
+
+/// The OCI state of a container, as `state` prints it and hooks read it on stdin. Field order
+/// and names follow runc.
+#[derive(Serialize)]
+pub struct OciState<'a> {
+    #[serde(rename = "ociVersion")]
+    pub oci_version: &'a str,
+    pub id: &'a str,
+    pub pid: i32,
+    pub status: Status,
+    pub bundle: &'a Path,
+    pub rootfs: &'a Path,
+    pub created: &'a str,
+    pub owner: &'a str,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: &'a BTreeMap<String, String>,
+}
+
+pub fn oci_state<'a>(st: &'a StoredState, status: Status) -> OciState<'a> {
+    OciState {
+        oci_version: OCI_VERSION,
+        id: &st.id,
+        pid: if status == Status::Stopped { 0 } else { st.pid },
+        status,
+        bundle: &st.bundle,
+        rootfs: &st.rootfs,
+        created: &st.created,
+        owner: "",
+        annotations: &st.annotations,
+    }
+}
+
+/// The state given to hooks on stdin.
+fn hook_state(st: &StoredState, status: Status) -> Vec<u8> {
+    serde_json::to_vec(&oci_state(st, status)).expect("state serialises")
+}
+
+/// Creates a container: validates the bundle, then builds everything, undoing it all on error.
+/// Returns the locked container (status `created`).
+pub fn create(root: &Path, id: &str, opts: &CreateOptions) -> Result<Container> {
+    super::validate_id(id)?;
+    let Bundle { dir, rootfs, spec } = config::load_bundle(&opts.bundle)?;
+    let terminal = spec.process().as_ref().and_then(|p| p.terminal()) == Some(true);
+    if terminal && opts.console_socket.is_none() {
+        return Err(Error::Usage(
+            "process.terminal is true: --console-socket is required (or set terminal to false)"
+                .into(),
+        ));
+    }
+    let cgroup = cgroups::for_spec(&spec, id)?;
+    let console = match (&opts.console_socket, terminal) {
+        (Some(p), true) => Some(
+            connect_unix(p)
+                .map_err(|e| Error::sys(format!("--console-socket {}", p.display()), e))?,
+        ),
+        _ => None,
+    };
+    // First side effect: the container directory (fails if the id is taken).
+    let mut c = Container::create(root, id)?;
+    match build(&mut c, &dir, &rootfs, &spec, cgroup.as_ref(), console, opts) {
+        Ok(()) => Ok(c),
+        Err(e) => {
+            let _ = cgroup.destroy();
+            let _ = c.remove();
+            Err(e)
+        }
+    }
+}
+
+fn build(
+    c: &mut Container,
+    bundle: &Path,
+    rootfs: &Path,
+    spec: &Spec,
+    cgroup: &dyn Manager,
+    console: Option<OwnedFd>,
+    opts: &CreateOptions,
+) -> Result<()> {
+    c.write_file(
+        CONFIG_FILE,
+        &serde_json::to_vec(spec).expect("spec serialises"),
+    )?;
+    let listener = listen_start(c)?;
+    cgroup.create()?;
+    let annotations: BTreeMap<String, String> = spec
+        .annotations()
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let mut st = StoredState {
+        id: c.id.clone(),
+        pid: 0,
+        start_time: 0,
+        bundle: bundle.to_path_buf(),
+        rootfs: rootfs.to_path_buf(),
+        created: crate::timefmt::now_rfc3339(),
+        annotations,
+        cgroup: Some(cgroup.record()),
+    };
+    #[allow(deprecated)]
+    let parent_hooks = spec.hooks().as_ref().is_some_and(|h| {
+        h.prestart().as_ref().is_some_and(|v| !v.is_empty())
+            || h.create_runtime().as_ref().is_some_and(|v| !v.is_empty())
+            || h.create_container().as_ref().is_some_and(|v| !v.is_empty())
+    });
+    let cfg = InitConfig {
+        id: &c.id,
+        spec,
+        rootfs,
+        ns: NsPlan::from_spec(spec),
+        no_pivot: opts.no_pivot,
+        no_new_keyring: opts.no_new_keyring,
+        preserve_fds: opts.preserve_fds + listen_fds(),
+        console_socket: console,
+        start_listener: listener,
+        close_in_child: vec![c.lock_fd()],
+        parent_hooks,
+    };
+    let mut parent = ParentSide {
+        spec,
+        cgroup,
+        st: &mut st,
+    };
+    let pid = process::spawn(&cfg, cgroup.clone_into_fd(), &mut parent)?;
+    st.pid = pid;
+    st.start_time = proc_stat(pid).map(|s| s.0).unwrap_or(0);
+    c.save(st)?;
+    if let Some(pf) = &opts.pid_file {
+        write_pid_file(pf, pid)?;
+    }
+    Ok(())
+}
+
+/// $LISTEN_FDS (systemd socket activation) fds are passed on too, as runc does.
+fn listen_fds() -> u32 {
+    std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+struct ParentSide<'a> {
+    spec: &'a Spec,
+    cgroup: &'a dyn Manager,
+    st: &'a mut StoredState,
+}
+
+impl process::Parent for ParentSide<'_> {
+    fn placed(&mut self, pid: i32, write_maps: bool) -> Result<()> {
+        if write_maps {
+            process::write_id_maps(self.spec, pid)?;
+        }
+        if self.cgroup.clone_into_fd().is_none() {
+            self.cgroup.add(pid)?;
+        }
+        if let Some(r) = self
+            .spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.resources().as_ref())
+        {
+            self.cgroup.apply(r)?;
+        }
+        Ok(())
+    }
+
+    fn write_maps(&mut self, pid: i32) -> Result<()> {
+        Ok(process::write_id_maps(self.spec, pid)?)
+    }
+
+    fn run_hooks(&mut self, pid: i32) -> Result<()> {
+        self.st.pid = pid;
+        let state = hook_state(self.st, Status::Creating);
+        if let Some(h) = self.spec.hooks() {
+            #[allow(deprecated)]
+            if let Some(p) = h.prestart() {
+                crate::hooks::run_all("prestart", p, &state)?;
+            }
+            if let Some(c) = h.create_runtime() {
+                crate::hooks::run_all("createRuntime", c, &state)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The start socket is reached through the locked directory's fd, so its path stays short
+/// whatever --root and the id are.
+fn start_socket_addr(c: &Container) -> Result<UnixAddr> {
+    let p = format!(
+        "/proc/self/fd/{}/{}",
+        c.lock_fd(),
+        super::state::START_SOCKET
+    );
+    UnixAddr::new(p.as_str()).map_err(|e| Error::sys("start socket address", e))
+}
+
+fn listen_start(c: &Container) -> Result<OwnedFd> {
+    let fd = socket(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(|e| Error::sys("start socket", e))?;
+    bind(fd.as_raw_fd(), &start_socket_addr(c)?).map_err(|e| Error::sys("bind start socket", e))?;
+    listen(&fd, Backlog::new(1).expect("valid backlog"))
+        .map_err(|e| Error::sys("listen on start socket", e))?;
+    Ok(fd)
+}
+
+fn connect_unix(path: &Path) -> std::io::Result<OwnedFd> {
+    let fd = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    connect(fd.as_raw_fd(), &UnixAddr::new(path)?)?;
+    Ok(fd)
+}
+
+/// Writes the pid file atomically (temporary file in the same directory, then rename).
+pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+    let abs = std::path::absolute(path).map_err(|e| Error::sys("--pid-file", e))?;
+    let dir = abs.parent().unwrap_or(Path::new("/"));
+    let name = abs.file_name().map(|n| n.to_string_lossy().into_owned());
+    let tmp = dir.join(format!(".{}.tmp", name.unwrap_or_default()));
+    std::fs::write(&tmp, pid.to_string())
+        .map_err(|e| Error::sys(format!("--pid-file {}", tmp.display()), e))?;
+    std::fs::rename(&tmp, &abs)
+        .map_err(|e| Error::sys(format!("--pid-file {}", abs.display()), e))?;
+    Ok(())
+}
+
+/// Releases a created container's init to exec the user's program, then runs poststart hooks.
+pub fn start(c: &mut Container) -> Result<()> {
+    c.require(&[Status::Created], "start")?;
+    let st = c.state.clone().expect("created container has state");
+    let fd = socket(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(|e| Error::sys("start socket", e))?;
+    connect(fd.as_raw_fd(), &start_socket_addr(c)?)
+        .map_err(|e| Error::sys("connect to the container's init", e))?;
+    let ch = sync::Channel(fd);
+    ch.send(sync::START, &hook_state(&st, Status::Created))
+        .map_err(|e| Error::sys("release the container's init", e))?;
+    let reply = ch
+        .recv()
+        .map_err(|e| Error::sys("wait for the container's init", e))?;
+    let _ = std::fs::remove_file(c.start_socket());
+    if let Some((sync::ERROR, msg)) = reply {
+        return Err(process::ProcessError::Init(String::from_utf8_lossy(&msg).into_owned()).into());
+    }
+    let spec = load_spec(c)?;
+    if let Some(h) = spec.hooks().as_ref().and_then(|h| h.poststart().as_ref()) {
+        if let Err(e) = crate::hooks::run_all("poststart", h, &hook_state(&st, Status::Running)) {
+            crate::logging::warn(e.to_string());
+        }
+    }
+    Ok(())
+}
+
+/// The container's config as it was at create.
+pub fn load_spec(c: &Container) -> Result<Spec> {
+    let b = c.read_file(CONFIG_FILE)?;
+    Ok(config::parse(&b)?)
+}
+
+/// Sends `sig` to the init (or, with `all`, to every process in the container's cgroup).
+pub fn kill(c: &Container, sig: i32, all: bool) -> Result<()> {
+    c.require(&[Status::Created, Status::Running, Status::Paused], "kill")?;
+    let st = c.state.as_ref().expect("live container has state");
+    if all {
+        if let Some(rec) = &st.cgroup {
+            let m = cgroups::from_record(rec);
+            for pid in m.pids()? {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::try_from(sig).ok(),
+                );
+            }
+        }
+    }
+    signal_init(st, sig)
+}
+
+/// Signals the init through a pidfd whose start time has been checked: never a reused pid.
+fn signal_init(st: &StoredState, sig: i32) -> Result<()> {
+    let pidfd = match crate::linux::sys::pidfd_open(st.pid) {
+        Ok(fd) => fd,
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => return Ok(()),
+        Err(e) => return Err(Error::sys("pidfd_open", e)),
+    };
+    // The pidfd pins the process; check it is still ours.
+    if proc_stat(st.pid).map(|s| s.0) != Some(st.start_time) {
+        return Ok(());
+    }
+    match crate::linux::sys::pidfd_send_signal(pidfd.as_raw_fd(), sig) {
+        Ok(()) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
+        Err(e) => Err(Error::sys(format!("send signal {sig}"), e)),
+    }
+}
+
+/// Kills the init with SIGKILL and waits (on its pidfd: no polling loop) until it is gone.
+fn kill_and_wait(st: &StoredState) -> Result<()> {
+    let Ok(pidfd) = crate::linux::sys::pidfd_open(st.pid) else {
+        return Ok(());
+    };
+    if proc_stat(st.pid).map(|s| s.0) != Some(st.start_time) {
+        return Ok(());
+    }
+    let _ = crate::linux::sys::pidfd_send_signal(pidfd.as_raw_fd(), libc::SIGKILL);
+    let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
+    let _ = poll(&mut fds, PollTimeout::from(10_000u16));
+    Ok(())
+}
+
+/// Deletes a container: with `force`, kills it first. Removes its cgroup and state, then runs
+/// poststop hooks.
+pub fn delete(c: Container, force: bool) -> Result<()> {
+    let status = c.status();
+    match status {
+        Status::Stopped => {}
+        Status::Created => {}
+        _ if force => {}
+        _ => {
+            c.require(&[Status::Stopped], "delete")?;
+        }
+    }
+    let spec = load_spec(&c).ok();
+    if let Some(st) = &c.state {
+        if status != Status::Stopped {
+            if force {
+                if let Some(rec) = &st.cgroup {
+                    let m = cgroups::from_record(rec);
+                    for pid in m.pids().unwrap_or_default() {
+                        let _ = nix::sys::signal::kill(
+                            nix::unistd::Pid::from_raw(pid),
+                            nix::sys::signal::Signal::SIGKILL,
+                        );
+                    }
+                }
+            }
+            kill_and_wait(st)?;
+        }
+        if let Some(rec) = &st.cgroup {
+            cgroups::from_record(rec).destroy()?;
+        }
+    }
+    let state = c.state.clone();
+    c.remove()?;
+    if let (Some(spec), Some(st)) = (spec, state) {
+        if let Some(h) = spec.hooks().as_ref().and_then(|h| h.poststop().as_ref()) {
+            if let Err(e) = crate::hooks::run_all("poststop", h, &hook_state(&st, Status::Stopped))
+            {
+                crate::logging::warn(e.to_string());
+            }
+        }
+    }
+    Ok(())
+}

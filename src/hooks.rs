@@ -1,0 +1,157 @@
+//! OCI hooks: each hook runs with the container's state JSON on stdin, its own args and env (and
+//! nothing else of Berth's environment), and is killed when its timeout passes. Its stdout and
+//! stderr are kept (in memfds, so a chatty hook can never block) and quoted when it fails.
+
+use std::io::{Read, Seek, Write};
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use oci_spec::runtime::Hook;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum HookError {
+    #[error("{kind} hook #{index} ({path}): {msg}")]
+    Failed {
+        kind: &'static str,
+        index: usize,
+        path: String,
+        msg: String,
+    },
+}
+
+/// Runs `hooks` in order; the first failure stops the run and is returned.
+pub fn run_all(kind: &'static str, hooks: &[Hook], state_json: &[u8]) -> Result<(), HookError> {
+    for (index, hook) in hooks.iter().enumerate() {
+        run_one(hook, state_json).map_err(|msg| HookError::Failed {
+            kind,
+            index,
+            path: hook.path().display().to_string(),
+            msg,
+        })?;
+    }
+    Ok(())
+}
+
+fn memfd(name: &str) -> Result<std::fs::File, String> {
+    use nix::sys::memfd::{memfd_create, MFdFlags};
+    let fd = memfd_create(name, MFdFlags::MFD_CLOEXEC).map_err(|e| format!("memfd: {e}"))?;
+    Ok(std::fs::File::from(fd))
+}
+
+fn run_one(hook: &Hook, state_json: &[u8]) -> Result<(), String> {
+    let mut out = memfd("hook-stdout")?;
+    let mut err = memfd("hook-stderr")?;
+    let mut cmd = Command::new(hook.path());
+    if let Some(args) = hook.args() {
+        if let Some((argv0, rest)) = args.split_first() {
+            cmd.arg0(argv0);
+            cmd.args(rest);
+        }
+    }
+    cmd.env_clear();
+    for kv in hook.env().iter().flatten() {
+        if let Some((k, v)) = kv.split_once('=') {
+            cmd.env(k, v);
+        }
+    }
+    cmd.stdin(Stdio::piped())
+        .stdout(out.try_clone().map_err(|e| e.to_string())?)
+        .stderr(err.try_clone().map_err(|e| e.to_string())?);
+    let mut child = cmd.spawn().map_err(|e| format!("cannot run: {e}"))?;
+    let pidfd = crate::linux::sys::pidfd_open(child.id() as i32).map_err(|e| e.to_string())?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // A hook that does not read its stdin is fine (EPIPE is ignored).
+        let _ = stdin.write_all(state_json);
+    }
+    let timeout = match hook.timeout() {
+        Some(secs) => PollTimeout::try_from(secs.saturating_mul(1000)).unwrap_or(PollTimeout::MAX),
+        None => PollTimeout::NONE,
+    };
+    let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
+    let ready = loop {
+        match poll(&mut fds, timeout) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            r => break r.map_err(|e| format!("poll: {e}"))?,
+        }
+    };
+    if ready == 0 {
+        let _ = crate::linux::sys::pidfd_send_signal(pidfd.as_raw_fd(), libc::SIGKILL);
+        let _ = child.wait();
+        return Err(format!(
+            "timed out after {} s",
+            hook.timeout().unwrap_or_default()
+        ));
+    }
+    let status = child.wait().map_err(|e| e.to_string())?;
+    if status.success() {
+        return Ok(());
+    }
+    let text = |f: &mut std::fs::File| {
+        let mut s = String::new();
+        let _ = f.rewind();
+        let _ = f.take(4096).read_to_string(&mut s);
+        s.trim().to_string()
+    };
+    Err(format!(
+        "{status}, stdout: {:?}, stderr: {:?}",
+        text(&mut out),
+        text(&mut err)
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hook(json: &str) -> Hook {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn hook_gets_state_on_stdin_and_only_its_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let h = hook(&format!(
+            r#"{{"path":"/bin/sh","args":["sh","-c","cat > {0}; echo \"$FOO:$PATH\" >> {0}"],"env":["FOO=bar"]}}"#,
+            out.display()
+        ));
+        run_all("prestart", &[h], b"{\"id\":\"x\"}").unwrap();
+        let got = std::fs::read_to_string(out).unwrap();
+        assert_eq!(got, "{\"id\":\"x\"}bar:\n");
+    }
+
+    #[test]
+    fn failing_hook_reports_index_status_and_output() {
+        let ok = hook(r#"{"path":"/bin/true"}"#);
+        let bad = hook(r#"{"path":"/bin/sh","args":["sh","-c","echo oops >&2; exit 3"]}"#);
+        let e = run_all("poststart", &[ok, bad], b"{}")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("poststart hook #1 (/bin/sh): exit status: 3"),
+            "{e}"
+        );
+        assert!(e.contains("oops"), "{e}");
+    }
+
+    #[test]
+    fn hook_is_killed_at_its_timeout() {
+        let h = hook(r#"{"path":"/bin/sleep","args":["sleep","30"],"timeout":1}"#);
+        let t = std::time::Instant::now();
+        let e = run_all("createRuntime", &[h], b"{}")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("timed out after 1 s"), "{e}");
+        assert!(t.elapsed().as_secs() < 10);
+    }
+
+    #[test]
+    fn missing_hook_binary_is_an_error() {
+        let h = hook(r#"{"path":"/nonexistent/hook"}"#);
+        let e = run_all("prestart", &[h], b"{}").unwrap_err().to_string();
+        assert!(e.contains("cannot run"), "{e}");
+    }
+}

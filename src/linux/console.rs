@@ -1,0 +1,120 @@
+//! The container's terminal: a pty created inside the container's own devpts, its master sent
+//! to the engine over `--console-socket` (SCM_RIGHTS), its slave made the process's stdio,
+//! controlling terminal and /dev/console.
+
+use std::io::IoSlice;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use nix::fcntl::{open, OFlag};
+use nix::mount::{mount, MsFlags};
+use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+use nix::sys::stat::Mode;
+use oci_spec::runtime::Box as ConsoleSize;
+
+/// Creates the pty and wires it up. Runs after pivot_root, as root in the container.
+pub fn setup(socket: &OwnedFd, size: Option<ConsoleSize>) -> Result<(), String> {
+    let master = open(
+        "/dev/ptmx",
+        OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| format!("open /dev/ptmx: {e}"))?;
+    let master_fd = master.as_raw_fd();
+    unlock(master_fd)?;
+    if let Some(sz) = size {
+        set_size(master_fd, sz.height() as u16, sz.width() as u16)?;
+    }
+    let slave = open_peer(master_fd)?;
+    // /dev/console is the pty: bind the slave's inode (reached through our own fd, never a
+    // path the container could swap) over it.
+    let console = std::path::Path::new("/dev/console");
+    if std::fs::symlink_metadata(console).is_err() {
+        std::fs::File::create(console).map_err(|e| format!("create /dev/console: {e}"))?;
+    }
+    let src = format!("/proc/self/fd/{}", slave.as_raw_fd());
+    mount(
+        Some(src.as_str()),
+        console,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .map_err(|e| format!("bind pty over /dev/console: {e}"))?;
+    send_fd(socket.as_raw_fd(), master_fd)?;
+    drop(master);
+    for target in 0..3 {
+        dup2(slave.as_raw_fd(), target).map_err(|e| format!("dup2 pty to fd {target}: {e}"))?;
+    }
+    // SAFETY: TIOCSCTTY takes an integer argument; fd 0 is the pty slave.
+    if unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) } != 0 {
+        return Err(format!("TIOCSCTTY: {}", std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+fn unlock(master: RawFd) -> Result<(), String> {
+    let zero: libc::c_int = 0;
+    // SAFETY: TIOCSPTLCK reads one int from a valid pointer.
+    if unsafe { libc::ioctl(master, libc::TIOCSPTLCK, &zero) } != 0 {
+        return Err(format!("unlock pty: {}", std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// Opens the slave side through the master (TIOCGPTPEER): no path lookup at all.
+fn open_peer(master: RawFd) -> Result<OwnedFd, String> {
+    const TIOCGPTPEER: libc::c_ulong = 0x5441;
+    // SAFETY: TIOCGPTPEER takes open flags and returns a new fd we then own.
+    let fd = unsafe {
+        libc::ioctl(
+            master,
+            TIOCGPTPEER as _,
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(format!(
+            "open pty slave: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    // SAFETY: a fresh fd returned by the kernel.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// TIOCSWINSZ on a terminal fd.
+pub fn set_size(fd: RawFd, rows: u16, cols: u16) -> Result<(), String> {
+    let ws = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads a winsize from a valid pointer.
+    if unsafe { libc::ioctl(fd, libc::TIOCSWINSZ, &ws) } != 0 {
+        return Err(format!(
+            "set console size: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(())
+}
+
+fn dup2(from: RawFd, to: RawFd) -> std::io::Result<()> {
+    // SAFETY: dup2 on fds; `to` is one of our stdio slots, replaced on purpose.
+    if unsafe { libc::dup2(from, to) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Sends `fd` over the connected unix socket `sock` (with the name runc sends, "/dev/ptmx").
+pub fn send_fd(sock: RawFd, fd: RawFd) -> Result<(), String> {
+    let name = b"/dev/ptmx";
+    let iov = [IoSlice::new(name)];
+    let fds = [fd];
+    let cmsg = [ControlMessage::ScmRights(&fds)];
+    sendmsg::<()>(sock, &iov, &cmsg, MsgFlags::empty(), None)
+        .map_err(|e| format!("send pty master over the console socket: {e}"))?;
+    Ok(())
+}

@@ -1,0 +1,152 @@
+//! The process's identity and limits: uid, gid, supplementary groups (from the container's own
+//! /etc/group, as runc computes them), HOME (from its /etc/passwd), umask, rlimits, oom score
+//! and personality.
+
+use nix::unistd::{setgroups, setresgid, setresuid, Gid, Uid};
+use oci_spec::runtime::Process;
+
+pub struct Identity {
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: Vec<u32>,
+    pub home: String,
+    pub umask: u32,
+}
+
+/// Resolves `process.user` against the container's /etc/passwd and /etc/group (after pivot_root).
+pub fn resolve(p: &Process) -> Result<Identity, String> {
+    let u = p.user();
+    let (mut name, mut home) = (None, "/".to_string());
+    if let Ok(passwd) = std::fs::read_to_string("/etc/passwd") {
+        for line in passwd.lines() {
+            let f: Vec<&str> = line.split(':').collect();
+            if f.len() >= 6 && f[2].parse::<u32>().ok() == Some(u.uid()) {
+                name = Some(f[0].to_string());
+                home = f[5].to_string();
+                break;
+            }
+        }
+    }
+    let mut groups: Vec<u32> = Vec::new();
+    if let (Some(name), Ok(group)) = (&name, std::fs::read_to_string("/etc/group")) {
+        for line in group.lines() {
+            let f: Vec<&str> = line.split(':').collect();
+            if f.len() >= 4 && f[3].split(',').any(|m| m == name) {
+                if let Ok(g) = f[2].parse() {
+                    groups.push(g);
+                }
+            }
+        }
+    }
+    groups.extend(u.additional_gids().iter().flatten().copied());
+    groups.sort_unstable();
+    groups.dedup();
+    Ok(Identity {
+        uid: u.uid(),
+        gid: u.gid(),
+        groups,
+        home,
+        umask: u.umask().unwrap_or(0o022),
+    })
+}
+
+/// Switches to the identity: groups, then gid, then uid (the order that keeps permission).
+pub fn switch(id: &Identity) -> Result<(), String> {
+    let groups: Vec<Gid> = id.groups.iter().map(|g| Gid::from_raw(*g)).collect();
+    // setgroups is denied in user namespaces whose /proc/PID/setgroups says "deny".
+    if let Err(e) = setgroups(&groups) {
+        let denied = std::fs::read_to_string("/proc/self/setgroups")
+            .map(|s| s.trim() == "deny")
+            .unwrap_or(false);
+        if !denied || !groups.is_empty() {
+            return Err(format!("process.user.additionalGids: setgroups: {e}"));
+        }
+    }
+    let g = Gid::from_raw(id.gid);
+    setresgid(g, g, g).map_err(|e| format!("process.user.gid: setgid {}: {e}", id.gid))?;
+    let u = Uid::from_raw(id.uid);
+    setresuid(u, u, u).map_err(|e| format!("process.user.uid: setuid {}: {e}", id.uid))?;
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(id.umask as _));
+    Ok(())
+}
+
+/// rlimits, oomScoreAdj and personality: set while still root in the container.
+pub fn apply_process_limits(p: &Process) -> Result<(), String> {
+    if let Some(adj) = p.oom_score_adj() {
+        std::fs::write("/proc/self/oom_score_adj", adj.to_string())
+            .map_err(|e| format!("process.oomScoreAdj: {e}"))?;
+    }
+    for (i, r) in p.rlimits().iter().flatten().enumerate() {
+        let lim = libc::rlimit {
+            rlim_cur: r.soft(),
+            rlim_max: r.hard(),
+        };
+        let res = rlimit_resource(&format!("{:?}", r.typ()));
+        // SAFETY: `lim` is a valid rlimit that outlives the call.
+        let rc = unsafe { libc::setrlimit(res as _, &lim) };
+        if rc != 0 {
+            return Err(format!(
+                "process.rlimits[{i}]: setrlimit {:?}: {}",
+                r.typ(),
+                std::io::Error::last_os_error()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Maps oci-spec's rlimit variant name (e.g. `RlimitNofile`) to the resource number.
+fn rlimit_resource(variant: &str) -> i32 {
+    let v = variant.to_ascii_lowercase();
+    let v = v.trim_start_matches("rlimit");
+    (match v {
+        "cpu" => libc::RLIMIT_CPU,
+        "fsize" => libc::RLIMIT_FSIZE,
+        "data" => libc::RLIMIT_DATA,
+        "stack" => libc::RLIMIT_STACK,
+        "core" => libc::RLIMIT_CORE,
+        "rss" => libc::RLIMIT_RSS,
+        "nproc" => libc::RLIMIT_NPROC,
+        "nofile" => libc::RLIMIT_NOFILE,
+        "memlock" => libc::RLIMIT_MEMLOCK,
+        "as" => libc::RLIMIT_AS,
+        "locks" => libc::RLIMIT_LOCKS,
+        "sigpending" => libc::RLIMIT_SIGPENDING,
+        "msgqueue" => libc::RLIMIT_MSGQUEUE,
+        "nice" => libc::RLIMIT_NICE,
+        "rtprio" => libc::RLIMIT_RTPRIO,
+        "rttime" => libc::RLIMIT_RTTIME,
+        _ => return -1,
+    }) as i32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_oci_rlimit_maps_to_a_resource() {
+        for name in [
+            "RLIMIT_CPU",
+            "RLIMIT_FSIZE",
+            "RLIMIT_DATA",
+            "RLIMIT_STACK",
+            "RLIMIT_CORE",
+            "RLIMIT_RSS",
+            "RLIMIT_NPROC",
+            "RLIMIT_NOFILE",
+            "RLIMIT_MEMLOCK",
+            "RLIMIT_AS",
+            "RLIMIT_LOCKS",
+            "RLIMIT_SIGPENDING",
+            "RLIMIT_MSGQUEUE",
+            "RLIMIT_NICE",
+            "RLIMIT_RTPRIO",
+            "RLIMIT_RTTIME",
+        ] {
+            let t: oci_spec::runtime::PosixRlimitType =
+                serde_json::from_str(&format!("{name:?}")).unwrap();
+            assert_ne!(rlimit_resource(&format!("{t:?}")), -1, "{name}");
+        }
+    }
+}

@@ -1,0 +1,9 @@
+//! Linux mechanisms used to build a container: small `unsafe` wrappers (`sys`), namespaces,
+//! the root filesystem and mounts, devices, the console, capabilities and process identity.
+
+pub mod capabilities;
+pub mod console;
+pub mod identity;
+pub mod namespaces;
+pub mod rootfs;
+pub mod sys;

@@ -1,0 +1,109 @@
+//! Small, commented wrappers around system calls that nix does not cover. Every `unsafe` block of
+//! Berth's process setup lives here.
+
+use std::io;
+use std::os::fd::RawFd;
+
+/// `struct clone_args` for clone3(2).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+pub const CLONE_INTO_CGROUP: u64 = 0x200000000;
+
+/// Outcome of [`clone3_fork`].
+pub enum Forked {
+    Parent(i32),
+    Child,
+}
+
+/// Forks with clone3(2): like fork(), but the child can be born in new namespaces (`flags`) and,
+/// on cgroup v2, directly in its cgroup (`cgroup_fd`, with CLONE_INTO_CGROUP).
+///
+/// The caller must be single-threaded (Berth is), since only the calling thread is copied.
+pub fn clone3_fork(flags: u64, cgroup_fd: Option<RawFd>) -> io::Result<Forked> {
+    let mut args = CloneArgs {
+        flags,
+        exit_signal: libc::SIGCHLD as u64,
+        ..Default::default()
+    };
+    if let Some(fd) = cgroup_fd {
+        args.flags |= CLONE_INTO_CGROUP;
+        args.cgroup = fd as u64;
+    }
+    // SAFETY: clone3 with a zero stack behaves like fork(): the child continues on a copy of the
+    // parent's stack. `args` is a valid, correctly sized clone_args that outlives the call.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &mut args as *mut CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    match ret {
+        -1 => Err(io::Error::last_os_error()),
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent(pid as i32)),
+    }
+}
+
+/// Marks every fd from `first` upward close-on-exec (close_range(2) with CLOSE_RANGE_CLOEXEC),
+/// so that no host fd but the ones asked for reaches the container's process.
+pub fn cloexec_from(first: u32) -> io::Result<()> {
+    const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+    // SAFETY: close_range only changes fd flags; no memory is touched.
+    let r = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, CLOSE_RANGE_CLOEXEC) };
+    if r == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Terminates the calling (forked) process at once, without running Rust destructors or atexit
+/// handlers that belong to the parent's copy of the program.
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit never returns and touches no Rust state.
+    unsafe { libc::_exit(code) }
+}
+
+/// pidfd_open(2): an fd that refers to `pid` for as long as it lives, immune to pid reuse.
+pub fn pidfd_open(pid: i32) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: plain syscall; on success the kernel hands us a new fd we then own.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh, valid fd (pidfds are always O_CLOEXEC).
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// pidfd_send_signal(2).
+pub fn pidfd_send_signal(pidfd: RawFd, sig: i32) -> io::Result<()> {
+    // SAFETY: plain syscall; a null siginfo means "as kill(2) would".
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd,
+            sig,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

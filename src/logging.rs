@@ -1,0 +1,124 @@
+//! `--log FILE` / `--log-format text|json` / `--debug`, written the way runc writes them.
+//!
+//! json lines: `{"level":"error","msg":"…","time":"…"}` (containerd shows its users the last
+//! error line of this file); text lines: logrus' `time="…" level=error msg="…"`.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::sync::OnceLock;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+impl Level {
+    fn as_str(self) -> &'static str {
+        match self {
+            Level::Debug => "debug",
+            Level::Info => "info",
+            Level::Warn => "warning",
+            Level::Error => "error",
+        }
+    }
+}
+
+struct Logger {
+    file: Option<File>,
+    json: bool,
+    min: Level,
+}
+
+static LOGGER: OnceLock<Logger> = OnceLock::new();
+
+/// Sets up the process-wide logger. Called once, from the CLI, before any command runs.
+pub fn init(path: Option<&str>, json: bool, debug: bool) -> std::io::Result<()> {
+    let file = match path {
+        Some(p) if !p.is_empty() => Some(
+            OpenOptions::new().create(true).append(true).open(p)?, // std opens with O_CLOEXEC
+        ),
+        _ => None,
+    };
+    let min = if debug { Level::Debug } else { Level::Warn };
+    let _ = LOGGER.set(Logger { file, json, min });
+    Ok(())
+}
+
+/// Formats one log line in the configured format (without the trailing newline).
+fn format_line(json: bool, level: Level, msg: &str) -> String {
+    let time = crate::timefmt::now_rfc3339();
+    if json {
+        serde_json::json!({"level": level.as_str(), "msg": msg, "time": time}).to_string()
+    } else {
+        format!(
+            "time={:?} level={} msg={}",
+            time,
+            level.as_str(),
+            serde_json::Value::String(msg.to_string())
+        )
+    }
+}
+
+pub fn log(level: Level, msg: &str) {
+    let Some(l) = LOGGER.get() else {
+        if level >= Level::Warn {
+            eprintln!("berth: {msg}");
+        }
+        return;
+    };
+    if level < l.min {
+        return;
+    }
+    let line = format_line(l.json, level, msg);
+    match l.file.as_ref() {
+        Some(mut f) => {
+            let _ = writeln!(f, "{line}");
+        }
+        None => {
+            let _ = writeln!(std::io::stderr(), "{line}");
+        }
+    }
+}
+
+/// Reports a fatal error: to the log file (if any) in its format, and always one plain line on
+/// stderr.
+pub fn fatal(msg: &str) {
+    if let Some(l) = LOGGER.get() {
+        if let Some(mut f) = l.file.as_ref() {
+            let _ = writeln!(f, "{}", format_line(l.json, Level::Error, msg));
+        }
+    }
+    let _ = writeln!(std::io::stderr(), "berth: {msg}");
+}
+
+pub fn debug(msg: impl AsRef<str>) {
+    log(Level::Debug, msg.as_ref());
+}
+
+pub fn warn(msg: impl AsRef<str>) {
+    log(Level::Warn, msg.as_ref());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_line_has_level_msg_time() {
+        let v: serde_json::Value =
+            serde_json::from_str(&format_line(true, Level::Error, "boom \"x\"")).unwrap();
+        assert_eq!(v["level"], "error");
+        assert_eq!(v["msg"], "boom \"x\"");
+        assert!(v["time"].as_str().unwrap().ends_with('Z'));
+    }
+
+    #[test]
+    fn text_line_is_logrus_style() {
+        let l = format_line(false, Level::Warn, "a b");
+        assert!(l.starts_with("time=\""), "{l}");
+        assert!(l.contains(" level=warning msg=\"a b\""), "{l}");
+    }
+}

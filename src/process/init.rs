@@ -1,0 +1,337 @@
+//! The container's init, in the order the runtime spec requires. It runs in the child that
+//! `spawn` forked, reads top to bottom, and ends in execve of the user's program:
+//!
+//!  1. close the parent's fds, become non-dumpable, wait for GO (id maps and cgroup done)
+//!  2. enter namespaces (join by path, unshare, fork once more for a pid namespace)
+//!  3. become root of a new user namespace; time namespace offsets; new session
+//!  4. mounts into the rootfs (before pivot_root)
+//!  5. prestart/createRuntime hooks (run by the parent), createContainer hooks (here)
+//!  6. pivot_root; console; read-only root, masked and read-only paths
+//!  7. hostname, domainname, sysctl, session keyring, oom score, rlimits, personality
+//!  8. READY → wait on start.sock for `start`; startContainer hooks
+//!  9. user, capabilities, no_new_privileges, seccomp, cwd, close fds; execve
+
+use std::convert::Infallible;
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+use nix::sys::socket::accept4;
+use nix::sys::socket::SockFlag;
+use nix::unistd::{close, setresgid, setresuid, setsid, Gid, Uid};
+use oci_spec::runtime::{LinuxNamespaceType, Process};
+
+use super::sync::{self, Channel};
+use super::InitConfig;
+use crate::linux::namespaces;
+use crate::linux::rootfs;
+use crate::linux::sys::{exit_now, Forked};
+use crate::linux::{capabilities, console, identity};
+
+/// Entry point of the forked child. Never returns: it execs the user's program or exits.
+pub fn run(cfg: &InitConfig, ch: Channel) -> ! {
+    let result = setup(cfg, &ch);
+    let conn = match result {
+        Ok(conn) => conn,
+        Err(msg) => {
+            ch.send_error(&msg);
+            exit_now(1)
+        }
+    };
+    drop(ch);
+    // From here on the `start` command is the one listening for errors.
+    match start_and_exec(cfg, &conn) {
+        Ok(never) => match never {},
+        Err(msg) => {
+            conn.send_error(&msg);
+            exit_now(1)
+        }
+    }
+}
+
+/// Steps 1–8: everything up to the moment `start` connects. Returns the start connection.
+fn setup(cfg: &InitConfig, ch: &Channel) -> Result<Channel, String> {
+    // 1. The lock and other parent fds are not ours to hold.
+    for fd in &cfg.close_in_child {
+        let _ = close(*fd);
+    }
+    // While Berth's own code runs in the container, no container process may open
+    // /proc/<init>/{exe,mem,fd}: that is the CVE-2019-5736 route to the host binary.
+    set_dumpable(false)?;
+    ch.expect(sync::GO)?;
+
+    // 2. Namespaces.
+    let ns = &cfg.ns;
+    namespaces::join_all(&ns.joins)?;
+    namespaces::unshare_new(ns.unshare_flags)?;
+    if ns.maps_after_unshare() {
+        ch.send(sync::MAPS, &[]).map_err(|e| e.to_string())?;
+        ch.expect(sync::MAPS_DONE)?;
+    }
+    if ns.fork_for_pid {
+        // A pid namespace applies to children only: fork the real init, report its host pid
+        // and leave.
+        match crate::linux::sys::clone3_fork(0, None).map_err(|e| format!("fork init: {e}"))? {
+            Forked::Parent(pid) => {
+                let _ = ch.send(sync::PID, &pid.to_ne_bytes());
+                exit_now(0)
+            }
+            Forked::Child => {}
+        }
+    }
+
+    // 3. Identity inside a new user namespace, time offsets, session.
+    if ns.new_user {
+        setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
+            .map_err(|e| format!("become gid 0 in the user namespace: {e}"))?;
+        setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
+            .map_err(|e| format!("become uid 0 in the user namespace: {e}"))?;
+    }
+    if let Some(offsets) = cfg
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.time_offsets().as_ref())
+    {
+        let body: String = offsets
+            .iter()
+            .map(|(clock, o)| {
+                format!(
+                    "{clock} {} {}\n",
+                    o.secs().unwrap_or(0),
+                    o.nanosecs().unwrap_or(0)
+                )
+            })
+            .collect();
+        std::fs::write("/proc/self/timens_offsets", body)
+            .map_err(|e| format!("linux.timeOffsets: write /proc/self/timens_offsets: {e}"))?;
+    }
+    setsid().map_err(|e| format!("setsid: {e}"))?;
+
+    // 4. Mounts, before pivot_root.
+    let ropts = rootfs::Options {
+        no_pivot: cfg.no_pivot,
+    };
+    let has_mount_ns = ns.new_mount
+        || ns
+            .joins
+            .iter()
+            .any(|(t, _)| *t == LinuxNamespaceType::Mount);
+    if has_mount_ns {
+        rootfs::prepare(cfg.spec, cfg.rootfs, &ropts).map_err(|e| e.to_string())?;
+    }
+
+    // 5. Hooks that run before pivot_root.
+    if cfg.parent_hooks {
+        ch.send(sync::HOOKS, &[]).map_err(|e| e.to_string())?;
+        let state = ch.expect(sync::HOOKS_DONE)?;
+        if let Some(hooks) = cfg
+            .spec
+            .hooks()
+            .as_ref()
+            .and_then(|h| h.create_container().as_ref())
+        {
+            crate::hooks::run_all("createContainer", hooks, &state).map_err(|e| e.to_string())?;
+        }
+    }
+
+    // 6. Enter the rootfs.
+    if has_mount_ns {
+        rootfs::enter(cfg.rootfs, &ropts).map_err(|e| e.to_string())?;
+    } else {
+        nix::unistd::chroot(cfg.rootfs).map_err(|e| format!("chroot: {e}"))?;
+        nix::unistd::chdir("/").map_err(|e| format!("chdir /: {e}"))?;
+    }
+    let process = cfg.spec.process().as_ref().ok_or("process: required")?;
+    if process.terminal() == Some(true) {
+        let sock = cfg
+            .console_socket
+            .as_ref()
+            .ok_or("process.terminal is set but no --console-socket was given")?;
+        console::setup(sock, process.console_size()).map_err(|e| format!("console: {e}"))?;
+    }
+    if has_mount_ns {
+        rootfs::finish(cfg.spec).map_err(|e| e.to_string())?;
+    }
+
+    // 7. Container-wide settings.
+    if let Some(h) = cfg.spec.hostname().as_deref().filter(|h| !h.is_empty()) {
+        nix::unistd::sethostname(h).map_err(|e| format!("hostname: {e}"))?;
+    }
+    if let Some(d) = cfg.spec.domainname().as_deref().filter(|d| !d.is_empty()) {
+        set_domainname(d)?;
+    }
+    if let Some(sysctl) = cfg.spec.linux().as_ref().and_then(|l| l.sysctl().as_ref()) {
+        for (k, v) in sysctl {
+            rootfs::write_sysctl(k, v).map_err(|e| format!("linux.sysctl.{k}: {e}"))?;
+        }
+    }
+    if !cfg.no_new_keyring {
+        join_session_keyring(cfg.id);
+    }
+    identity::apply_process_limits(process)?;
+
+    // 8. Created: wait for start.
+    ch.send(sync::READY, &[]).map_err(|e| e.to_string())?;
+    let conn = loop {
+        match accept4(cfg.start_listener.as_raw_fd(), SockFlag::SOCK_CLOEXEC) {
+            Ok(fd) => break Channel(unsafe_owned(fd)),
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(format!("wait for start: {e}")),
+        }
+    };
+    Ok(conn)
+}
+
+/// Step 8 (end) and 9: run by the released init.
+fn start_and_exec(cfg: &InitConfig, conn: &Channel) -> Result<Infallible, String> {
+    let state = conn.expect(sync::START)?;
+    if let Some(hooks) = cfg
+        .spec
+        .hooks()
+        .as_ref()
+        .and_then(|h| h.start_container().as_ref())
+    {
+        crate::hooks::run_all("startContainer", hooks, &state).map_err(|e| e.to_string())?;
+    }
+    let process = cfg.spec.process().as_ref().ok_or("process: required")?;
+    exec_user_process(process, cfg.preserve_fds, "process")
+}
+
+/// Step 9, shared with `exec`: identity, capabilities, no_new_privileges, cwd, fds, execve.
+pub fn exec_user_process(p: &Process, preserve_fds: u32, at: &str) -> Result<Infallible, String> {
+    let argv: Vec<CString> = p
+        .args()
+        .iter()
+        .flatten()
+        .map(|a| CString::new(a.as_bytes()).map_err(|_| format!("{at}.args: contains a NUL byte")))
+        .collect::<Result<_, _>>()?;
+    let mut env: Vec<String> = p.env().clone().unwrap_or_default();
+    let ident = identity::resolve(p)?;
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        env.push(format!("HOME={}", ident.home));
+    }
+    let envp: Vec<CString> = env
+        .iter()
+        .map(|e| CString::new(e.as_bytes()).map_err(|_| format!("{at}.env: contains a NUL byte")))
+        .collect::<Result<_, _>>()?;
+    // cwd: created if missing (as root, before the identity switch), entered after it.
+    let cwd = p.cwd();
+    if std::fs::metadata(cwd).is_err() {
+        let _ = std::fs::create_dir_all(cwd);
+    }
+    let path = lookup(&argv[0], &env)?;
+
+    capabilities::apply_bounding(p.capabilities().as_ref())?;
+    capabilities::keep_caps(true)?;
+    identity::switch(&ident)?;
+    capabilities::keep_caps(false)?;
+    capabilities::apply(p.capabilities().as_ref())?;
+    if p.no_new_privileges() == Some(true) {
+        set_no_new_privs()?;
+    }
+    nix::unistd::chdir(cwd).map_err(|e| format!("{at}.cwd: chdir to {cwd:?}: {e}"))?;
+    verify_cwd_inside()?;
+    // No fd but stdio and the preserved ones survives execve.
+    crate::linux::sys::cloexec_from(3 + preserve_fds).map_err(|e| format!("close fds: {e}"))?;
+    for fd in 3..3 + preserve_fds as i32 {
+        let _ = nix::fcntl::fcntl(
+            unsafe_borrow(fd),
+            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+        );
+    }
+    let err = nix::unistd::execve(&path, &argv, &envp).unwrap_err();
+    Err(format!("exec {:?}: {err}", argv[0]))
+}
+
+/// Finds the program like execvp, using the container's PATH from `env`.
+fn lookup(prog: &CString, env: &[String]) -> Result<CString, String> {
+    let name = prog
+        .to_str()
+        .map_err(|_| "process.args[0]: not UTF-8".to_string())?;
+    if name.contains('/') {
+        return Ok(prog.clone());
+    }
+    let path = env
+        .iter()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    for dir in path.split(':').filter(|d| !d.is_empty()) {
+        let cand = format!("{dir}/{name}");
+        if let Ok(m) = std::fs::metadata(&cand) {
+            use std::os::unix::fs::PermissionsExt;
+            if m.is_file() && m.permissions().mode() & 0o111 != 0 {
+                return CString::new(cand).map_err(|e| e.to_string());
+            }
+        }
+    }
+    Err(format!(
+        "exec: {name:?}: executable file not found in $PATH"
+    ))
+}
+
+/// The CVE-2024-21626 class: a cwd reached through a leaked host fd shows up as
+/// "(unreachable)/…"; refuse to run there.
+fn verify_cwd_inside() -> Result<(), String> {
+    let cwd = nix::unistd::getcwd().map_err(|e| format!("getcwd: {e}"))?;
+    if !cwd.is_absolute() || cwd.to_string_lossy().starts_with("(unreachable)") {
+        return Err(format!(
+            "process.cwd: working directory {cwd:?} is outside the container"
+        ));
+    }
+    Ok(())
+}
+
+fn set_dumpable(on: bool) -> Result<(), String> {
+    // SAFETY: prctl with integer arguments only.
+    let r = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, on as libc::c_ulong, 0, 0, 0) };
+    if r != 0 {
+        return Err(format!(
+            "prctl(PR_SET_DUMPABLE): {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(())
+}
+
+fn set_no_new_privs() -> Result<(), String> {
+    // SAFETY: prctl with integer arguments only.
+    let r = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
+    if r != 0 {
+        return Err(format!(
+            "process.noNewPrivileges: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(())
+}
+
+fn set_domainname(d: &str) -> Result<(), String> {
+    // SAFETY: the pointer and length describe `d`, which outlives the call.
+    let r = unsafe { libc::setdomainname(d.as_ptr().cast(), d.len()) };
+    if r != 0 {
+        return Err(format!("domainname: {}", std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// A fresh session keyring per container, so containers do not share the host's keys (as runc
+/// does unless --no-new-keyring). Failure is not fatal (keyrings may be unavailable).
+fn join_session_keyring(id: &str) {
+    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
+    let name = CString::new(format!("_ses.{id}")).unwrap_or_default();
+    // SAFETY: keyctl reads the NUL-terminated name, which outlives the call.
+    unsafe {
+        libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, name.as_ptr());
+    }
+}
+
+fn unsafe_owned(fd: std::os::fd::RawFd) -> OwnedFd {
+    // SAFETY: `fd` was just returned by accept4 and is owned by nobody else.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+fn unsafe_borrow<'a>(fd: std::os::fd::RawFd) -> std::os::fd::BorrowedFd<'a> {
+    // SAFETY: fds 3..3+N are the preserved fds handed to us by the caller; they stay open for
+    // the duration of the fcntl call.
+    unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }
+}

@@ -1,0 +1,169 @@
+//! The container's init process: the parent side (`spawn`: clone3, id maps, cgroup, hooks, the
+//! sync channel) and the child's setup sequence (`init`), which ends in execve of the user's
+//! program. Berth never re-executes itself: the child is a fork of this very process.
+
+pub mod init;
+pub mod sync;
+
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::path::Path;
+
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::waitpid;
+use nix::unistd::Pid;
+use oci_spec::runtime::Spec;
+use thiserror::Error;
+
+use crate::linux::namespaces::NsPlan;
+use crate::linux::sys::{clone3_fork, Forked};
+
+#[derive(Debug, Error)]
+pub enum ProcessError {
+    #[error("{what}: {source}")]
+    Sys {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The container's init reported an error during its setup.
+    #[error("{0}")]
+    Init(String),
+}
+
+pub fn sys(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ProcessError {
+    let what = what.into();
+    move |source| ProcessError::Sys { what, source }
+}
+
+/// Everything the child needs; it is shared with the child by fork, never serialised.
+pub struct InitConfig<'a> {
+    pub id: &'a str,
+    pub spec: &'a Spec,
+    pub rootfs: &'a Path,
+    pub ns: NsPlan,
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+    /// Count of fds after stdio passed to the container (--preserve-fds plus $LISTEN_FDS).
+    pub preserve_fds: u32,
+    /// A connected --console-socket, when process.terminal is set.
+    pub console_socket: Option<OwnedFd>,
+    /// The listening start.sock on which the init waits for `start`.
+    pub start_listener: OwnedFd,
+    /// Fds of the parent that the child must close at once (e.g. the container lock).
+    pub close_in_child: Vec<RawFd>,
+    /// Whether the parent has createRuntime/prestart hooks to run (a round trip is needed).
+    pub parent_hooks: bool,
+}
+
+/// The parent's callbacks while the child sets up.
+pub trait Parent {
+    /// Called with the child's pid right after clone, before it is released: write id maps,
+    /// place it in its cgroup.
+    fn placed(&mut self, pid: i32, write_maps: bool) -> Result<(), crate::error::Error>;
+    /// Called when the child asks for its id maps (it made its user namespace itself).
+    fn write_maps(&mut self, pid: i32) -> Result<(), crate::error::Error>;
+    /// prestart + createRuntime hooks (the child waits, before pivot_root).
+    fn run_hooks(&mut self, pid: i32) -> Result<(), crate::error::Error>;
+}
+
+/// Clones the container's init, drives its setup to READY, and returns its host pid. On any
+/// error the child is killed and reaped before returning, so no process is left behind.
+pub fn spawn(
+    cfg: &InitConfig,
+    cgroup_fd: Option<RawFd>,
+    parent: &mut dyn Parent,
+) -> Result<i32, crate::error::Error> {
+    let (ours, theirs) = sync::pair().map_err(sys("socketpair"))?;
+    let flags = cfg.ns.clone_flags.bits() as u64;
+    let forked = clone3_fork(flags, cgroup_fd).map_err(sys("clone3"))?;
+    let child = match forked {
+        Forked::Child => {
+            drop(ours);
+            init::run(cfg, theirs)
+        }
+        Forked::Parent(pid) => pid,
+    };
+    drop(theirs);
+    let mut init_pid = child;
+    let result = drive(cfg, &ours, child, &mut init_pid, parent);
+    if let Err(e) = result {
+        for p in [init_pid, child] {
+            let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
+        }
+        let _ = waitpid(Pid::from_raw(child), None);
+        return Err(e);
+    }
+    Ok(init_pid)
+}
+
+fn drive(
+    cfg: &InitConfig,
+    ch: &sync::Channel,
+    child: i32,
+    init_pid: &mut i32,
+    parent: &mut dyn Parent,
+) -> Result<(), crate::error::Error> {
+    let init_err = |m: String| crate::error::Error::from(ProcessError::Init(m));
+    parent.placed(child, cfg.ns.new_user && !cfg.ns.maps_after_unshare())?;
+    ch.send(sync::GO, &[])
+        .map_err(sys("release container init"))?;
+    loop {
+        match ch.recv().map_err(sys("read from container init"))? {
+            None => {
+                return Err(init_err(
+                    "container init exited during setup without a message".into(),
+                ))
+            }
+            Some((sync::READY, _)) => return Ok(()),
+            Some((sync::ERROR, msg)) => {
+                return Err(init_err(String::from_utf8_lossy(&msg).into_owned()))
+            }
+            Some((sync::MAPS, _)) => {
+                parent.write_maps(child)?;
+                ch.send(sync::MAPS_DONE, &[]).map_err(sys("sync"))?;
+            }
+            Some((sync::PID, p)) => {
+                let bytes: [u8; 4] = p
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| init_err("bad pid message".into()))?;
+                *init_pid = i32::from_ne_bytes(bytes);
+                // The intermediate process exits once it has forked the init; reap it.
+                let _ = waitpid(Pid::from_raw(child), None);
+            }
+            Some((sync::HOOKS, _)) => {
+                parent.run_hooks(*init_pid)?;
+                ch.send(sync::HOOKS_DONE, &[]).map_err(sys("sync"))?;
+            }
+            Some((t, _)) => {
+                return Err(init_err(format!(
+                    "protocol error: unexpected message {:?}",
+                    t as char
+                )))
+            }
+        }
+    }
+}
+
+/// Writes `linux.uidMappings` / `gidMappings` for `pid`.
+pub fn write_id_maps(spec: &Spec, pid: i32) -> Result<(), ProcessError> {
+    let linux = spec.linux().as_ref();
+    for (file, maps) in [
+        ("uid_map", linux.and_then(|l| l.uid_mappings().as_ref())),
+        ("gid_map", linux.and_then(|l| l.gid_mappings().as_ref())),
+    ] {
+        let body: String = maps
+            .into_iter()
+            .flatten()
+            .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+            .collect();
+        let path = format!("/proc/{pid}/{file}");
+        std::fs::write(&path, body).map_err(sys(format!("write {path}")))?;
+    }
+    Ok(())
+}
+
+/// Raw fd helper for callers holding an OwnedFd.
+pub fn raw(fd: &OwnedFd) -> RawFd {
+    fd.as_raw_fd()
+}

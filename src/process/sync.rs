@@ -1,0 +1,91 @@
+//! The parent↔child channel used while a container is being created: a SOCK_SEQPACKET
+//! socketpair carrying one-byte tags with optional payloads. Message boundaries are kept by the
+//! socket, so no framing is needed. Blocking reads: no polling, no sleeping.
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+
+use nix::sys::socket::{recv, send, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
+
+/// Parent → child: id maps written and the child placed in its cgroup; go on.
+pub const GO: u8 = b'G';
+/// Child → parent: "write my id maps now" (when the child created its user namespace itself).
+pub const MAPS: u8 = b'M';
+/// Parent → child: maps written.
+pub const MAPS_DONE: u8 = b'm';
+/// Child → parent: the container's init is this pid (after the extra fork for a pid namespace).
+pub const PID: u8 = b'P';
+/// Child → parent: mounts are ready; run prestart/createRuntime hooks before pivot_root.
+pub const HOOKS: u8 = b'H';
+/// Parent → child: those hooks ran.
+pub const HOOKS_DONE: u8 = b'h';
+/// Child → parent: the container is created and waits for start.
+pub const READY: u8 = b'R';
+/// Either way: an error message follows.
+pub const ERROR: u8 = b'E';
+/// `start` → init over start.sock: run the user's process.
+pub const START: u8 = b'S';
+
+pub struct Channel(pub OwnedFd);
+
+pub fn pair() -> io::Result<(Channel, Channel)> {
+    let (a, b) = socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )?;
+    Ok((Channel(a), Channel(b)))
+}
+
+impl Channel {
+    pub fn send(&self, tag: u8, payload: &[u8]) -> io::Result<()> {
+        let mut buf = Vec::with_capacity(1 + payload.len());
+        buf.push(tag);
+        buf.extend_from_slice(payload);
+        send(self.0.as_raw_fd(), &buf, MsgFlags::MSG_NOSIGNAL)?;
+        Ok(())
+    }
+
+    pub fn send_error(&self, msg: &str) {
+        let _ = self.send(ERROR, msg.as_bytes());
+    }
+
+    /// Receives one message; `None` at end of stream (the other side exited or closed).
+    pub fn recv(&self) -> io::Result<Option<(u8, Vec<u8>)>> {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match recv(self.0.as_raw_fd(), &mut buf, MsgFlags::empty()) {
+                Ok(0) => return Ok(None),
+                Ok(n) => {
+                    buf.truncate(n);
+                    let tag = buf[0];
+                    buf.remove(0);
+                    return Ok(Some((tag, buf)));
+                }
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Receives and insists on `want`; an ERROR message or EOF becomes an error.
+    pub fn expect(&self, want: u8) -> Result<Vec<u8>, String> {
+        match self.recv() {
+            Ok(Some((t, p))) if t == want => Ok(p),
+            Ok(Some((ERROR, p))) => Err(String::from_utf8_lossy(&p).into_owned()),
+            Ok(Some((t, _))) => Err(format!(
+                "protocol error: expected {:?}, got {:?}",
+                want as char, t as char
+            )),
+            Ok(None) => Err("the other side exited".into()),
+            Err(e) => Err(format!("sync channel: {e}")),
+        }
+    }
+}
+
+impl AsFd for Channel {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.0.as_fd()
+    }
+}
