@@ -1,0 +1,181 @@
+#!/usr/bin/env bash
+# podman 4.3 + conmon, with the runtime under test given as `podman --runtime PATH`. All of
+# podman's configuration, storage and state live in the suite's temporary directory.
+set -u
+. "$(dirname "$0")/lib/common.sh"
+
+it_apt_install podman conmon busybox-static util-linux || {
+    echo "apt-get install failed"
+    echo "0 passed, 1 failed"
+    exit 1
+}
+it_init podman
+
+IMG=localhost/berth-it/busybox:latest
+# podman (cgroupfs manager) puts containers in /libpod_parent/libpod-ID and conmon in
+# /libpod_parent/conmon; the parent and conmon's group are podman's own.
+IT_CGROUP_RE='/libpod_parent(/|$)'
+IT_CGROUP_ENGINE_RE='^/libpod_parent(/conmon)?$'
+# The blob-info cache of containers/image goes to /var/lib/containers/cache for root.
+it_watch_dir /var/lib/containers/cache engine
+
+# The VM's hard nofile/nproc limits are below podman's defaults (1048576); podman also lowers
+# its own nproc limit to the pid space, so stay well below both.
+nofile=$(ulimit -Hn)
+[ "$nofile" = unlimited ] || [ "$nofile" -gt 4096 ] && nofile=4096
+nproc=$(ulimit -Hu)
+[ "$nproc" = unlimited ] || [ "$nproc" -gt 4096 ] && nproc=4096
+
+mkdir -p "$W/root" "$W/runroot" "$W/tmp" "$W/net"
+cat >"$W/containers.conf" <<EOF
+[containers]
+default_ulimits = ["nofile=$nofile:$nofile", "nproc=$nproc:$nproc"]
+log_driver = "k8s-file"
+
+[network]
+network_config_dir = "$W/net"
+
+[engine]
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+events_logfile_path = "$W/events.log"
+tmp_dir = "$W/tmp"
+volume_path = "$W/volumes"
+static_dir = "$W/root/libpod"
+lock_type = "file"
+# podman passes --log-format=json (and reads the runtime's errors from its --log) only to the
+# runtimes it knows by name.
+runtime_supports_json = ["crun", "runc", "kata", "runsc", "krun", "$RT_NAME"]
+EOF
+cat >"$W/storage.conf" <<EOF
+[storage]
+driver = "overlay"
+graphroot = "$W/root"
+runroot = "$W/runroot"
+EOF
+: >"$W/registries.conf"
+export CONTAINERS_CONF=$W/containers.conf
+export CONTAINERS_STORAGE_CONF=$W/storage.conf
+export CONTAINERS_REGISTRIES_CONF=$W/registries.conf
+
+P=(podman --runtime "$RT")
+PRUN=("${P[@]}" run --network=none)
+p_() { "${P[@]}" "$@"; }
+
+engine_stop() {
+    timeout 60 "${P[@]}" rm -af -t 0 >/dev/null 2>&1
+    timeout 30 "${P[@]}" rmi -af >/dev/null 2>&1
+    # conmon runs `podman container cleanup` when a container exits; let those finish.
+    it_wait_for 15 eval '[ -z "$(it_leftover_pids)" ]'
+    # containers/storage keeps its overlay directory bind-mounted (private) while in use.
+    it_umount_under "^$W/root/overlay$"
+}
+
+# state ID: "STATUS PID EXITCODE"
+state() { "${P[@]}" inspect -f '{{.State.Status}} {{.State.Pid}} {{.State.ExitCode}}' "$1" 2>&1; }
+
+it_build_image "$W/busybox.tar" "$IMG" "$IT_BUSYBOX_CONFIG"
+it_run "${P[@]}" load -i "$W/busybox.tar"
+it_expect "image load" 0 "$IMG"
+[ "$RC" = 0 ] || exit 1
+
+it_run "${P[@]}" info --format '{{.Host.OCIRuntime.Path}}'
+it_expect "podman info names the runtime" 0 "$RT"
+
+# -- a short container: its output and exit code
+it_run "${PRUN[@]}" --rm "$IMG" sh -c 'echo hello; exit 3'
+it_expect "run: output and exit code" 3 '^hello$'
+
+# -- a detached container: exec, pause/unpause, stop (TERM, then KILL)
+it_run "${PRUN[@]}" -d --name p-bg "$IMG" sleep 600
+it_expect_ok "run -d"
+read -r st pid _ <<<"$(state p-bg)"
+if [ "$st" = running ] && [ -d "/proc/${pid:-0}" ]; then
+    it_pass "run -d: running, with a live pid"
+else
+    it_fail "run -d: running, with a live pid" "$(state p-bg)"
+fi
+
+it_run "${P[@]}" exec p-bg sh -c 'echo exec output; exit 5'
+it_expect "exec: output and exit code" 5 '^exec output$'
+
+it_run script -qec "${P[*]} exec -it p-bg sh -c 'tty; exit 6'" /dev/null
+it_expect "exec -it: a terminal, exit code" 6 '/dev/pts/[0-9]+'
+
+it_run script -qec "${PRUN[*]} --rm -it $IMG sh -c 'tty; exit 4'" /dev/null
+it_expect "run -it: a terminal, exit code" 4 '/dev/pts/[0-9]+'
+
+it_run "${P[@]}" pause p-bg
+it_expect_ok "pause"
+read -r st _ <<<"$(state p-bg)"
+fz=$(it_cgroup_read "${pid:-0}" freezer freezer.state)
+if [ "$st" = paused ] && [ "$fz" = FROZEN ]; then
+    it_pass "pause: status paused, cgroup FROZEN"
+else
+    it_fail "pause: status paused, cgroup FROZEN" "status '$st', freezer.state '$fz'"
+fi
+it_run "${P[@]}" unpause p-bg
+it_expect_ok "unpause"
+read -r st _ <<<"$(state p-bg)"
+fz=$(it_cgroup_read "${pid:-0}" freezer freezer.state)
+if [ "$st" = running ] && [ "$fz" = THAWED ]; then
+    it_pass "unpause: status running, cgroup THAWED"
+else
+    it_fail "unpause: status running, cgroup THAWED" "status '$st', freezer.state '$fz'"
+fi
+
+# sleep as pid 1 ignores SIGTERM: stop must fall back to SIGKILL after the timeout.
+t0=$SECONDS
+it_run "${P[@]}" stop -t 2 p-bg
+took=$((SECONDS - t0))
+read -r st _ code <<<"$(state p-bg)"
+if [ "$RC" = 0 ] && [ "$st" = exited ] && [ "$code" = 137 ] && [ "$took" -ge 2 ]; then
+    it_pass "stop: SIGTERM ignored, SIGKILL after the timeout"
+else
+    it_fail "stop: SIGTERM ignored, SIGKILL after the timeout" "exit $RC after ${took}s, state '$st', exit code '$code'" "$OUT"
+fi
+it_run "${P[@]}" rm p-bg
+it_expect_ok "rm"
+
+# A container that handles SIGTERM stops at once, with its handler's exit code.
+it_run "${PRUN[@]}" -d --name p-trap "$IMG" sh -c 'trap "exit 0" TERM; sleep 600 & wait'
+t0=$SECONDS
+it_run "${P[@]}" stop -t 20 p-trap
+took=$((SECONDS - t0))
+read -r st _ code <<<"$(state p-trap)"
+if [ "$RC" = 0 ] && [ "$st" = exited ] && [ "$code" = 0 ] && [ "$took" -lt 10 ]; then
+    it_pass "stop: SIGTERM handled"
+else
+    it_fail "stop: SIGTERM handled" "exit $RC after ${took}s, state '$st', exit code '$code'" "$OUT"
+fi
+
+# -- kill
+it_run "${PRUN[@]}" -d --name p-kill "$IMG" sleep 600
+it_run "${P[@]}" kill p-kill
+it_expect_ok "kill"
+it_run "${P[@]}" wait p-kill
+it_expect "kill: exit code 137" 0 '^137$'
+it_run "${PRUN[@]}" -d --name p-kill2 "$IMG" sh -c 'trap "exit 7" USR1; sleep 600 & wait'
+it_run "${P[@]}" kill -s USR1 p-kill2
+it_expect_ok "kill -s USR1"
+it_run "${P[@]}" wait p-kill2
+it_expect "kill -s USR1: the handler's exit code" 0 '^7$'
+
+# -- resources, as seen in the container's cgroups
+it_run "${PRUN[@]}" -d --name p-res --memory 64m --pids-limit 50 --cpus 0.5 "$IMG" sleep 600
+it_expect_ok "run --memory --pids-limit --cpus"
+read -r st pid _ <<<"$(state p-res)"
+it_eq "--memory: memory.limit_in_bytes" 67108864 "$(it_cgroup_read "${pid:-0}" memory memory.limit_in_bytes)"
+it_eq "--pids-limit: pids.max" 50 "$(it_cgroup_read "${pid:-0}" pids pids.max)"
+it_eq "--cpus: cpu.cfs_quota_us/cpu.cfs_period_us" "50000/100000" \
+    "$(it_cgroup_read "${pid:-0}" cpu cpu.cfs_quota_us)/$(it_cgroup_read "${pid:-0}" cpu cpu.cfs_period_us)"
+
+it_run "${P[@]}" rm -f -t 0 p-trap p-kill p-kill2 p-res
+it_expect_ok "rm -f"
+it_run "${P[@]}" ps -aq
+it_expect "no containers left" 0 '^$'
+
+# -- timing
+it_time "podman run --rm echo hi" "${PRUN[@]}" --rm "$IMG" echo hi
+
+exit 0
