@@ -194,7 +194,9 @@ it_setup_runtime() {
         cat >"$RT" <<EOF
 #!/bin/bash
 log=$W/runtime-calls.log
-printf '%s [%s] %s\n' "\$(date +%T.%N | cut -c1-12)" "\$\$" "\$*" >>"\$log"
+args="\$*"
+args=\${args//"$W"/'\$W'}
+printf '%s [%s] %s\n' "\$(date +%T.%N | cut -c1-12)" "\$\$" "\$args" >>"\$log"
 "$RT_REAL" "\$@"
 rc=\$?
 rtlog=
