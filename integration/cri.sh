@@ -92,13 +92,22 @@ it_run "${CTR[@]}" images import "$W/pause.tar"
 it_expect_ok "pause image import (k8s.io namespace)"
 
 # The client's lines are the suite's checks.
+# After a failure and its detail lines, the runtime calls made until then (IT_TRACE=1).
+trace_due=0
 while IFS= read -r line; do
+    if [ "$trace_due" = 1 ] && [[ $line != "    |"* ]]; then
+        it_trace_tail
+        trace_due=0
+    fi
     printf '%s\n' "$line"
     case $line in
-    "PASS "*) IT_PASSED=$((IT_PASSED + 1)) ;;
+    "PASS "*)
+        IT_PASSED=$((IT_PASSED + 1))
+        it_trace_mark
+        ;;
     "FAIL "*)
         IT_FAILED=$((IT_FAILED + 1))
-        it_trace_tail
+        trace_due=1
         ;;
     "TIME "*) [ -n "${IT_TIMES_FILE:-}" ] && printf '%s\n' "$line" >>"$IT_TIMES_FILE" ;;
     esac
@@ -107,6 +116,7 @@ done < <(timeout -k 5 300 "$CLIENT" --socket "$SOCK" --handler berth --image "$I
     --timing-runs "${IT_TIMING_RUNS:-5}" 2>&1)
 wait $! 2>/dev/null
 client_rc=$?
+[ "$trace_due" = 1 ] && it_trace_tail
 # 0: all passed, 1: some failed (and said so); anything else is a crash or a timeout.
 if [ "$client_rc" -gt 1 ]; then
     it_fail "CRI client ran to its end" "it exited with status $client_rc"

@@ -3,6 +3,7 @@
 #
 #   ENGINES="containerd podman docker cri"   which suites, in this order (default: all four)
 #   RUNTIME=/usr/sbin/runc                   the runtime binary (default: Berth's build)
+#   IT_SUITE_TIMEOUT=900                     seconds one suite may take before it is stopped
 #   IT_TIMING_RUNS, IT_TRACE, IT_KEEP        see lib/common.sh
 #
 # Prints every suite's lines, the timing lines again at the end, and a last line
@@ -26,7 +27,8 @@ for e in $engines; do
     fi
     t0=$SECONDS
     out=$(mktemp /tmp/berth-it-out.XXXXXX)
-    bash "$suite" 2>&1 | tee "$out"
+    # A suite that overruns is stopped with SIGTERM; its trap still cleans up.
+    timeout -k 120 "${IT_SUITE_TIMEOUT:-900}" bash "$suite" 2>&1 | tee "$out"
     rc=${PIPESTATUS[0]}
     summary=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$out" | tail -n 1)
     rm -f "$out"

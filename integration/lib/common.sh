@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared harness for the engine suites (sourced, bash).
 #
 # A suite calls `it_init NAME`, defines `engine_stop` (stops its daemon and whatever it left),
@@ -73,10 +74,10 @@ it_trace_mark() {
     return 0
 }
 
-# it_run [-t SECONDS] CMD…: runs CMD with a timeout (default 60 s), stdin from /dev/null;
+# it_run [-t SECONDS] CMD…: runs CMD with a timeout (default 30 s), stdin from /dev/null;
 # sets OUT (stdout+stderr, trailing newlines stripped) and RC.
 it_run() {
-    local t=60
+    local t=30
     if [ "$1" = -t ]; then
         t=$2
         shift 2
@@ -183,6 +184,8 @@ it_setup_runtime() {
     RT=$RT_REAL
     if [ ! -x "$RT_REAL" ]; then
         it_fail "runtime binary $RT_REAL exists" "build Berth first (cargo build --release) or set RUNTIME=/usr/sbin/runc"
+        rm -rf "$W"
+        printf '%s passed, %s failed\n' "$IT_PASSED" "$IT_FAILED"
         exit 1
     fi
     if [ "${IT_TRACE:-0}" = 1 ]; then
@@ -227,7 +230,7 @@ it_time() {
     [ "$n" -gt 0 ] || return 0
     for ((i = 0; i < n; i++)); do
         t0=$(date +%s%N)
-        OUT=$(timeout -k 5 60 "$@" </dev/null 2>&1)
+        OUT=$(timeout -k 5 30 "$@" </dev/null 2>&1)
         RC=$?
         t1=$(date +%s%N)
         if [ "$RC" != 0 ] || [[ $OUT != *hi* ]]; then
@@ -308,6 +311,7 @@ it_build_image() {
 }
 
 # A busybox image whose default command is `sh`.
+# shellcheck disable=SC2034 # used by the suites
 IT_BUSYBOX_CONFIG='{"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],"Cmd":["sh"]}'
 
 # --- container helpers -----------------------------------------------------------------------
@@ -315,6 +319,10 @@ IT_BUSYBOX_CONFIG='{"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/b
 # it_cgroup_file PID CONTROLLER FILE: prints the host path of FILE in PID's v1 cgroup CONTROLLER.
 it_cgroup_file() {
     local pid=$1 ctl=$2 file=$3 path
+    if [ -z "$pid" ] || [ "$pid" = 0 ] || [ ! -r "/proc/$pid/cgroup" ]; then
+        printf 'no process %s\n' "${pid:-(none)}"
+        return
+    fi
     path=$(awk -F: -v c="$ctl" '{n = split($2, a, ","); for (i = 1; i <= n; i++) if (a[i] == c) print $3}' "/proc/$pid/cgroup")
     printf '/sys/fs/cgroup/%s%s/%s\n' "$ctl" "$path" "$file"
 }
@@ -323,7 +331,10 @@ it_cgroup_file() {
 it_cgroup_read() {
     local f
     f=$(it_cgroup_file "$@")
-    cat "$f" 2>/dev/null || printf 'missing: %s\n' "$f"
+    case $f in
+    /*) cat "$f" 2>/dev/null || printf 'missing: %s\n' "$f" ;;
+    *) printf '%s\n' "$f" ;;
+    esac
 }
 
 # --- daemons ---------------------------------------------------------------------------------
@@ -429,11 +440,11 @@ it_init() {
     chmod 711 "$W"
     IT_MOUNT_RE="^$W(/|$)"
     IT_CGROUP_RE='^$'
+    it_setup_runtime
     trap it_finish EXIT
     trap 'exit 130' INT TERM HUP
     it_mounts >"$W/.mounts.before"
     it_cgroups >"$W/.cgroups.before"
-    it_setup_runtime
     printf '== %s suite: runtime %s (%s), work dir %s\n' "$IT_SUITE" "$RT_REAL" \
         "$("$RT_REAL" --version 2>/dev/null | head -n1)" "$W"
 }
