@@ -120,6 +120,8 @@ async fn connect(path: &str) -> Result<Channel, String> {
     let path = path.to_string();
     Endpoint::try_from("http://[::]:0")
         .map_err(|e| e.to_string())?
+        // No call may hang the suite: the longest expected (StopContainer) takes its own 20 s.
+        .timeout(Duration::from_secs(45))
         .connect_with_connector(tower::service_fn(move |_: Uri| {
             let path = path.clone();
             async move { Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(path).await?)) }
