@@ -72,6 +72,8 @@ fn hook_state(st: &StoredState, status: Status) -> Vec<u8> {
 /// Returns the locked container (status `created`).
 pub fn create(root: &Path, id: &str, opts: &CreateOptions) -> Result<Container> {
     super::validate_id(id)?;
+    // The binary about to enter the container must not be writable from it (CVE-2019-5736).
+    crate::selfprotect::ensure().map_err(|e| Error::sys("protect the berth binary", e))?;
     let Bundle { dir, rootfs, spec } = config::load_bundle(&opts.bundle)?;
     let terminal = spec.process().as_ref().and_then(|p| p.terminal()) == Some(true);
     if terminal && opts.console_socket.is_none() {
