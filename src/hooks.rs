@@ -115,12 +115,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("out");
         let h = hook(&format!(
-            r#"{{"path":"/bin/sh","args":["sh","-c","cat > {0}; echo \"$FOO:$PATH\" >> {0}"],"env":["FOO=bar"]}}"#,
+            r#"{{"path":"/bin/sh","args":["sh","-c","cat > {0}; echo \"$FOO:${{HOME-unset}}\" >> {0}"],"env":["FOO=bar"]}}"#,
             out.display()
         ));
         run_all("prestart", &[h], b"{\"id\":\"x\"}").unwrap();
         let got = std::fs::read_to_string(out).unwrap();
-        assert_eq!(got, "{\"id\":\"x\"}bar:\n");
+        assert_eq!(got, "{\"id\":\"x\"}bar:unset\n");
     }
 
     #[test]

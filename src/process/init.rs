@@ -13,7 +13,7 @@
 
 use std::convert::Infallible;
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::sys::socket::accept4;
 use nix::sys::socket::SockFlag;
@@ -194,11 +194,46 @@ fn start_and_exec(cfg: &InitConfig, conn: &Channel) -> Result<Infallible, String
         crate::hooks::run_all("startContainer", hooks, &state).map_err(|e| e.to_string())?;
     }
     let process = cfg.spec.process().as_ref().ok_or("process: required")?;
-    exec_user_process(process, cfg.preserve_fds, "process")
+    let hand_over = |fd: RawFd| -> Result<(), String> {
+        conn.send(sync::NOTIFY_FD, &fd.to_ne_bytes())
+            .map_err(|e| format!("linux.seccomp: pass the notify fd: {e}"))?;
+        conn.expect(sync::NOTIFY_DONE).map(|_| ())
+    };
+    let seccomp = cfg.seccomp.as_ref().map(|filter| Seccomp {
+        filter,
+        hand_over_notify_fd: &hand_over,
+    });
+    exec_user_process(process, cfg.preserve_fds, "process", seccomp.as_ref())
 }
 
-/// Step 9, shared with `exec`: identity, capabilities, no_new_privileges, cwd, fds, execve.
-pub fn exec_user_process(p: &Process, preserve_fds: u32, at: &str) -> Result<Infallible, String> {
+/// A filter to load, and how to hand its notify fd (SCMP_ACT_NOTIFY) to whoever passes it on to
+/// the seccomp agent before the process continues.
+pub struct Seccomp<'a> {
+    pub filter: &'a berth_seccomp::Compiled,
+    pub hand_over_notify_fd: &'a dyn Fn(RawFd) -> Result<(), String>,
+}
+
+fn load_seccomp(sc: &Seccomp) -> Result<(), String> {
+    let notify = sc
+        .filter
+        .load()
+        .map_err(|e| format!("linux.seccomp: {e}"))?;
+    if let Some(fd) = notify {
+        (sc.hand_over_notify_fd)(fd.as_raw_fd())?;
+    }
+    Ok(())
+}
+
+/// Step 9, shared with `exec`: identity, capabilities, no_new_privileges, seccomp, cwd, fds,
+/// execve. Without no_new_privileges the kernel only accepts a filter while the process still
+/// has CAP_SYS_ADMIN, so it is loaded before the identity switch (and the rest runs under it,
+/// as with runc); with it, the filter is loaded last, just before execve.
+pub fn exec_user_process(
+    p: &Process,
+    preserve_fds: u32,
+    at: &str,
+    seccomp: Option<&Seccomp>,
+) -> Result<Infallible, String> {
     let argv: Vec<CString> = p
         .args()
         .iter()
@@ -220,13 +255,17 @@ pub fn exec_user_process(p: &Process, preserve_fds: u32, at: &str) -> Result<Inf
         let _ = std::fs::create_dir_all(cwd);
     }
     let path = lookup(&argv[0], &env)?;
+    let nnp = p.no_new_privileges() == Some(true);
+    if let Some(sc) = seccomp.filter(|_| !nnp) {
+        load_seccomp(sc)?;
+    }
 
     capabilities::apply_bounding(p.capabilities().as_ref())?;
     capabilities::keep_caps(true)?;
     identity::switch(&ident)?;
     capabilities::keep_caps(false)?;
     capabilities::apply(p.capabilities().as_ref())?;
-    if p.no_new_privileges() == Some(true) {
+    if nnp {
         set_no_new_privs()?;
     }
     nix::unistd::chdir(cwd).map_err(|e| format!("{at}.cwd: chdir to {cwd:?}: {e}"))?;
@@ -238,6 +277,9 @@ pub fn exec_user_process(p: &Process, preserve_fds: u32, at: &str) -> Result<Inf
             unsafe_borrow(fd),
             nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
         );
+    }
+    if let Some(sc) = seccomp.filter(|_| nnp) {
+        load_seccomp(sc)?;
     }
     let err = nix::unistd::execve(&path, &argv, &envp).unwrap_err();
     Err(format!("exec {:?}: {err}", argv[0]))
