@@ -393,21 +393,37 @@ pub fn load_spec(c: &Container) -> Result<Spec> {
 }
 
 /// Sends `sig` to the init (or, with `all`, to every process in the container's cgroup).
+/// With `all`, the cgroup is frozen while it is signalled so no process escapes by forking (as
+/// runc; a stopped container may still have processes when it shared the host's pid namespace).
+/// SIGKILL to a paused container thaws it, so that it dies.
 pub fn kill(c: &Container, sig: i32, all: bool) -> Result<()> {
-    c.require(&[Status::Created, Status::Running, Status::Paused], "kill")?;
+    let status = if all {
+        c.require(
+            &[
+                Status::Created,
+                Status::Running,
+                Status::Paused,
+                Status::Stopped,
+            ],
+            "kill",
+        )?
+    } else {
+        c.require(&[Status::Created, Status::Running, Status::Paused], "kill")?
+    };
     let st = c.state.as_ref().expect("live container has state");
     if all {
         if let Some(rec) = &st.cgroup {
-            let m = cgroups::from_record(rec);
-            for pid in m.pids()? {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::try_from(sig).ok(),
-                );
-            }
+            cgroups::from_record(rec).signal_all(sig)?;
+        }
+        return Ok(());
+    }
+    signal_init(st, sig)?;
+    if status == Status::Paused && sig == libc::SIGKILL {
+        if let Some(rec) = &st.cgroup {
+            cgroups::from_record(rec).thaw()?;
         }
     }
-    signal_init(st, sig)
+    Ok(())
 }
 
 /// Signals the init through a pidfd whose start time has been checked: never a reused pid.
@@ -459,19 +475,20 @@ pub fn delete(c: Container, force: bool) -> Result<()> {
         if status != Status::Stopped {
             if force {
                 if let Some(rec) = &st.cgroup {
-                    let m = cgroups::from_record(rec);
-                    for pid in m.pids().unwrap_or_default() {
-                        let _ = nix::sys::signal::kill(
-                            nix::unistd::Pid::from_raw(pid),
-                            nix::sys::signal::Signal::SIGKILL,
-                        );
-                    }
+                    // Freeze-kill-thaw (or cgroup.kill): also ends a paused container.
+                    let _ = cgroups::from_record(rec).signal_all(libc::SIGKILL);
                 }
             }
             kill_and_wait(st)?;
         }
         if let Some(rec) = &st.cgroup {
-            cgroups::from_record(rec).destroy()?;
+            let m = cgroups::from_record(rec);
+            // Processes left behind (a container sharing the host's pid namespace) go with the
+            // container, as with runc.
+            if m.pids().is_ok_and(|p| !p.is_empty()) {
+                let _ = m.signal_all(libc::SIGKILL);
+            }
+            m.destroy()?;
         }
     }
     let state = c.state.clone();
