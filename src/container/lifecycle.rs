@@ -95,6 +95,20 @@ pub fn create(root: &Path, id: &str, opts: &CreateOptions) -> Result<Container> 
         Err(e) => {
             let _ = cgroup.destroy();
             let _ = c.remove();
+            // runtime-spec lifecycle: a failed create continues at "destroy", then poststop.
+            if let Some(h) = spec.hooks().as_ref().and_then(|h| h.poststop().as_ref()) {
+                let st = StoredState {
+                    id: id.to_string(),
+                    pid: 0,
+                    start_time: 0,
+                    bundle: dir.clone(),
+                    rootfs: rootfs.clone(),
+                    created: String::new(),
+                    annotations: BTreeMap::new(),
+                    cgroup: None,
+                };
+                crate::hooks::run_all_warn("poststop", h, &hook_state(&st, Status::Stopped));
+            }
             Err(e)
         }
     }
@@ -202,7 +216,7 @@ impl process::Parent for ParentSide<'_> {
         Ok(process::write_id_maps(self.spec, pid)?)
     }
 
-    fn run_hooks(&mut self, pid: i32) -> Result<()> {
+    fn run_hooks(&mut self, pid: i32) -> Result<Vec<u8>> {
         self.st.pid = pid;
         let state = hook_state(self.st, Status::Creating);
         if let Some(h) = self.spec.hooks() {
@@ -214,7 +228,7 @@ impl process::Parent for ParentSide<'_> {
                 crate::hooks::run_all("createRuntime", c, &state)?;
             }
         }
-        Ok(())
+        Ok(state)
     }
 }
 
@@ -292,9 +306,7 @@ pub fn start(c: &mut Container) -> Result<()> {
     }
     let spec = load_spec(c)?;
     if let Some(h) = spec.hooks().as_ref().and_then(|h| h.poststart().as_ref()) {
-        if let Err(e) = crate::hooks::run_all("poststart", h, &hook_state(&st, Status::Running)) {
-            crate::logging::warn(e.to_string());
-        }
+        crate::hooks::run_all_warn("poststart", h, &hook_state(&st, Status::Running));
     }
     Ok(())
 }
@@ -391,10 +403,7 @@ pub fn delete(c: Container, force: bool) -> Result<()> {
     c.remove()?;
     if let (Some(spec), Some(st)) = (spec, state) {
         if let Some(h) = spec.hooks().as_ref().and_then(|h| h.poststop().as_ref()) {
-            if let Err(e) = crate::hooks::run_all("poststop", h, &hook_state(&st, Status::Stopped))
-            {
-                crate::logging::warn(e.to_string());
-            }
+            crate::hooks::run_all_warn("poststop", h, &hook_state(&st, Status::Stopped));
         }
     }
     Ok(())

@@ -249,11 +249,7 @@ pub fn derive_status(dir: &Path, st: &StoredState) -> Status {
         Some((start, state)) if start == st.start_time && state != 'Z' && state != 'X' => {
             if dir.join(START_SOCKET).exists() {
                 Status::Created
-            } else if st
-                .cgroup
-                .as_ref()
-                .is_some_and(|c| crate::cgroups::is_frozen(c))
-            {
+            } else if st.cgroup.as_ref().is_some_and(crate::cgroups::is_frozen) {
                 Status::Paused
             } else {
                 Status::Running
