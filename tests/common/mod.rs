@@ -687,3 +687,17 @@ impl Runtime {
         output_timeout(cmd, Duration::from_secs(30))
     }
 }
+
+/// The fds a process had, from the output of `exec ls /proc/self/fd` run as that process:
+/// sorted, without the directory fd ls itself opened (the last one: the lowest free fd after
+/// the inherited ones, or, if more were leaked, still a number that shows the leak). A shell
+/// is not asked directly: busybox sh holds transient fds while it forks commands.
+pub fn fd_list(ls: &str) -> Vec<i32> {
+    let mut v: Vec<i32> = ls
+        .split_whitespace()
+        .filter_map(|s| s.parse().ok())
+        .collect();
+    v.sort_unstable();
+    v.pop();
+    v
+}
