@@ -128,7 +128,6 @@ fn build(
         &serde_json::to_vec(spec).expect("spec serialises"),
     )?;
     let listener = listen_start(c)?;
-    cgroup.create()?;
     let annotations: BTreeMap<String, String> = spec
         .annotations()
         .iter()
@@ -145,6 +144,10 @@ fn build(
         annotations,
         cgroup: Some(cgroup.record()),
     };
+    // Saved before the first system-wide side effect (pid 0: no process yet), so that if this
+    // very process is killed half-way, `delete --force` still finds the cgroup to remove.
+    c.save(st.clone())?;
+    cgroup.create()?;
     #[allow(deprecated)]
     let parent_hooks = spec.hooks().as_ref().is_some_and(|h| {
         h.prestart().as_ref().is_some_and(|v| !v.is_empty())
@@ -353,18 +356,43 @@ fn signal_init(st: &StoredState, sig: i32) -> Result<()> {
     }
 }
 
-/// Kills the init with SIGKILL and waits (on its pidfd: no polling loop) until it is gone.
-fn kill_and_wait(st: &StoredState) -> Result<()> {
-    let Ok(pidfd) = crate::linux::sys::pidfd_open(st.pid) else {
-        return Ok(());
-    };
-    if proc_stat(st.pid).map(|s| s.0) != Some(st.start_time) {
-        return Ok(());
+/// Kills the init (if it is still the container's) and then every process left in the
+/// container's cgroup with SIGKILL, and waits on their pidfds (blocking, no polling loop) until
+/// they are gone, so that the cgroup can be removed. Without a pid namespace the init's death
+/// does not take its descendants with it: they are killed one by one, as runc does, in rounds
+/// while new ones appear.
+fn kill_all_and_wait(st: &StoredState) {
+    use crate::linux::sys::{pidfd_open, pidfd_send_signal};
+    let mut fds = Vec::new();
+    if let Ok(fd) = pidfd_open(st.pid) {
+        // The pidfd pins the process; check it is still ours.
+        if proc_stat(st.pid).map(|s| s.0) == Some(st.start_time) {
+            let _ = pidfd_send_signal(fd.as_raw_fd(), libc::SIGKILL);
+            fds.push(fd);
+        }
     }
-    let _ = crate::linux::sys::pidfd_send_signal(pidfd.as_raw_fd(), libc::SIGKILL);
-    let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
-    let _ = poll(&mut fds, PollTimeout::from(10_000u16));
-    Ok(())
+    wait_exited(&fds);
+    let Some(rec) = &st.cgroup else { return };
+    let m = cgroups::from_record(rec);
+    for _ in 0..10 {
+        let pids = m.pids().unwrap_or_default();
+        if pids.is_empty() {
+            break;
+        }
+        let fds: Vec<OwnedFd> = pids.iter().filter_map(|p| pidfd_open(*p).ok()).collect();
+        for fd in &fds {
+            let _ = pidfd_send_signal(fd.as_raw_fd(), libc::SIGKILL);
+        }
+        wait_exited(&fds);
+    }
+}
+
+/// Blocks until every process behind `pidfds` has exited (10 s at most each).
+fn wait_exited(pidfds: &[OwnedFd]) {
+    for fd in pidfds {
+        let mut p = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+        let _ = poll(&mut p, PollTimeout::from(10_000u16));
+    }
 }
 
 /// Deletes a container: with `force`, kills it first. Removes its cgroup and state, then runs
@@ -381,20 +409,8 @@ pub fn delete(c: Container, force: bool) -> Result<()> {
     }
     let spec = load_spec(&c).ok();
     if let Some(st) = &c.state {
-        if status != Status::Stopped {
-            if force {
-                if let Some(rec) = &st.cgroup {
-                    let m = cgroups::from_record(rec);
-                    for pid in m.pids().unwrap_or_default() {
-                        let _ = nix::sys::signal::kill(
-                            nix::unistd::Pid::from_raw(pid),
-                            nix::sys::signal::Signal::SIGKILL,
-                        );
-                    }
-                }
-            }
-            kill_and_wait(st)?;
-        }
+        // A stopped container may still have processes in its cgroup (no pid namespace).
+        kill_all_and_wait(st);
         if let Some(rec) = &st.cgroup {
             cgroups::from_record(rec).destroy()?;
         }

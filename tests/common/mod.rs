@@ -82,6 +82,7 @@ impl Runtime {
 
 impl Drop for Runtime {
     fn drop(&mut self) {
+        let mut all = self.ids();
         for id in self.ids() {
             let _ = self.berth(&["delete", "--force", &id]);
         }
@@ -90,9 +91,56 @@ impl Drop for Runtime {
             for e in rd.flatten() {
                 let id = e.file_name().to_string_lossy().into_owned();
                 let _ = self.berth(&["delete", "--force", &id]);
+                all.push(id);
             }
         }
+        // Last resort when the runtime under test failed to clean up: kill what is left in
+        // the containers' cgroups (named after their ids) and remove them, so that a failing
+        // test still leaves the machine clean.
+        for id in all {
+            force_remove_cgroups(&id);
+        }
     }
+}
+
+/// Kills every process in `<hierarchy>/<id>` of each cgroup hierarchy and removes the
+/// directories (test cleanup only).
+pub fn force_remove_cgroups(id: &str) {
+    if id.is_empty() || id.contains('/') || id.starts_with('.') {
+        return;
+    }
+    for h in cgroup_hierarchies_of_host() {
+        let d = h.join(id);
+        if !d.is_dir() {
+            continue;
+        }
+        for _ in 0..50 {
+            let procs = std::fs::read_to_string(d.join("cgroup.procs")).unwrap_or_default();
+            for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+                // SAFETY: kill(2) with integer arguments.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+            if std::fs::remove_dir(&d).is_ok() || !d.exists() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+/// The cgroup hierarchy mount points of the host (cgroup v1 controllers and cgroup2).
+fn cgroup_hierarchies_of_host() -> Vec<PathBuf> {
+    let Ok(mi) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return vec![];
+    };
+    mi.lines()
+        .filter_map(|l| {
+            let (pre, post) = l.split_once(" - ")?;
+            let fstype = post.split(' ').next()?;
+            let mp = pre.split(' ').nth(4)?;
+            (fstype == "cgroup" || fstype == "cgroup2").then(|| PathBuf::from(mp))
+        })
+        .collect()
 }
 
 /// An OCI bundle with a busybox root filesystem and the `berth spec` defaults (terminal off).
