@@ -113,14 +113,32 @@ fn libseccomp_version() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
+/// clap's multi-line usage error as one line: its first paragraph without the "error: " prefix
+/// (e.g. "the following required arguments were not provided: <ID>"), then a pointer to --help.
+fn usage_error_line(rendered: &str) -> String {
+    let first: Vec<&str> = rendered
+        .lines()
+        .take_while(|l| !l.trim().is_empty())
+        .map(str::trim)
+        .collect();
+    let text = first.join(" ");
+    let text = text.strip_prefix("error: ").unwrap_or(&text);
+    format!("{text} (see berth --help)")
+}
+
 /// Parses the command line, runs the command, reports any error; returns the exit code.
 pub fn main() -> i32 {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
-        Err(e) => {
-            let code = if e.use_stderr() { 1 } else { 0 };
+        Err(e) if !e.use_stderr() => {
+            // --help and friends.
             let _ = e.print();
-            return code;
+            return 0;
+        }
+        Err(e) => {
+            // One line, like every other Berth error (runc also exits 1 here).
+            eprintln!("berth: {}", usage_error_line(&e.render().to_string()));
+            return 1;
         }
     };
     let g = &cli.global;
@@ -176,6 +194,16 @@ mod tests {
     #[test]
     fn command_line_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn usage_errors_fit_on_one_line() {
+        let e = Cli::try_parse_from(["berth", "list", "--bogus"]).unwrap_err();
+        let l = usage_error_line(&e.render().to_string());
+        assert!(!l.contains('\n') && l.contains("'--bogus'"), "{l}");
+        let e = Cli::try_parse_from(["berth", "state"]).unwrap_err();
+        let l = usage_error_line(&e.render().to_string());
+        assert!(l.contains("<ID>") && !l.starts_with("error"), "{l}");
     }
 
     #[test]

@@ -94,9 +94,9 @@ pub fn create(root: &Path, id: &str, opts: &CreateOptions) -> Result<Container> 
     // First side effect: the container directory (fails if the id is taken).
     let mut c = Container::create(root, id)?;
     let checked = Checked {
-        bundle: dir,
-        rootfs,
-        spec,
+        bundle: &dir,
+        rootfs: &rootfs,
+        spec: &spec,
         console,
         seccomp,
     };
@@ -105,23 +105,37 @@ pub fn create(root: &Path, id: &str, opts: &CreateOptions) -> Result<Container> 
         Err(e) => {
             let _ = cgroup.destroy();
             let _ = c.remove();
+            // runtime-spec lifecycle: a failed create continues at "destroy", then poststop.
+            if let Some(h) = spec.hooks().as_ref().and_then(|h| h.poststop().as_ref()) {
+                let st = StoredState {
+                    id: id.to_string(),
+                    pid: 0,
+                    start_time: 0,
+                    bundle: dir.clone(),
+                    rootfs: rootfs.clone(),
+                    created: String::new(),
+                    annotations: BTreeMap::new(),
+                    cgroup: None,
+                };
+                crate::hooks::run_all_warn("poststop", h, &hook_state(&st, Status::Stopped));
+            }
             Err(e)
         }
     }
 }
 
 /// What `create` has validated and prepared before its first side effect.
-struct Checked {
-    bundle: PathBuf,
-    rootfs: PathBuf,
-    spec: Spec,
+struct Checked<'a> {
+    bundle: &'a Path,
+    rootfs: &'a Path,
+    spec: &'a Spec,
     console: Option<OwnedFd>,
     seccomp: Option<berth_seccomp::Compiled>,
 }
 
 fn build(
     c: &mut Container,
-    checked: Checked,
+    checked: Checked<'_>,
     cgroup: &dyn Manager,
     opts: &CreateOptions,
 ) -> Result<()> {
@@ -132,13 +146,11 @@ fn build(
         console,
         seccomp,
     } = checked;
-    let (bundle, rootfs, spec) = (bundle.as_path(), rootfs.as_path(), &spec);
     c.write_file(
         CONFIG_FILE,
         &serde_json::to_vec(spec).expect("spec serialises"),
     )?;
     let listener = listen_start(c)?;
-    cgroup.create()?;
     let annotations: BTreeMap<String, String> = spec
         .annotations()
         .iter()
@@ -155,6 +167,10 @@ fn build(
         annotations,
         cgroup: Some(cgroup.record()),
     };
+    // Saved before the first system-wide side effect (pid 0: no process yet), so that if this
+    // very process is killed half-way, `delete --force` still finds the cgroup to remove.
+    c.save(st.clone())?;
+    cgroup.create()?;
     #[allow(deprecated)]
     let parent_hooks = spec.hooks().as_ref().is_some_and(|h| {
         h.prestart().as_ref().is_some_and(|v| !v.is_empty())
@@ -248,7 +264,7 @@ impl process::Parent for ParentSide<'_> {
         Ok(process::write_id_maps(self.spec, pid)?)
     }
 
-    fn run_hooks(&mut self, pid: i32) -> Result<()> {
+    fn run_hooks(&mut self, pid: i32) -> Result<Vec<u8>> {
         self.st.pid = pid;
         let state = hook_state(self.st, Status::Creating);
         if let Some(h) = self.spec.hooks() {
@@ -260,7 +276,7 @@ impl process::Parent for ParentSide<'_> {
                 crate::hooks::run_all("createRuntime", c, &state)?;
             }
         }
-        Ok(())
+        Ok(state)
     }
 }
 
@@ -351,9 +367,7 @@ pub fn start(c: &mut Container) -> Result<()> {
     let _ = std::fs::remove_file(c.start_socket());
     result?;
     if let Some(h) = spec.hooks().as_ref().and_then(|h| h.poststart().as_ref()) {
-        if let Err(e) = crate::hooks::run_all("poststart", h, &hook_state(&st, Status::Running)) {
-            crate::logging::warn(e.to_string());
-        }
+        crate::hooks::run_all_warn("poststart", h, &hook_state(&st, Status::Running));
     }
     Ok(())
 }
@@ -444,18 +458,43 @@ fn signal_init(st: &StoredState, sig: i32) -> Result<()> {
     }
 }
 
-/// Kills the init with SIGKILL and waits (on its pidfd: no polling loop) until it is gone.
-fn kill_and_wait(st: &StoredState) -> Result<()> {
-    let Ok(pidfd) = crate::linux::sys::pidfd_open(st.pid) else {
-        return Ok(());
-    };
-    if proc_stat(st.pid).map(|s| s.0) != Some(st.start_time) {
-        return Ok(());
+/// Kills the init (if it is still the container's) and then every process left in the
+/// container's cgroup with SIGKILL, and waits on their pidfds (blocking, no polling loop) until
+/// they are gone, so that the cgroup can be removed. Without a pid namespace the init's death
+/// does not take its descendants with it: they are killed one by one, as runc does, in rounds
+/// while new ones appear.
+fn kill_all_and_wait(st: &StoredState) {
+    use crate::linux::sys::{pidfd_open, pidfd_send_signal};
+    let mut fds = Vec::new();
+    if let Ok(fd) = pidfd_open(st.pid) {
+        // The pidfd pins the process; check it is still ours.
+        if proc_stat(st.pid).map(|s| s.0) == Some(st.start_time) {
+            let _ = pidfd_send_signal(fd.as_raw_fd(), libc::SIGKILL);
+            fds.push(fd);
+        }
     }
-    let _ = crate::linux::sys::pidfd_send_signal(pidfd.as_raw_fd(), libc::SIGKILL);
-    let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
-    let _ = poll(&mut fds, PollTimeout::from(10_000u16));
-    Ok(())
+    wait_exited(&fds);
+    let Some(rec) = &st.cgroup else { return };
+    let m = cgroups::from_record(rec);
+    for _ in 0..10 {
+        let pids = m.pids().unwrap_or_default();
+        if pids.is_empty() {
+            break;
+        }
+        let fds: Vec<OwnedFd> = pids.iter().filter_map(|p| pidfd_open(*p).ok()).collect();
+        for fd in &fds {
+            let _ = pidfd_send_signal(fd.as_raw_fd(), libc::SIGKILL);
+        }
+        wait_exited(&fds);
+    }
+}
+
+/// Blocks until every process behind `pidfds` has exited (10 s at most each).
+fn wait_exited(pidfds: &[OwnedFd]) {
+    for fd in pidfds {
+        let mut p = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+        let _ = poll(&mut p, PollTimeout::from(10_000u16));
+    }
 }
 
 /// Deletes a container: with `force`, kills it first. Removes its cgroup and state, then runs
@@ -472,33 +511,21 @@ pub fn delete(c: Container, force: bool) -> Result<()> {
     }
     let spec = load_spec(&c).ok();
     if let Some(st) = &c.state {
-        if status != Status::Stopped {
-            if force {
-                if let Some(rec) = &st.cgroup {
-                    // Freeze-kill-thaw (or cgroup.kill): also ends a paused container.
-                    let _ = cgroups::from_record(rec).signal_all(libc::SIGKILL);
-                }
-            }
-            kill_and_wait(st)?;
+        if let Some(rec) = st.cgroup.as_ref().filter(|_| status != Status::Stopped) {
+            // Freeze-kill-thaw (or cgroup.kill): also ends a paused container.
+            let _ = cgroups::from_record(rec).signal_all(libc::SIGKILL);
         }
+        // A stopped container may still have processes in its cgroup (no pid namespace).
+        kill_all_and_wait(st);
         if let Some(rec) = &st.cgroup {
-            let m = cgroups::from_record(rec);
-            // Processes left behind (a container sharing the host's pid namespace) go with the
-            // container, as with runc.
-            if m.pids().is_ok_and(|p| !p.is_empty()) {
-                let _ = m.signal_all(libc::SIGKILL);
-            }
-            m.destroy()?;
+            cgroups::from_record(rec).destroy()?;
         }
     }
     let state = c.state.clone();
     c.remove()?;
     if let (Some(spec), Some(st)) = (spec, state) {
         if let Some(h) = spec.hooks().as_ref().and_then(|h| h.poststop().as_ref()) {
-            if let Err(e) = crate::hooks::run_all("poststop", h, &hook_state(&st, Status::Stopped))
-            {
-                crate::logging::warn(e.to_string());
-            }
+            crate::hooks::run_all_warn("poststop", h, &hook_state(&st, Status::Stopped));
         }
     }
     Ok(())

@@ -130,7 +130,8 @@ fn setup(cfg: &InitConfig, ch: &Channel) -> Result<Channel, String> {
             .as_ref()
             .and_then(|h| h.create_container().as_ref())
         {
-            crate::hooks::run_all("createContainer", hooks, &state).map_err(|e| e.to_string())?;
+            crate::hooks::run_all("createContainer", hooks, &seen_from_inside(&state))
+                .map_err(|e| e.to_string())?;
         }
     }
 
@@ -169,6 +170,8 @@ fn setup(cfg: &InitConfig, ch: &Channel) -> Result<Channel, String> {
         join_session_keyring(cfg.id);
     }
     identity::apply_process_limits(process)?;
+    // As runc does, a program that cannot be found fails `create`, not `start`.
+    check_executable(process)?;
 
     // 8. Created: wait for start.
     ch.send(sync::READY, &[]).map_err(|e| e.to_string())?;
@@ -191,7 +194,8 @@ fn start_and_exec(cfg: &InitConfig, conn: &Channel) -> Result<Infallible, String
         .as_ref()
         .and_then(|h| h.start_container().as_ref())
     {
-        crate::hooks::run_all("startContainer", hooks, &state).map_err(|e| e.to_string())?;
+        crate::hooks::run_all("startContainer", hooks, &seen_from_inside(&state))
+            .map_err(|e| e.to_string())?;
     }
     let process = cfg.spec.process().as_ref().ok_or("process: required")?;
     let hand_over = |fd: RawFd| -> Result<(), String> {
@@ -283,6 +287,42 @@ pub fn exec_user_process(
     }
     let err = nix::unistd::execve(&path, &argv, &envp).unwrap_err();
     Err(format!("exec {:?}: {err}", argv[0]))
+}
+
+/// The state JSON as hooks in the container's namespaces must see it: runtime-spec "State":
+/// "For hooks executed in the container namespace, it is the pid as seen by the container."
+fn seen_from_inside(state: &[u8]) -> Vec<u8> {
+    match serde_json::from_slice::<serde_json::Value>(state) {
+        Ok(mut v) if v.is_object() => {
+            v["pid"] = std::process::id().into();
+            serde_json::to_vec(&v).unwrap_or_else(|_| state.to_vec())
+        }
+        _ => state.to_vec(),
+    }
+}
+
+/// Checks, in the container's root, that `process.args[0]` names an executable file (found
+/// through the container's PATH when it has no '/'). A path relative to the cwd is left to
+/// execve, since the cwd is entered later.
+fn check_executable(p: &Process) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(arg0) = p.args().as_ref().and_then(|a| a.first()) else {
+        return Ok(());
+    };
+    if arg0.contains('/') && !arg0.starts_with('/') {
+        return Ok(());
+    }
+    let prog = CString::new(arg0.as_bytes()).map_err(|_| "process.args[0]: contains a NUL byte")?;
+    let env = p.env().clone().unwrap_or_default();
+    let path = lookup(&prog, &env).map_err(|e| format!("process.args[0]: {e}"))?;
+    let path = path.to_string_lossy();
+    match std::fs::metadata(&*path) {
+        Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => Ok(()),
+        Ok(_) => Err(format!(
+            "process.args[0]: {path:?} is not an executable file"
+        )),
+        Err(e) => Err(format!("process.args[0]: {path:?}: {e}")),
+    }
 }
 
 /// Finds the program like execvp, using the container's PATH from `env`.

@@ -66,8 +66,9 @@ pub trait Parent {
     fn placed(&mut self, pid: i32, write_maps: bool) -> Result<(), crate::error::Error>;
     /// Called when the child asks for its id maps (it made its user namespace itself).
     fn write_maps(&mut self, pid: i32) -> Result<(), crate::error::Error>;
-    /// prestart + createRuntime hooks (the child waits, before pivot_root).
-    fn run_hooks(&mut self, pid: i32) -> Result<(), crate::error::Error>;
+    /// prestart + createRuntime hooks (the child waits, before pivot_root). Returns the state
+    /// JSON they were given, which the child passes on to its createContainer hooks.
+    fn run_hooks(&mut self, pid: i32) -> Result<Vec<u8>, crate::error::Error>;
 }
 
 /// Clones the container's init, drives its setup to READY, and returns its host pid. On any
@@ -136,8 +137,8 @@ fn drive(
                 let _ = waitpid(Pid::from_raw(child), None);
             }
             Some((sync::HOOKS, _)) => {
-                parent.run_hooks(*init_pid)?;
-                ch.send(sync::HOOKS_DONE, &[]).map_err(sys("sync"))?;
+                let state = parent.run_hooks(*init_pid)?;
+                ch.send(sync::HOOKS_DONE, &state).map_err(sys("sync"))?;
             }
             Some((t, _)) => {
                 return Err(init_err(format!(

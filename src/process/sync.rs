@@ -17,7 +17,7 @@ pub const MAPS_DONE: u8 = b'm';
 pub const PID: u8 = b'P';
 /// Child → parent: mounts are ready; run prestart/createRuntime hooks before pivot_root.
 pub const HOOKS: u8 = b'H';
-/// Parent → child: those hooks ran.
+/// Parent → child: those hooks ran; the payload is the state JSON for createContainer hooks.
 pub const HOOKS_DONE: u8 = b'h';
 /// Child → parent: the container is created and waits for start.
 pub const READY: u8 = b'R';
