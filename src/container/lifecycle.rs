@@ -181,6 +181,7 @@ fn build(
         id: &c.id,
         spec,
         rootfs,
+        bundle,
         ns: NsPlan::from_spec(spec),
         no_pivot: opts.no_pivot,
         no_new_keyring: opts.no_new_keyring,

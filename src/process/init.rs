@@ -110,6 +110,7 @@ fn setup(cfg: &InitConfig, ch: &Channel) -> Result<Channel, String> {
     // 4. Mounts, before pivot_root.
     let ropts = rootfs::Options {
         no_pivot: cfg.no_pivot,
+        bundle: cfg.bundle,
     };
     let has_mount_ns = ns.new_mount
         || ns
@@ -150,6 +151,12 @@ fn setup(cfg: &InitConfig, ch: &Channel) -> Result<Channel, String> {
             .ok_or("process.terminal is set but no --console-socket was given")?;
         console::setup(sock, process.console_size()).map_err(|e| format!("console: {e}"))?;
     }
+    // sysctls go before finish(): linux.readonlyPaths usually makes /proc/sys read-only.
+    if let Some(sysctl) = cfg.spec.linux().as_ref().and_then(|l| l.sysctl().as_ref()) {
+        for (k, v) in sysctl {
+            rootfs::write_sysctl(k, v).map_err(|e| format!("linux.sysctl.{k}: {e}"))?;
+        }
+    }
     if has_mount_ns {
         rootfs::finish(cfg.spec).map_err(|e| e.to_string())?;
     }
@@ -160,11 +167,6 @@ fn setup(cfg: &InitConfig, ch: &Channel) -> Result<Channel, String> {
     }
     if let Some(d) = cfg.spec.domainname().as_deref().filter(|d| !d.is_empty()) {
         set_domainname(d)?;
-    }
-    if let Some(sysctl) = cfg.spec.linux().as_ref().and_then(|l| l.sysctl().as_ref()) {
-        for (k, v) in sysctl {
-            rootfs::write_sysctl(k, v).map_err(|e| format!("linux.sysctl.{k}: {e}"))?;
-        }
     }
     if !cfg.no_new_keyring {
         join_session_keyring(cfg.id);

@@ -42,6 +42,8 @@ pub struct InitConfig<'a> {
     pub id: &'a str,
     pub spec: &'a Spec,
     pub rootfs: &'a Path,
+    /// The bundle directory (relative bind-mount sources are relative to it).
+    pub bundle: &'a Path,
     pub ns: NsPlan,
     pub no_pivot: bool,
     pub no_new_keyring: bool,
