@@ -35,6 +35,23 @@ pub fn run_all(kind: &'static str, hooks: &[Hook], state_json: &[u8]) -> Result<
     Ok(())
 }
 
+/// Runs every hook of `hooks`, logging a warning for each that fails: the runtime-spec's rule for
+/// poststart and poststop hooks ("the remaining hooks and lifecycle continue as if the hook had
+/// succeeded").
+pub fn run_all_warn(kind: &'static str, hooks: &[Hook], state_json: &[u8]) {
+    for (index, hook) in hooks.iter().enumerate() {
+        if let Err(msg) = run_one(hook, state_json) {
+            let e = HookError::Failed {
+                kind,
+                index,
+                path: hook.path().display().to_string(),
+                msg,
+            };
+            crate::logging::warn(e.to_string());
+        }
+    }
+}
+
 fn memfd(name: &str) -> Result<std::fs::File, String> {
     use nix::sys::memfd::{memfd_create, MFdFlags};
     let fd = memfd_create(name, MFdFlags::MFD_CLOEXEC).map_err(|e| format!("memfd: {e}"))?;
@@ -115,12 +132,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("out");
         let h = hook(&format!(
-            r#"{{"path":"/bin/sh","args":["sh","-c","cat > {0}; echo \"$FOO:$PATH\" >> {0}"],"env":["FOO=bar"]}}"#,
+            r#"{{"path":"/bin/sh","args":["sh","-c","cat > {0}; env | grep -v ^PWD= >> {0}"],"env":["FOO=bar"]}}"#,
             out.display()
         ));
         run_all("prestart", &[h], b"{\"id\":\"x\"}").unwrap();
         let got = std::fs::read_to_string(out).unwrap();
-        assert_eq!(got, "{\"id\":\"x\"}bar:\n");
+        assert_eq!(got, "{\"id\":\"x\"}FOO=bar\n");
     }
 
     #[test]

@@ -19,7 +19,8 @@ pub struct Args {
 
 pub fn parse_signal(s: &str) -> Result<i32, Error> {
     if let Ok(n) = s.parse::<i32>() {
-        if (1..=64).contains(&n) {
+        // 0 is kill(2)'s existence check; runc accepts it too.
+        if (0..=64).contains(&n) {
             return Ok(n);
         }
         return Err(Error::Usage(format!("invalid signal number {n}")));
@@ -65,7 +66,8 @@ mod tests {
         assert_eq!(parse_signal("15").unwrap(), 15);
         assert_eq!(parse_signal("SIGRTMIN+1").unwrap(), libc::SIGRTMIN() + 1);
         assert!(parse_signal("SIGFOO").is_err());
-        assert!(parse_signal("0").is_err());
+        assert_eq!(parse_signal("0").unwrap(), 0);
+        assert!(parse_signal("-1").is_err());
         assert!(parse_signal("99").is_err());
     }
 }

@@ -3,12 +3,17 @@
 
 mod create;
 mod delete;
+mod events;
 mod kill;
 mod list;
+mod pause;
+mod ps;
+mod resume;
 mod run;
 mod spec;
 mod start;
 mod state;
+mod update;
 
 use std::path::PathBuf;
 
@@ -75,6 +80,16 @@ pub enum Cmd {
     List(list::Args),
     /// Write a default config.json
     Spec(spec::Args),
+    /// Suspend every process of a container
+    Pause(pause::Args),
+    /// Resume a paused container
+    Resume(resume::Args),
+    /// Change a container's resource limits
+    Update(Box<update::Args>),
+    /// Print a container's resource usage and OOM events as JSON lines
+    Events(events::Args),
+    /// List a container's processes
+    Ps(ps::Args),
 }
 
 fn version_text() -> String {
@@ -98,14 +113,32 @@ fn libseccomp_version() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
+/// clap's multi-line usage error as one line: its first paragraph without the "error: " prefix
+/// (e.g. "the following required arguments were not provided: <ID>"), then a pointer to --help.
+fn usage_error_line(rendered: &str) -> String {
+    let first: Vec<&str> = rendered
+        .lines()
+        .take_while(|l| !l.trim().is_empty())
+        .map(str::trim)
+        .collect();
+    let text = first.join(" ");
+    let text = text.strip_prefix("error: ").unwrap_or(&text);
+    format!("{text} (see berth --help)")
+}
+
 /// Parses the command line, runs the command, reports any error; returns the exit code.
 pub fn main() -> i32 {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
-        Err(e) => {
-            let code = if e.use_stderr() { 1 } else { 0 };
+        Err(e) if !e.use_stderr() => {
+            // --help and friends.
             let _ = e.print();
-            return code;
+            return 0;
+        }
+        Err(e) => {
+            // One line, like every other Berth error (runc also exits 1 here).
+            eprintln!("berth: {}", usage_error_line(&e.render().to_string()));
+            return 1;
         }
     };
     let g = &cli.global;
@@ -145,6 +178,11 @@ fn dispatch(g: &Global, cmd: Cmd) -> Result<i32, Error> {
         Cmd::Delete(a) => delete::run(g, a),
         Cmd::List(a) => list::run(g, a),
         Cmd::Spec(a) => spec::run(g, a),
+        Cmd::Pause(a) => pause::run(g, a),
+        Cmd::Resume(a) => resume::run(g, a),
+        Cmd::Update(a) => update::run(g, *a),
+        Cmd::Events(a) => events::run(g, a),
+        Cmd::Ps(a) => ps::run(g, a),
     }
 }
 
@@ -156,6 +194,16 @@ mod tests {
     #[test]
     fn command_line_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn usage_errors_fit_on_one_line() {
+        let e = Cli::try_parse_from(["berth", "list", "--bogus"]).unwrap_err();
+        let l = usage_error_line(&e.render().to_string());
+        assert!(!l.contains('\n') && l.contains("'--bogus'"), "{l}");
+        let e = Cli::try_parse_from(["berth", "state"]).unwrap_err();
+        let l = usage_error_line(&e.render().to_string());
+        assert!(l.contains("<ID>") && !l.starts_with("error"), "{l}");
     }
 
     #[test]

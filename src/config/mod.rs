@@ -84,6 +84,10 @@ fn parse_error(path: &str, err: &serde_json::Error) -> ConfigError {
     let msg = if let Some(rest) = text.strip_prefix("unknown variant `") {
         let value = rest.split('`').next().unwrap_or(rest);
         format!("unknown {} {value:?}", noun_for(path))
+    } else if let Some(rest) = text.strip_prefix("no variant for ") {
+        // oci-spec's capability parser: "no variant for CAP_NOPE (converted to NOPE)".
+        let value = rest.split(" (converted").next().unwrap_or(rest);
+        format!("unknown {} {value:?}", noun_for(path))
     } else {
         text.to_string()
     };

@@ -184,17 +184,6 @@ impl Container {
         }
     }
 
-    /// The pid of a live init, or None when the container has stopped.
-    pub fn live_pid(&self) -> Option<i32> {
-        let st = self.state.as_ref()?;
-        match proc_stat(st.pid) {
-            Some((start, state)) if start == st.start_time && state != 'Z' && state != 'X' => {
-                Some(st.pid)
-            }
-            _ => None,
-        }
-    }
-
     pub fn start_socket(&self) -> PathBuf {
         self.dir.join(START_SOCKET)
     }
@@ -249,11 +238,7 @@ pub fn derive_status(dir: &Path, st: &StoredState) -> Status {
         Some((start, state)) if start == st.start_time && state != 'Z' && state != 'X' => {
             if dir.join(START_SOCKET).exists() {
                 Status::Created
-            } else if st
-                .cgroup
-                .as_ref()
-                .is_some_and(|c| crate::cgroups::is_frozen(c))
-            {
+            } else if st.cgroup.as_ref().is_some_and(crate::cgroups::is_frozen) {
                 Status::Paused
             } else {
                 Status::Running

@@ -17,7 +17,7 @@ pub const MAPS_DONE: u8 = b'm';
 pub const PID: u8 = b'P';
 /// Child → parent: mounts are ready; run prestart/createRuntime hooks before pivot_root.
 pub const HOOKS: u8 = b'H';
-/// Parent → child: those hooks ran.
+/// Parent → child: those hooks ran; the payload is the state JSON for createContainer hooks.
 pub const HOOKS_DONE: u8 = b'h';
 /// Child → parent: the container is created and waits for start.
 pub const READY: u8 = b'R';
@@ -25,6 +25,10 @@ pub const READY: u8 = b'R';
 pub const ERROR: u8 = b'E';
 /// `start` → init over start.sock: run the user's process.
 pub const START: u8 = b'S';
+/// Init → `start`: a seccomp notify fd is open in the init under this number; pass it on.
+pub const NOTIFY_FD: u8 = b'N';
+/// `start` → init: the seccomp agent has the fd.
+pub const NOTIFY_DONE: u8 = b'n';
 
 pub struct Channel(pub OwnedFd);
 

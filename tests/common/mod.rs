@@ -45,7 +45,7 @@ impl Runtime {
 
     /// Runs `berth --root R ARGS…` and returns its output (stdout/stderr captured).
     pub fn berth(&self, args: &[&str]) -> Output {
-        self.cmd().args(args).output().expect("run berth")
+        capture(self.cmd().args(args))
     }
 
     /// Like [`berth`], but panics with both streams if it failed.
@@ -82,6 +82,7 @@ impl Runtime {
 
 impl Drop for Runtime {
     fn drop(&mut self) {
+        let mut all = self.ids();
         for id in self.ids() {
             let _ = self.berth(&["delete", "--force", &id]);
         }
@@ -90,9 +91,56 @@ impl Drop for Runtime {
             for e in rd.flatten() {
                 let id = e.file_name().to_string_lossy().into_owned();
                 let _ = self.berth(&["delete", "--force", &id]);
+                all.push(id);
             }
         }
+        // Last resort when the runtime under test failed to clean up: kill what is left in
+        // the containers' cgroups (named after their ids) and remove them, so that a failing
+        // test still leaves the machine clean.
+        for id in all {
+            force_remove_cgroups(&id);
+        }
     }
+}
+
+/// Kills every process in `<hierarchy>/<id>` of each cgroup hierarchy and removes the
+/// directories (test cleanup only).
+pub fn force_remove_cgroups(id: &str) {
+    if id.is_empty() || id.contains('/') || id.starts_with('.') {
+        return;
+    }
+    for h in cgroup_hierarchies_of_host() {
+        let d = h.join(id);
+        if !d.is_dir() {
+            continue;
+        }
+        for _ in 0..50 {
+            let procs = std::fs::read_to_string(d.join("cgroup.procs")).unwrap_or_default();
+            for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+                // SAFETY: kill(2) with integer arguments.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+            if std::fs::remove_dir(&d).is_ok() || !d.exists() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+/// The cgroup hierarchy mount points of the host (cgroup v1 controllers and cgroup2).
+fn cgroup_hierarchies_of_host() -> Vec<PathBuf> {
+    let Ok(mi) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return vec![];
+    };
+    mi.lines()
+        .filter_map(|l| {
+            let (pre, post) = l.split_once(" - ")?;
+            let fstype = post.split(' ').next()?;
+            let mp = pre.split(' ').nth(4)?;
+            (fstype == "cgroup" || fstype == "cgroup2").then(|| PathBuf::from(mp))
+        })
+        .collect()
 }
 
 /// An OCI bundle with a busybox root filesystem and the `berth spec` defaults (terminal off).
@@ -186,6 +234,31 @@ pub fn make_busybox_rootfs(rootfs: &Path) {
     .unwrap();
 }
 
+/// Runs `cmd` with stdout and stderr captured in temporary files, not pipes: a container's init
+/// inherits Berth's stdio and keeps it open after `create` returns (as with runc), so waiting
+/// for EOF on a pipe would wait for the container.
+pub fn capture(cmd: &mut Command) -> Output {
+    let out = tempfile::tempfile().expect("temp file");
+    let err = tempfile::tempfile().expect("temp file");
+    let status = cmd
+        .stdout(out.try_clone().unwrap())
+        .stderr(err.try_clone().unwrap())
+        .status()
+        .expect("run berth");
+    let read = |mut f: std::fs::File| {
+        use std::io::{Read, Seek};
+        let mut v = Vec::new();
+        f.rewind().unwrap();
+        f.read_to_end(&mut v).unwrap();
+        v
+    };
+    Output {
+        status,
+        stdout: read(out),
+        stderr: read(err),
+    }
+}
+
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
@@ -197,4 +270,507 @@ pub fn stderr(o: &Output) -> String {
 /// A unique container id for this test process.
 pub fn unique_id(name: &str) -> String {
     format!("{name}-{}", std::process::id())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Extensions used by the lifecycle, CLI, error, cleanup, hooks, console, namespace, process and
+// security suites and by conformance/. Everything below is additive: the API above is unchanged.
+// ---------------------------------------------------------------------------------------------
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+/// A busybox bundle running `sh -c SCRIPT`, with a writable host directory bound at `/out`
+/// (see [`Bundle::out`]) for the container to leave results in.
+///
+/// TEMPORARY — DEPENDS ON THE ROOTFS WORK: the `/sys/fs/cgroup` mount of the default spec is
+/// removed, because the minimal rootfs cut cannot mount cgroupfs on this hybrid host yet
+/// (`mounts[6]: mount cgroup on /sys/fs/cgroup: EPERM`). Once the rootfs work lands, drop the
+/// `without_cgroup_mount()` call here; tests that need the full default spec use
+/// [`Bundle::sh`] directly and are marked "depends on the rootfs work".
+pub fn sh(script: &str) -> Bundle {
+    let mut b = Bundle::sh(script);
+    b.without_cgroup_mount().with_out_mount();
+    b
+}
+
+impl Bundle {
+    /// Removes the `/sys/fs/cgroup` mount from the config (see [`sh`]).
+    pub fn without_cgroup_mount(&mut self) -> &mut Self {
+        self.edit(|c| {
+            if let Some(m) = c["mounts"].as_array_mut() {
+                m.retain(|m| m["destination"] != "/sys/fs/cgroup");
+            }
+        })
+    }
+
+    /// Host side of the container's `/out`.
+    pub fn out(&self) -> PathBuf {
+        self.dir.path().join("out")
+    }
+
+    /// Binds [`Bundle::out`] read-write at `/out` in the container (the root is read-only in
+    /// the default spec).
+    pub fn with_out_mount(&mut self) -> &mut Self {
+        let out = self.out();
+        std::fs::create_dir_all(&out).unwrap();
+        std::fs::create_dir_all(self.rootfs().join("out")).unwrap();
+        self.edit(|c| {
+            c["mounts"].as_array_mut().unwrap().push(serde_json::json!({
+                "destination": "/out", "type": "bind", "source": out,
+                "options": ["rbind", "rw"]
+            }));
+        })
+    }
+
+    /// Sets `process.args`.
+    pub fn args(&mut self, args: &[&str]) -> &mut Self {
+        self.edit(|c| c["process"]["args"] = serde_json::json!(args))
+    }
+
+    /// Removes the namespace of type `ty` from `linux.namespaces`.
+    pub fn without_namespace(&mut self, ty: &str) -> &mut Self {
+        self.edit(|c| {
+            c["linux"]["namespaces"]
+                .as_array_mut()
+                .unwrap()
+                .retain(|n| n["type"] != ty)
+        })
+    }
+
+    /// Adds (or replaces) a namespace entry.
+    pub fn namespace(&mut self, ty: &str, path: Option<&str>) -> &mut Self {
+        self.without_namespace(ty);
+        self.edit(|c| {
+            let mut n = serde_json::json!({ "type": ty });
+            if let Some(p) = path {
+                n["path"] = p.into();
+            }
+            c["linux"]["namespaces"].as_array_mut().unwrap().push(n);
+        })
+    }
+
+    pub fn path_str(&self) -> &str {
+        self.path().to_str().unwrap()
+    }
+
+    /// Reads a file the container wrote under `/out`.
+    pub fn read_out(&self, name: &str) -> String {
+        std::fs::read_to_string(self.out().join(name))
+            .unwrap_or_else(|e| panic!("read /out/{name}: {e}"))
+    }
+}
+
+impl Runtime {
+    pub fn root_str(&self) -> &str {
+        self.root.path().to_str().unwrap()
+    }
+
+    /// `berth run EXTRA… --bundle B ID`, foreground, capturing output.
+    pub fn run_with(&self, id: &str, bundle: &Bundle, extra: &[&str]) -> Output {
+        let mut args = vec!["run"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--bundle", bundle.path_str(), id]);
+        self.berth(&args)
+    }
+
+    /// `berth create --bundle B ID`, panicking on failure. The container's stdio goes to
+    /// files beside the bundle (see [`Runtime::create_detached`]).
+    pub fn create(&self, id: &str, bundle: &Bundle) {
+        self.create_detached(id, bundle, &[]).assert_ok();
+    }
+
+    /// The container's status from `berth state`.
+    pub fn status(&self, id: &str) -> String {
+        self.state(id)["status"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// Waits (up to `timeout`) until `berth state` reports `want`.
+    pub fn wait_status(&self, id: &str, want: &str, timeout: Duration) -> bool {
+        wait_until(timeout, || {
+            let o = self.berth(&["state", id]);
+            o.status.success()
+                && serde_json::from_slice::<Value>(&o.stdout).is_ok_and(|v| v["status"] == want)
+        })
+    }
+
+    /// The container's init pid from `berth state`.
+    pub fn pid(&self, id: &str) -> i32 {
+        self.state(id)["pid"].as_i64().expect("pid") as i32
+    }
+}
+
+/// Polls `f` every 10 ms until it holds or `timeout` passes (tests only; Berth never polls).
+pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + timeout;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() >= end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Waits until `path` exists.
+pub fn wait_for_file(path: &Path, timeout: Duration) -> bool {
+    wait_until(timeout, || path.exists())
+}
+
+pub const SECS5: Duration = Duration::from_secs(5);
+pub const SECS10: Duration = Duration::from_secs(10);
+
+/// True while `pid` is a live (not zombie) process.
+pub fn pid_alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => s
+            .rfind(')')
+            .and_then(|i| s[i + 2..].chars().next())
+            .is_some_and(|st| st != 'Z' && st != 'X'),
+        Err(_) => false,
+    }
+}
+
+/// The inode of `/proc/PID/ns/NS`, e.g. `net:[4026531840]`.
+pub fn ns_link(pid: i32, ns: &str) -> String {
+    std::fs::read_link(format!("/proc/{pid}/ns/{ns}"))
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Non-empty lines of `s`.
+pub fn lines(s: &str) -> Vec<&str> {
+    s.lines().filter(|l| !l.trim().is_empty()).collect()
+}
+
+/// Asserts that a failed command printed exactly one non-empty line on stderr, which contains
+/// every one of `needles`, and exited non-zero.
+pub fn assert_one_error_line(o: &Output, needles: &[&str]) {
+    let err = stderr(o);
+    assert!(
+        !o.status.success(),
+        "expected failure, got {}\nstdout: {}\nstderr: {err}",
+        o.status,
+        stdout(o)
+    );
+    let l = lines(&err);
+    assert_eq!(l.len(), 1, "expected exactly one error line, got:\n{err}");
+    for n in needles {
+        assert!(l[0].contains(n), "error line lacks {n:?}: {}", l[0]);
+    }
+}
+
+/// Every trace a container `id` created with `rt` from `bundle` could leave on the host:
+/// a state directory, a cgroup directory in any hierarchy, a mount, a process. Returns what was
+/// found (empty when clean). Scoped to this id and these paths, so tests running in parallel
+/// (and other users of the machine) do not disturb it.
+pub fn traces(rt: &Runtime, id: &str, bundle: &Bundle) -> Vec<String> {
+    let mut found = Vec::new();
+    let state = rt.root.path().join(id);
+    if state.exists() {
+        found.push(format!("state directory {}", state.display()));
+    }
+    for dir in cgroup_hierarchies() {
+        let d = dir.join(id);
+        if d.exists() {
+            found.push(format!("cgroup {}", d.display()));
+        }
+    }
+    let markers = [rt.root_str(), bundle.path_str()];
+    if let Ok(mi) = std::fs::read_to_string("/proc/self/mountinfo") {
+        for l in mi.lines().filter(|l| markers.iter().any(|m| l.contains(m))) {
+            found.push(format!("mount {l}"));
+        }
+    }
+    for (pid, cmd) in processes() {
+        if markers.iter().any(|m| cmd.contains(m)) || cmd.contains(id) {
+            found.push(format!("process {pid}: {cmd}"));
+        }
+    }
+    found
+}
+
+/// Asserts [`traces`] is empty, allowing a moment for the kernel to finish reaping.
+pub fn assert_nothing_left(rt: &Runtime, id: &str, bundle: &Bundle) {
+    let mut t = Vec::new();
+    let clean = wait_until(Duration::from_secs(2), || {
+        t = traces(rt, id, bundle);
+        t.is_empty()
+    });
+    assert!(
+        clean,
+        "container {id} left traces behind:\n{}",
+        t.join("\n")
+    );
+}
+
+/// Every cgroup hierarchy root (v1 controllers, the v2 mount), from /proc/self/mountinfo.
+pub fn cgroup_hierarchies() -> Vec<PathBuf> {
+    let Ok(mi) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return vec![];
+    };
+    mi.lines()
+        .filter_map(|l| {
+            let (pre, post) = l.split_once(" - ")?;
+            let fstype = post.split(' ').next()?;
+            let mp = pre.split(' ').nth(4)?;
+            (fstype == "cgroup" || fstype == "cgroup2").then(|| PathBuf::from(mp))
+        })
+        .collect()
+}
+
+/// (pid, command line with spaces for NULs) of every process but this one.
+pub fn processes() -> Vec<(i32, String)> {
+    let me = std::process::id() as i32;
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        if let Ok(b) = std::fs::read(e.path().join("cmdline")) {
+            if !b.is_empty() {
+                let s = String::from_utf8_lossy(&b).replace('\0', " ");
+                out.push((pid, s.trim_end().to_string()));
+            }
+        }
+    }
+    out
+}
+
+/// A `--console-socket` for one test: a listening unix socket that receives the pty master.
+pub struct ConsoleSocket {
+    pub dir: tempfile::TempDir,
+    listener: std::os::unix::net::UnixListener,
+}
+
+impl ConsoleSocket {
+    pub fn new() -> ConsoleSocket {
+        let dir = tempfile::Builder::new()
+            .prefix("berth-test-console-")
+            .tempdir_in(std::env::temp_dir())
+            .unwrap();
+        let listener = std::os::unix::net::UnixListener::bind(dir.path().join("sock")).unwrap();
+        ConsoleSocket { dir, listener }
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().join("sock")
+    }
+
+    pub fn path_str(&self) -> String {
+        self.path().to_string_lossy().into_owned()
+    }
+
+    /// Accepts the runtime's connection and receives one fd over SCM_RIGHTS (the pty master),
+    /// with the name sent beside it. Waits at most `timeout`.
+    pub fn recv_master(&self, timeout: Duration) -> (OwnedFd, String) {
+        use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+        use std::io::IoSliceMut;
+        use std::os::fd::FromRawFd;
+        self.listener.set_nonblocking(true).unwrap();
+        let mut conn = None;
+        assert!(
+            wait_until(timeout, || match self.listener.accept() {
+                Ok((s, _)) => {
+                    conn = Some(s);
+                    true
+                }
+                Err(_) => false,
+            }),
+            "nobody connected to the console socket"
+        );
+        let conn = conn.unwrap();
+        conn.set_nonblocking(false).unwrap();
+        conn.set_read_timeout(Some(timeout)).unwrap();
+        let mut buf = [0u8; 4096];
+        let mut iov = [IoSliceMut::new(&mut buf)];
+        let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+        let msg = recvmsg::<()>(
+            conn.as_raw_fd(),
+            &mut iov,
+            Some(&mut cmsg),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        )
+        .expect("recvmsg on the console socket");
+        let mut fd = None;
+        for c in msg.cmsgs().expect("control messages") {
+            if let ControlMessageOwned::ScmRights(fds) = c {
+                fd = fds.first().copied();
+            }
+        }
+        let n = msg.bytes;
+        let fd = fd.expect("no fd received over the console socket");
+        let name = String::from_utf8_lossy(&buf[..n]).into_owned();
+        // SAFETY: the fd was just received over SCM_RIGHTS and is owned by nobody else.
+        (unsafe { OwnedFd::from_raw_fd(fd) }, name)
+    }
+}
+
+impl Default for ConsoleSocket {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Reads from `fd` until `want` appears or EOF/EIO/timeout; returns what was read.
+pub fn read_until(fd: &OwnedFd, want: &str, timeout: Duration) -> String {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    let end = Instant::now() + timeout;
+    let mut got = Vec::new();
+    loop {
+        if String::from_utf8_lossy(&got).contains(want) {
+            break;
+        }
+        let left = end.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+        let ms = PollTimeout::try_from(left.as_millis().min(60_000) as i32).unwrap();
+        match poll(&mut fds, ms) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => break,
+        }
+        let mut buf = [0u8; 4096];
+        match nix::unistd::read(fd, &mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+/// Runs `cmd` with captured output, killing it (and failing the test) after `timeout`, so a
+/// hung runtime can never hang the suite.
+pub fn output_timeout(mut cmd: Command, timeout: Duration) -> Output {
+    use std::io::Read;
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn");
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let t_out = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = out.read_to_end(&mut v);
+        v
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = err.read_to_end(&mut v);
+        v
+    });
+    let mut status = None;
+    wait_until(timeout, || {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    });
+    let Some(status) = status else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("{cmd:?} did not finish within {timeout:?}");
+    };
+    Output {
+        status,
+        stdout: t_out.join().unwrap(),
+        stderr: t_err.join().unwrap(),
+    }
+}
+
+/// A finished command whose output went to files (see [`Runtime::detached`]).
+pub struct Detached {
+    pub status: std::process::ExitStatus,
+    /// The runtime's and the container's stdout.
+    pub stdout: PathBuf,
+    /// The runtime's and the container's stderr.
+    pub stderr: PathBuf,
+}
+
+impl Detached {
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(&self.stdout).unwrap_or_default()
+    }
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+    /// Panics with the runtime's stderr unless it succeeded.
+    pub fn assert_ok(&self) -> &Self {
+        assert!(
+            self.status.success(),
+            "berth failed ({}): {}",
+            self.status,
+            self.stderr()
+        );
+        self
+    }
+}
+
+impl Runtime {
+    /// Runs a command whose container outlives it (`create`, `run -d`): a container inherits
+    /// the runtime's stdio, as with runc, so pipes would stay open until the container exits.
+    /// Stdout and stderr go to files under `dir` named after `tag`.
+    pub fn detached(&self, args: &[&str], dir: &Path, tag: &str) -> Detached {
+        let stdout = dir.join(format!("{tag}.stdout"));
+        let stderr = dir.join(format!("{tag}.stderr"));
+        let mut cmd = self.cmd();
+        cmd.args(args)
+            .stdout(std::fs::File::create(&stdout).unwrap())
+            .stderr(std::fs::File::create(&stderr).unwrap());
+        let mut child = cmd.spawn().expect("spawn berth");
+        let mut status = None;
+        wait_until(Duration::from_secs(30), || {
+            status = child.try_wait().unwrap();
+            status.is_some()
+        });
+        let status = status.unwrap_or_else(|| {
+            let _ = child.kill();
+            panic!("berth {args:?} did not finish within 30 s")
+        });
+        Detached {
+            status,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// `berth create --bundle B ID` with the container's stdio in files beside the bundle
+    /// (`<bundle>/<id>.stdout`, `.stderr`).
+    pub fn create_detached(&self, id: &str, bundle: &Bundle, extra: &[&str]) -> Detached {
+        let mut args = vec!["create"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--bundle", bundle.path_str(), id]);
+        self.detached(&args, bundle.path(), id)
+    }
+
+    /// `berth run` in the foreground with a timeout (30 s).
+    pub fn run_timeout(&self, id: &str, bundle: &Bundle, extra: &[&str]) -> Output {
+        let mut cmd = self.cmd();
+        cmd.arg("run")
+            .args(extra)
+            .args(["--bundle", bundle.path_str(), id]);
+        output_timeout(cmd, Duration::from_secs(30))
+    }
+}
+
+/// The fds a process had, from the output of `exec ls /proc/self/fd` run as that process:
+/// sorted, without the directory fd ls itself opened (the last one: the lowest free fd after
+/// the inherited ones, or, if more were leaked, still a number that shows the leak). A shell
+/// is not asked directly: busybox sh holds transient fds while it forks commands.
+pub fn fd_list(ls: &str) -> Vec<i32> {
+    let mut v: Vec<i32> = ls
+        .split_whitespace()
+        .filter_map(|s| s.parse().ok())
+        .collect();
+    v.sort_unstable();
+    v.pop();
+    v
 }
