@@ -154,6 +154,10 @@ it_run "${CRUN[@]}" --rm "$IMG" c-nosec grep ^Seccomp: /proc/self/status
 it_expect "run without --seccomp: no filter" 0 'Seccomp:[[:space:]]+0'
 
 # -- timing
-it_time "ctr run --rm echo hi" "${CRUN[@]}" --rm "$IMG" c-time echo hi
+# shellcheck disable=SC2034 # TIME_A and TIME_B are used through a nameref
+TIME_A=("${CRUN[@]}" --rm "$IMG" c-time echo hi)
+# shellcheck disable=SC2034
+TIME_B=("${CTR[@]}" run --runc-binary "$CMP" --runc-root "$RROOT" --fifo-dir "$W/fifo" --rm "$IMG" c-time-cmp echo hi)
+it_time "ctr run --rm echo hi" TIME_A ${CMP:+TIME_B}
 
 exit 0

@@ -79,6 +79,15 @@ mkdir -p "$W/cni/bin" "$W/cni/conf" "$W/runtime-root" "$W/logs"
         Root = "$W/runtime-root"
         SystemdCgroup = false
 EOF
+    # IT_COMPARE: a second handler, for the timing runs only.
+    [ -n "$CMP" ] && cat <<EOF
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.cmp]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.cmp.options]
+        BinaryName = "$CMP"
+        Root = "$W/runtime-root-cmp"
+        SystemdCgroup = false
+EOF
 } >"$W/containerd.toml"
 it_containerd_start CTRD_PID "$W/containerd.toml" "$W/containerd.log" "$SOCK" || exit 1
 
@@ -113,7 +122,7 @@ while IFS= read -r line; do
     esac
 done < <(timeout -k 5 300 "$CLIENT" --socket "$SOCK" --handler berth --image "$IMG" \
     --log-dir "$W/logs" --cgroup-parent "$CG_PARENT" --runtime-name "$RT_NAME" \
-    --timing-runs "${IT_TIMING_RUNS:-5}" 2>&1)
+    --timing-runs "${IT_TIMING_RUNS:-5}" ${CMP:+--compare-handler cmp --compare-name "$CMP_NAME"} 2>&1)
 wait $! 2>/dev/null
 client_rc=$?
 [ "$trace_due" = 1 ] && it_trace_tail

@@ -45,9 +45,11 @@ it_containerd_start CTRD_PID "$W/containerd.toml" "$W/containerd.log" "$CSOCK" |
 
 # The runtime is registered in daemon.json (the same as --add-runtime berth=PATH); the trust key
 # would otherwise be written to /etc/docker/key.json.
+cmp_runtime=""
+[ -n "$CMP" ] && cmp_runtime=", \"cmp\": { \"path\": \"$CMP\" }"
 cat >"$W/daemon.json" <<EOF
 {
-  "runtimes": { "berth": { "path": "$RT" } },
+  "runtimes": { "berth": { "path": "$RT" }$cmp_runtime },
   "deprecated-key-path": "$W/key.json"
 }
 EOF
@@ -166,6 +168,10 @@ it_run "${D[@]}" ps -aq
 it_expect "no containers left" 0 '^$'
 
 # -- timing
-it_time "docker run --rm echo hi" "${DRUN[@]}" --rm "$IMG" echo hi
+# shellcheck disable=SC2034 # TIME_A and TIME_B are used through a nameref
+TIME_A=("${DRUN[@]}" --rm "$IMG" echo hi)
+# shellcheck disable=SC2034
+TIME_B=("${D[@]}" run --runtime cmp --network none --rm "$IMG" echo hi)
+it_time "docker run --rm echo hi" TIME_A ${CMP:+TIME_B}
 
 exit 0

@@ -27,6 +27,8 @@ nproc=$(ulimit -Hu)
 [ "$nproc" = unlimited ] || [ "$nproc" -gt 4096 ] && nproc=4096
 
 mkdir -p "$W/root" "$W/runroot" "$W/tmp" "$W/net"
+cmp_json=""
+[ -n "$CMP_NAME" ] && cmp_json=", \"$CMP_NAME\""
 cat >"$W/containers.conf" <<EOF
 [containers]
 default_ulimits = ["nofile=$nofile:$nofile", "nproc=$nproc:$nproc"]
@@ -45,7 +47,7 @@ static_dir = "$W/root/libpod"
 lock_type = "file"
 # podman passes --log-format=json (and reads the runtime's errors from its --log) only to the
 # runtimes it knows by name.
-runtime_supports_json = ["crun", "runc", "kata", "runsc", "krun", "$RT_NAME"]
+runtime_supports_json = ["crun", "runc", "kata", "runsc", "krun", "$RT_NAME"$cmp_json]
 EOF
 cat >"$W/storage.conf" <<EOF
 [storage]
@@ -176,6 +178,10 @@ it_run "${P[@]}" ps -aq
 it_expect "no containers left" 0 '^$'
 
 # -- timing
-it_time "podman run --rm echo hi" "${PRUN[@]}" --rm "$IMG" echo hi
+# shellcheck disable=SC2034 # TIME_A and TIME_B are used through a nameref
+TIME_A=("${PRUN[@]}" --rm "$IMG" echo hi)
+# shellcheck disable=SC2034
+TIME_B=(podman --runtime "$CMP" run --network=none --rm "$IMG" echo hi)
+it_time "podman run --rm echo hi" TIME_A ${CMP:+TIME_B}
 
 exit 0

@@ -11,6 +11,7 @@
 #   IT_TRACE=1     give the engines a wrapper that logs each runtime call (args, exit code, the
 #                  error lines of its --log file) to $W/runtime-calls.log, shown on failures
 #   IT_TIMING_RUNS how many `run --rm … echo hi` runs to time (median; default 5, 0 = skip)
+#   IT_COMPARE     a second runtime (e.g. /usr/sbin/runc) timed alternately with RUNTIME
 #   IT_KEEP=1      keep the suite's temporary directory (daemon logs) after the run
 #   IT_TIMES_FILE  append the timing lines to this file too (run-all.sh uses it)
 
@@ -188,6 +189,13 @@ it_setup_runtime() {
         printf '%s passed, %s failed\n' "$IT_PASSED" "$IT_FAILED"
         exit 1
     fi
+    CMP=""
+    CMP_NAME=""
+    if [ -n "${IT_COMPARE:-}" ]; then
+        CMP=$(RUNTIME=$IT_COMPARE it_find_runtime)
+        CMP_NAME=$(basename "$CMP")
+        [ -x "$CMP" ] || { it_log "IT_COMPARE: $CMP is not an executable"; CMP=""; CMP_NAME=""; }
+    fi
     if [ "${IT_TRACE:-0}" = 1 ]; then
         mkdir -p "$W/trace"
         RT=$W/trace/$RT_NAME
@@ -221,34 +229,51 @@ EOF
 
 # --- timing ----------------------------------------------------------------------------------
 
-# it_time LABEL CMD…: runs CMD IT_TIMING_RUNS times (its output must contain "hi"), prints
-# `TIME …: median X s` and passes/fails a check named "timing: LABEL".
+# it_time LABEL CMD_ARRAY [COMPARE_ARRAY]: runs the command held in the array named CMD_ARRAY
+# IT_TIMING_RUNS times (its output must contain "hi") and prints `TIME …: median X s`; with a
+# second array (the same command with the IT_COMPARE runtime), alternates the two, run for run,
+# so that both see the same load, and prints both medians. Passes/fails "timing: LABEL".
 it_time() {
     local label=$1
-    shift
-    local n=${IT_TIMING_RUNS:-5} i t0 t1 times=() bad=0
+    local -n cmd_a=$2
+    local n=${IT_TIMING_RUNS:-5} i t0 t1 times_a=() times_b=() which
     [ "$n" -gt 0 ] || return 0
+    local names=(a)
+    [ $# -ge 3 ] && names+=(b)
     for ((i = 0; i < n; i++)); do
-        t0=$(date +%s%N)
-        OUT=$(timeout -k 5 30 "$@" </dev/null 2>&1)
-        RC=$?
-        t1=$(date +%s%N)
-        if [ "$RC" != 0 ] || [[ $OUT != *hi* ]]; then
-            bad=1
-            break
-        fi
-        times+=($(((t1 - t0) / 1000)))
+        for which in "${names[@]}"; do
+            if [ "$which" = a ]; then
+                t0=$(date +%s%N)
+                OUT=$(timeout -k 5 30 "${cmd_a[@]}" </dev/null 2>&1)
+                RC=$?
+            else
+                local -n cmd_b=$3
+                t0=$(date +%s%N)
+                OUT=$(timeout -k 5 30 "${cmd_b[@]}" </dev/null 2>&1)
+                RC=$?
+            fi
+            t1=$(date +%s%N)
+            if [ "$RC" != 0 ] || [[ $OUT != *hi* ]]; then
+                it_fail "timing: $label" "run $((i + 1)) with $([ "$which" = a ] && echo "$RT_NAME" || echo "$CMP_NAME") failed (exit $RC):" "$OUT"
+                return 0
+            fi
+            if [ "$which" = a ]; then times_a+=($(((t1 - t0) / 1000))); else times_b+=($(((t1 - t0) / 1000))); fi
+        done
     done
-    if [ "$bad" = 1 ]; then
-        it_fail "timing: $label" "run $((i + 1)) failed (exit $RC):" "$OUT"
-        return 0
-    fi
-    local med
-    med=$(printf '%s\n' "${times[@]}" | sort -n | awk '{a[NR]=$1} END {m = (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2; printf "%.3f", m / 1e6}')
-    local line="TIME $IT_SUITE: $label with $RT_NAME: median $med s of $n runs"
+    it_time_report "$label" "$RT_NAME" "$n" "${times_a[@]}"
+    [ ${#times_b[@]} -gt 0 ] && it_time_report "$label" "$CMP_NAME" "$n" "${times_b[@]}"
+    it_pass "timing: $label"
+}
+
+# it_time_report LABEL RUNTIME N MICROSECONDS…: prints (and records) the median.
+it_time_report() {
+    local label=$1 name=$2 n=$3 med
+    shift 3
+    med=$(printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {m = (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2; printf "%.3f", m / 1e6}')
+    local line="TIME $IT_SUITE: $label with $name: median $med s of $n runs"
     printf '%s\n' "$line"
     [ -n "${IT_TIMES_FILE:-}" ] && printf '%s\n' "$line" >>"$IT_TIMES_FILE"
-    it_pass "timing: $label"
+    return 0
 }
 
 # --- images ----------------------------------------------------------------------------------

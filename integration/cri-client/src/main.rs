@@ -6,6 +6,9 @@
 //!
 //! Usage: berth-cri-check --socket PATH --handler NAME --image REF --log-dir DIR
 //!        [--cgroup-parent PATH] [--timing-runs N] [--runtime-name NAME]
+//!        [--compare-handler NAME --compare-name NAME]
+//!
+//! With a compare handler, the timed pods alternate between the two handlers, run for run.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -28,6 +31,8 @@ struct Opts {
     cgroup_parent: String,
     timing_runs: usize,
     runtime_name: String,
+    compare_handler: Option<String>,
+    compare_name: String,
 }
 
 fn parse_args() -> Result<Opts, String> {
@@ -39,6 +44,8 @@ fn parse_args() -> Result<Opts, String> {
         cgroup_parent: "/berth-it-cri".into(),
         timing_runs: 5,
         runtime_name: "berth".into(),
+        compare_handler: None,
+        compare_name: "runc".into(),
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -50,6 +57,8 @@ fn parse_args() -> Result<Opts, String> {
             "--log-dir" => o.log_dir = val()?,
             "--cgroup-parent" => o.cgroup_parent = val()?,
             "--runtime-name" => o.runtime_name = val()?,
+            "--compare-handler" => o.compare_handler = Some(val()?),
+            "--compare-name" => o.compare_name = val()?,
             "--timing-runs" => {
                 o.timing_runs = val()?.parse().map_err(|e| format!("--timing-runs: {e}"))?
             }
@@ -207,11 +216,20 @@ impl Suite {
     }
 
     async fn run_pod(&mut self, cfg: &PodSandboxConfig) -> Result<String, String> {
+        let handler = self.o.handler.clone();
+        self.run_pod_with(cfg, handler).await
+    }
+
+    async fn run_pod_with(
+        &mut self,
+        cfg: &PodSandboxConfig,
+        handler: String,
+    ) -> Result<String, String> {
         let r = self
             .rt
             .run_pod_sandbox(RunPodSandboxRequest {
                 config: Some(cfg.clone()),
-                runtime_handler: self.o.handler.clone(),
+                runtime_handler: handler,
             })
             .await
             .map_err(status_err)?
@@ -614,10 +632,10 @@ async fn checks(s: &mut Suite, rep: &mut Report) {
 
 /// One pod whose container runs `echo hi` to completion, from RunPodSandbox to
 /// RemovePodSandbox: what `run --rm … echo hi` is for the other engines.
-async fn echo_pod(s: &mut Suite, n: usize) -> Result<Duration, String> {
+async fn echo_pod(s: &mut Suite, n: usize, handler: String) -> Result<Duration, String> {
     let t0 = Instant::now();
-    let sandbox = s.sandbox_config(&format!("time{n}"));
-    let pod = s.run_pod(&sandbox).await?;
+    let sandbox = s.sandbox_config(&format!("time{n}-{handler}"));
+    let pod = s.run_pod_with(&sandbox, handler).await?;
     let linux = LinuxContainerConfig {
         resources: None,
         security_context: Some(kubelet_security(NamespaceMode::Container, false)),
@@ -643,31 +661,37 @@ async fn timing(s: &mut Suite, rep: &mut Report) {
     if s.o.timing_runs == 0 {
         return;
     }
-    let mut times = Vec::new();
+    let mut runtimes = vec![(s.o.handler.clone(), s.o.runtime_name.clone(), Vec::new())];
+    if let Some(h) = &s.o.compare_handler {
+        runtimes.push((h.clone(), s.o.compare_name.clone(), Vec::new()));
+    }
     for n in 0..s.o.timing_runs {
-        match echo_pod(s, n).await {
-            Ok(t) => times.push(t),
-            Err(e) => {
-                rep.fail(
-                    "timing: pod running echo hi",
-                    &format!("run {}: {e}", n + 1),
-                );
-                return;
+        for (handler, name, times) in runtimes.iter_mut() {
+            match echo_pod(s, n, handler.clone()).await {
+                Ok(t) => times.push(t),
+                Err(e) => {
+                    rep.fail(
+                        "timing: pod running echo hi",
+                        &format!("run {} with {name}: {e}", n + 1),
+                    );
+                    return;
+                }
             }
         }
     }
-    times.sort();
-    let m = times.len();
-    let median = if m % 2 == 1 {
-        times[m / 2]
-    } else {
-        (times[m / 2 - 1] + times[m / 2]) / 2
-    };
-    println!(
-        "TIME cri: pod running echo hi, RunPodSandbox to RemovePodSandbox with {}: median {:.3} s of {m} runs",
-        s.o.runtime_name,
-        median.as_secs_f64()
-    );
+    for (_, name, mut times) in runtimes {
+        times.sort();
+        let m = times.len();
+        let median = if m % 2 == 1 {
+            times[m / 2]
+        } else {
+            (times[m / 2 - 1] + times[m / 2]) / 2
+        };
+        println!(
+            "TIME cri: pod running echo hi, RunPodSandbox to RemovePodSandbox with {name}: median {:.3} s of {m} runs",
+            median.as_secs_f64()
+        );
+    }
     rep.pass("timing: pod running echo hi");
 }
 
