@@ -439,6 +439,10 @@ it_containerd_start() {
     local var=$1 config=$2 log=$3 sock=$4
     # containerd-shim-runc-v2 puts its sockets here whatever the config says.
     it_watch_dir /run/containerd/s
+    # When the shim cleans up after a task whose bundle is already gone, it runs the runtime's
+    # `delete --force` with the default root (/run/containerd/runc/NAMESPACE), which runc
+    # creates.
+    it_watch_dir /run/containerd/runc engine
     it_daemon "$var" "$log" containerd --config "$config"
     if it_wait_for 30 ctr -a "$sock" version; then
         it_pass "containerd starts"
