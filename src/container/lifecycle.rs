@@ -403,6 +403,14 @@ pub fn delete(c: Container, force: bool) -> Result<()> {
             }
             m.destroy()?;
         }
+    } else if let Some(spec) = &spec {
+        // A create killed before it saved its state: its cgroups are where it placed them.
+        if let Ok(m) = cgroups::for_spec(spec, &c.id) {
+            if m.exists() {
+                let _ = m.signal_all(libc::SIGKILL);
+            }
+            m.destroy()?;
+        }
     }
     let state = c.state.clone();
     c.remove()?;
