@@ -323,7 +323,10 @@ pub fn kill(c: &Container, sig: i32, all: bool) -> Result<()> {
     } else {
         c.require(&[Status::Created, Status::Running, Status::Paused], "kill")?
     };
-    let st = c.state.as_ref().expect("live container has state");
+    // A container without state (an interrupted create) has nothing recorded to signal.
+    let Some(st) = c.state.as_ref() else {
+        return Ok(());
+    };
     if all {
         if let Some(rec) = &st.cgroup {
             cgroups::from_record(rec).signal_all(sig)?;
