@@ -425,7 +425,10 @@ pub fn kill(c: &Container, sig: i32, all: bool) -> Result<()> {
     } else {
         c.require(&[Status::Created, Status::Running, Status::Paused], "kill")?
     };
-    let st = c.state.as_ref().expect("live container has state");
+    // A container without state (an interrupted create) has nothing recorded to signal.
+    let Some(st) = c.state.as_ref() else {
+        return Ok(());
+    };
     if all {
         if let Some(rec) = &st.cgroup {
             cgroups::from_record(rec).signal_all(sig)?;
@@ -520,6 +523,14 @@ pub fn delete(c: Container, force: bool) -> Result<()> {
         kill_all_and_wait(st);
         if let Some(rec) = &st.cgroup {
             cgroups::from_record(rec).destroy()?;
+        }
+    } else if let Some(spec) = &spec {
+        // A create killed before it saved its state: its cgroups are where it placed them.
+        if let Ok(m) = cgroups::for_spec(spec, &c.id) {
+            if m.exists() {
+                let _ = m.signal_all(libc::SIGKILL);
+            }
+            m.destroy()?;
         }
     }
     let state = c.state.clone();
