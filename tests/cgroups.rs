@@ -139,6 +139,7 @@ fn bundle(script: &str) -> Bundle {
             .cloned()
             .collect();
         c["mounts"] = Value::Array(mounts);
+        c["root"]["readonly"] = json!(false);
         for set in ["bounding", "effective", "permitted"] {
             c["process"]["capabilities"][set]
                 .as_array_mut()

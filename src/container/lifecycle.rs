@@ -165,12 +165,13 @@ fn build(
         rootfs: rootfs.to_path_buf(),
         created: crate::timefmt::now_rfc3339(),
         annotations,
-        cgroup: Some(cgroup.record()),
+        cgroup: None,
     };
-    // Saved before the first system-wide side effect (pid 0: no process yet), so that if this
-    // very process is killed half-way, `delete --force` still finds the cgroup to remove.
-    c.save(st.clone())?;
+    // If this process is killed half-way, there is no state.json yet: `delete --force` then
+    // finds the cgroup from the stored config (see `delete`).
     cgroup.create()?;
+    // The record names the parent directories `create` made, so delete removes them too.
+    st.cgroup = Some(cgroup.record());
     #[allow(deprecated)]
     let parent_hooks = spec.hooks().as_ref().is_some_and(|h| {
         h.prestart().as_ref().is_some_and(|v| !v.is_empty())

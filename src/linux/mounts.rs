@@ -905,9 +905,11 @@ pub fn v1_hierarchies(
         let rel = match Path::new(path).strip_prefix(&root) {
             Ok(rel) => rel,
             Err(_) if !need_own => Path::new(""),
-            Err(_) => return Err(format!(
+            Err(_) => {
+                return Err(format!(
                 "own cgroup {path} is not visible in the hierarchy mounted at {mp} (root {root})"
-            )),
+            ))
+            }
         };
         out.push(Hierarchy {
             mountpoint: PathBuf::from(&mp),
