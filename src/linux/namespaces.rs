@@ -78,9 +78,12 @@ impl NsPlan {
         let fast = !joins_user && !joins_pid && (!p.new_user || joins.is_empty());
         if fast {
             // A time namespace's offsets must be written before any process enters it, so it
-            // is always unshared by the child and entered at exec.
-            p.clone_flags = new - time;
-            p.unshare_flags = new & time;
+            // is always unshared by the child and entered at exec. A cgroup namespace is rooted
+            // at the cgroup its creator is in: it is unshared by the child after GO, once the
+            // parent has placed it in the container's cgroup (as runc does).
+            let late = time | CloneFlags::CLONE_NEWCGROUP;
+            p.clone_flags = new - late;
+            p.unshare_flags = new & late;
         } else {
             p.unshare_flags = new - CloneFlags::CLONE_NEWPID;
             p.fork_for_pid = p.new_pid || joins_pid;
@@ -135,6 +138,15 @@ mod tests {
         assert!(!p.clone_flags.contains(flag(T::Time)));
         assert_eq!(p.unshare_flags, flag(T::Time));
         assert!(!p.fork_for_pid && !p.maps_after_unshare());
+    }
+
+    #[test]
+    fn the_cgroup_namespace_is_unshared_after_cgroup_placement() {
+        let p = NsPlan::from_spec(&spec(
+            r#"[{"type":"pid"},{"type":"mount"},{"type":"cgroup"}]"#,
+        ));
+        assert!(!p.clone_flags.contains(CloneFlags::CLONE_NEWCGROUP));
+        assert!(p.unshare_flags.contains(CloneFlags::CLONE_NEWCGROUP));
     }
 
     #[test]
