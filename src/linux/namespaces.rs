@@ -71,7 +71,10 @@ impl NsPlan {
         p.new_pid = new.contains(CloneFlags::CLONE_NEWPID);
         let joins_user = joins.iter().any(|(t, _)| *t == T::User);
         let joins_pid = joins.iter().any(|(t, _)| *t == T::Pid);
-        let time = flag(T::Time);
+        // A cgroup namespace is rooted at the cgroup its creator is in: it is unshared by the
+        // child after the parent has placed it in the container's cgroup (cgroup v1 has no
+        // CLONE_INTO_CGROUP).
+        let late = flag(T::Time) | flag(T::Cgroup);
         // Fast path: everything new is created by clone3 in one step. It is only correct when
         // the joined namespaces can still be entered from inside the new ones, i.e. no user
         // namespace is both new and combined with joins, and no pid namespace is joined.
@@ -79,8 +82,8 @@ impl NsPlan {
         if fast {
             // A time namespace's offsets must be written before any process enters it, so it
             // is always unshared by the child and entered at exec.
-            p.clone_flags = new - time;
-            p.unshare_flags = new & time;
+            p.clone_flags = new - late;
+            p.unshare_flags = new & late;
         } else {
             p.unshare_flags = new - CloneFlags::CLONE_NEWPID;
             p.fork_for_pid = p.new_pid || joins_pid;
@@ -135,6 +138,13 @@ mod tests {
         assert!(!p.clone_flags.contains(flag(T::Time)));
         assert_eq!(p.unshare_flags, flag(T::Time));
         assert!(!p.fork_for_pid && !p.maps_after_unshare());
+    }
+
+    #[test]
+    fn cgroup_namespace_is_unshared_after_cgroup_placement() {
+        let p = NsPlan::from_spec(&spec(r#"[{"type":"pid"},{"type":"cgroup"}]"#));
+        assert!(!p.clone_flags.contains(CloneFlags::CLONE_NEWCGROUP));
+        assert_eq!(p.unshare_flags, CloneFlags::CLONE_NEWCGROUP);
     }
 
     #[test]
