@@ -10,7 +10,6 @@ use std::sync::OnceLock;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Level {
     Debug,
-    Info,
     Warn,
     Error,
 }
@@ -19,7 +18,6 @@ impl Level {
     fn as_str(self) -> &'static str {
         match self {
             Level::Debug => "debug",
-            Level::Info => "info",
             Level::Warn => "warning",
             Level::Error => "error",
         }

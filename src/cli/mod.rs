@@ -3,12 +3,17 @@
 
 mod create;
 mod delete;
+mod events;
 mod kill;
 mod list;
+mod pause;
+mod ps;
+mod resume;
 mod run;
 mod spec;
 mod start;
 mod state;
+mod update;
 
 use std::path::PathBuf;
 
@@ -75,6 +80,16 @@ pub enum Cmd {
     List(list::Args),
     /// Write a default config.json
     Spec(spec::Args),
+    /// Suspend every process of a container
+    Pause(pause::Args),
+    /// Resume a paused container
+    Resume(resume::Args),
+    /// Change a container's resource limits
+    Update(Box<update::Args>),
+    /// Print a container's resource usage and OOM events as JSON lines
+    Events(events::Args),
+    /// List a container's processes
+    Ps(ps::Args),
 }
 
 fn version_text() -> String {
@@ -163,6 +178,11 @@ fn dispatch(g: &Global, cmd: Cmd) -> Result<i32, Error> {
         Cmd::Delete(a) => delete::run(g, a),
         Cmd::List(a) => list::run(g, a),
         Cmd::Spec(a) => spec::run(g, a),
+        Cmd::Pause(a) => pause::run(g, a),
+        Cmd::Resume(a) => resume::run(g, a),
+        Cmd::Update(a) => update::run(g, *a),
+        Cmd::Events(a) => events::run(g, a),
+        Cmd::Ps(a) => ps::run(g, a),
     }
 }
 

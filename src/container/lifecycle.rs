@@ -72,6 +72,8 @@ fn hook_state(st: &StoredState, status: Status) -> Vec<u8> {
 /// Returns the locked container (status `created`).
 pub fn create(root: &Path, id: &str, opts: &CreateOptions) -> Result<Container> {
     super::validate_id(id)?;
+    // The binary about to enter the container must not be writable from it (CVE-2019-5736).
+    crate::selfprotect::ensure().map_err(|e| Error::sys("protect the berth binary", e))?;
     let Bundle { dir, rootfs, spec } = config::load_bundle(&opts.bundle)?;
     let terminal = spec.process().as_ref().and_then(|p| p.terminal()) == Some(true);
     if terminal && opts.console_socket.is_none() {
@@ -80,6 +82,7 @@ pub fn create(root: &Path, id: &str, opts: &CreateOptions) -> Result<Container> 
                 .into(),
         ));
     }
+    let seccomp = compile_seccomp(&spec)?;
     let cgroup = cgroups::for_spec(&spec, id)?;
     let console = match (&opts.console_socket, terminal) {
         (Some(p), true) => Some(
@@ -90,7 +93,14 @@ pub fn create(root: &Path, id: &str, opts: &CreateOptions) -> Result<Container> 
     };
     // First side effect: the container directory (fails if the id is taken).
     let mut c = Container::create(root, id)?;
-    match build(&mut c, &dir, &rootfs, &spec, cgroup.as_ref(), console, opts) {
+    let checked = Checked {
+        bundle: &dir,
+        rootfs: &rootfs,
+        spec: &spec,
+        console,
+        seccomp,
+    };
+    match build(&mut c, checked, cgroup.as_ref(), opts) {
         Ok(()) => Ok(c),
         Err(e) => {
             let _ = cgroup.destroy();
@@ -114,15 +124,28 @@ pub fn create(root: &Path, id: &str, opts: &CreateOptions) -> Result<Container> 
     }
 }
 
+/// What `create` has validated and prepared before its first side effect.
+struct Checked<'a> {
+    bundle: &'a Path,
+    rootfs: &'a Path,
+    spec: &'a Spec,
+    console: Option<OwnedFd>,
+    seccomp: Option<berth_seccomp::Compiled>,
+}
+
 fn build(
     c: &mut Container,
-    bundle: &Path,
-    rootfs: &Path,
-    spec: &Spec,
+    checked: Checked<'_>,
     cgroup: &dyn Manager,
-    console: Option<OwnedFd>,
     opts: &CreateOptions,
 ) -> Result<()> {
+    let Checked {
+        bundle,
+        rootfs,
+        spec,
+        console,
+        seccomp,
+    } = checked;
     c.write_file(
         CONFIG_FILE,
         &serde_json::to_vec(spec).expect("spec serialises"),
@@ -158,6 +181,7 @@ fn build(
         id: &c.id,
         spec,
         rootfs,
+        bundle,
         ns: NsPlan::from_spec(spec),
         no_pivot: opts.no_pivot,
         no_new_keyring: opts.no_new_keyring,
@@ -165,6 +189,7 @@ fn build(
         console_socket: console,
         start_listener: listener,
         close_in_child: vec![c.lock_fd()],
+        seccomp,
         parent_hooks,
     };
     let mut parent = ParentSide {
@@ -180,6 +205,27 @@ fn build(
         write_pid_file(pf, pid)?;
     }
     Ok(())
+}
+
+/// Where compiled seccomp filters are cached between containers (keyed by a hash of the
+/// profile, the libseccomp version and the architecture). BERTH_SECCOMP_CACHE overrides it.
+fn seccomp_cache_dir() -> PathBuf {
+    std::env::var_os("BERTH_SECCOMP_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/cache/berth/seccomp"))
+}
+
+/// Validates and compiles `linux.seccomp` (before any side effect: errors name the field).
+pub fn compile_seccomp(spec: &Spec) -> Result<Option<berth_seccomp::Compiled>> {
+    let Some(profile) = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) else {
+        return Ok(None);
+    };
+    let compiled = berth_seccomp::compile_cached(profile, &seccomp_cache_dir())
+        .map_err(process::ProcessError::from)?;
+    for note in compiled.notes() {
+        crate::logging::debug(format!("linux.seccomp: {note}"));
+    }
+    Ok(Some(compiled))
 }
 
 /// $LISTEN_FDS (systemd socket activation) fds are passed on too, as runc does.
@@ -300,17 +346,58 @@ pub fn start(c: &mut Container) -> Result<()> {
     let ch = sync::Channel(fd);
     ch.send(sync::START, &hook_state(&st, Status::Created))
         .map_err(|e| Error::sys("release the container's init", e))?;
-    let reply = ch
-        .recv()
-        .map_err(|e| Error::sys("wait for the container's init", e))?;
-    let _ = std::fs::remove_file(c.start_socket());
-    if let Some((sync::ERROR, msg)) = reply {
-        return Err(process::ProcessError::Init(String::from_utf8_lossy(&msg).into_owned()).into());
-    }
     let spec = load_spec(c)?;
+    let result = loop {
+        let reply = ch
+            .recv()
+            .map_err(|e| Error::sys("wait for the container's init", e))?;
+        match reply {
+            Some((sync::NOTIFY_FD, fdnum)) => {
+                pass_notify_fd(&spec, &st, &fdnum)?;
+                ch.send(sync::NOTIFY_DONE, &[])
+                    .map_err(|e| Error::sys("release the container's init", e))?;
+            }
+            Some((sync::ERROR, msg)) => {
+                break Err(process::ProcessError::Init(
+                    String::from_utf8_lossy(&msg).into_owned(),
+                ))
+            }
+            _ => break Ok(()),
+        }
+    };
+    let _ = std::fs::remove_file(c.start_socket());
+    result?;
     if let Some(h) = spec.hooks().as_ref().and_then(|h| h.poststart().as_ref()) {
         crate::hooks::run_all_warn("poststart", h, &hook_state(&st, Status::Running));
     }
+    Ok(())
+}
+
+/// Takes the seccomp notify fd out of the init (pidfd_getfd) and sends it, with the container's
+/// state, to the agent at `linux.seccomp.listenerPath`.
+fn pass_notify_fd(spec: &Spec, st: &StoredState, fdnum: &[u8]) -> Result<()> {
+    let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
+    let Some(path) = seccomp.and_then(|s| s.listener_path().as_ref()) else {
+        return Err(Error::Usage(
+            "linux.seccomp.listenerPath: required by SCMP_ACT_NOTIFY".into(),
+        ));
+    };
+    let num = i32::from_ne_bytes(
+        fdnum
+            .try_into()
+            .map_err(|_| Error::Usage("bad notify fd message".into()))?,
+    );
+    let pidfd = crate::linux::sys::pidfd_open(st.pid).map_err(|e| Error::sys("pidfd_open", e))?;
+    let fd = crate::linux::sys::pidfd_getfd(pidfd.as_raw_fd(), num)
+        .map_err(|e| Error::sys("take the seccomp notify fd from the init", e))?;
+    let state = hook_state(st, Status::Creating);
+    berth_seccomp::send_listener(
+        path,
+        seccomp.and_then(|s| s.listener_metadata().as_deref()),
+        fd.as_fd(),
+        &state,
+    )
+    .map_err(process::ProcessError::from)?;
     Ok(())
 }
 
@@ -321,21 +408,37 @@ pub fn load_spec(c: &Container) -> Result<Spec> {
 }
 
 /// Sends `sig` to the init (or, with `all`, to every process in the container's cgroup).
+/// With `all`, the cgroup is frozen while it is signalled so no process escapes by forking (as
+/// runc; a stopped container may still have processes when it shared the host's pid namespace).
+/// SIGKILL to a paused container thaws it, so that it dies.
 pub fn kill(c: &Container, sig: i32, all: bool) -> Result<()> {
-    c.require(&[Status::Created, Status::Running, Status::Paused], "kill")?;
+    let status = if all {
+        c.require(
+            &[
+                Status::Created,
+                Status::Running,
+                Status::Paused,
+                Status::Stopped,
+            ],
+            "kill",
+        )?
+    } else {
+        c.require(&[Status::Created, Status::Running, Status::Paused], "kill")?
+    };
     let st = c.state.as_ref().expect("live container has state");
     if all {
         if let Some(rec) = &st.cgroup {
-            let m = cgroups::from_record(rec);
-            for pid in m.pids()? {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::try_from(sig).ok(),
-                );
-            }
+            cgroups::from_record(rec).signal_all(sig)?;
+        }
+        return Ok(());
+    }
+    signal_init(st, sig)?;
+    if status == Status::Paused && sig == libc::SIGKILL {
+        if let Some(rec) = &st.cgroup {
+            cgroups::from_record(rec).thaw()?;
         }
     }
-    signal_init(st, sig)
+    Ok(())
 }
 
 /// Signals the init through a pidfd whose start time has been checked: never a reused pid.
@@ -409,6 +512,10 @@ pub fn delete(c: Container, force: bool) -> Result<()> {
     }
     let spec = load_spec(&c).ok();
     if let Some(st) = &c.state {
+        if let Some(rec) = st.cgroup.as_ref().filter(|_| status != Status::Stopped) {
+            // Freeze-kill-thaw (or cgroup.kill): also ends a paused container.
+            let _ = cgroups::from_record(rec).signal_all(libc::SIGKILL);
+        }
         // A stopped container may still have processes in its cgroup (no pid namespace).
         kill_all_and_wait(st);
         if let Some(rec) = &st.cgroup {

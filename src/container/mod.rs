@@ -5,7 +5,7 @@
 pub mod lifecycle;
 mod state;
 
-pub use state::{list, Container, Status, StoredState};
+pub use state::{list, Container, Status, StoredState, CONFIG_FILE};
 
 use std::path::PathBuf;
 

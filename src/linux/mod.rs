@@ -3,7 +3,11 @@
 
 pub mod capabilities;
 pub mod console;
+pub mod devices;
 pub mod identity;
+pub mod mounts;
 pub mod namespaces;
+pub mod procfs;
 pub mod rootfs;
+pub mod safepath;
 pub mod sys;

@@ -78,7 +78,7 @@ impl NsPlan {
         // Fast path: everything new is created by clone3 in one step. It is only correct when
         // the joined namespaces can still be entered from inside the new ones, i.e. no user
         // namespace is both new and combined with joins, and no pid namespace is joined.
-        let fast = !(joins_user || joins_pid || (p.new_user && !joins.is_empty()));
+        let fast = !joins_user && !joins_pid && (!p.new_user || joins.is_empty());
         if fast {
             // A time namespace's offsets must be written before any process enters it, so it
             // is always unshared by the child and entered at exec.

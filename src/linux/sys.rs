@@ -90,6 +90,18 @@ pub fn pidfd_open(pid: i32) -> io::Result<std::os::fd::OwnedFd> {
     Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
+/// pidfd_getfd(2): a duplicate, in this process, of fd `target` of the process behind `pidfd`.
+pub fn pidfd_getfd(pidfd: RawFd, target: RawFd) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: plain syscall; on success the kernel hands us a new fd (close-on-exec) we own.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd, target, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a fresh, valid fd.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
 /// pidfd_send_signal(2).
 pub fn pidfd_send_signal(pidfd: RawFd, sig: i32) -> io::Result<()> {
     // SAFETY: plain syscall; a null siginfo means "as kill(2) would".

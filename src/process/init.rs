@@ -13,7 +13,7 @@
 
 use std::convert::Infallible;
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::sys::socket::accept4;
 use nix::sys::socket::SockFlag;
@@ -110,6 +110,7 @@ fn setup(cfg: &InitConfig, ch: &Channel) -> Result<Channel, String> {
     // 4. Mounts, before pivot_root.
     let ropts = rootfs::Options {
         no_pivot: cfg.no_pivot,
+        bundle: cfg.bundle,
     };
     let has_mount_ns = ns.new_mount
         || ns
@@ -150,6 +151,12 @@ fn setup(cfg: &InitConfig, ch: &Channel) -> Result<Channel, String> {
             .ok_or("process.terminal is set but no --console-socket was given")?;
         console::setup(sock, process.console_size()).map_err(|e| format!("console: {e}"))?;
     }
+    // sysctls go before finish(): linux.readonlyPaths usually makes /proc/sys read-only.
+    if let Some(sysctl) = cfg.spec.linux().as_ref().and_then(|l| l.sysctl().as_ref()) {
+        for (k, v) in sysctl {
+            rootfs::write_sysctl(k, v).map_err(|e| format!("linux.sysctl.{k}: {e}"))?;
+        }
+    }
     if has_mount_ns {
         rootfs::finish(cfg.spec).map_err(|e| e.to_string())?;
     }
@@ -160,11 +167,6 @@ fn setup(cfg: &InitConfig, ch: &Channel) -> Result<Channel, String> {
     }
     if let Some(d) = cfg.spec.domainname().as_deref().filter(|d| !d.is_empty()) {
         set_domainname(d)?;
-    }
-    if let Some(sysctl) = cfg.spec.linux().as_ref().and_then(|l| l.sysctl().as_ref()) {
-        for (k, v) in sysctl {
-            rootfs::write_sysctl(k, v).map_err(|e| format!("linux.sysctl.{k}: {e}"))?;
-        }
     }
     if !cfg.no_new_keyring {
         join_session_keyring(cfg.id);
@@ -198,11 +200,46 @@ fn start_and_exec(cfg: &InitConfig, conn: &Channel) -> Result<Infallible, String
             .map_err(|e| e.to_string())?;
     }
     let process = cfg.spec.process().as_ref().ok_or("process: required")?;
-    exec_user_process(process, cfg.preserve_fds, "process")
+    let hand_over = |fd: RawFd| -> Result<(), String> {
+        conn.send(sync::NOTIFY_FD, &fd.to_ne_bytes())
+            .map_err(|e| format!("linux.seccomp: pass the notify fd: {e}"))?;
+        conn.expect(sync::NOTIFY_DONE).map(|_| ())
+    };
+    let seccomp = cfg.seccomp.as_ref().map(|filter| Seccomp {
+        filter,
+        hand_over_notify_fd: &hand_over,
+    });
+    exec_user_process(process, cfg.preserve_fds, "process", seccomp.as_ref())
 }
 
-/// Step 9, shared with `exec`: identity, capabilities, no_new_privileges, cwd, fds, execve.
-pub fn exec_user_process(p: &Process, preserve_fds: u32, at: &str) -> Result<Infallible, String> {
+/// A filter to load, and how to hand its notify fd (SCMP_ACT_NOTIFY) to whoever passes it on to
+/// the seccomp agent before the process continues.
+pub struct Seccomp<'a> {
+    pub filter: &'a berth_seccomp::Compiled,
+    pub hand_over_notify_fd: &'a dyn Fn(RawFd) -> Result<(), String>,
+}
+
+fn load_seccomp(sc: &Seccomp) -> Result<(), String> {
+    let notify = sc
+        .filter
+        .load()
+        .map_err(|e| format!("linux.seccomp: {e}"))?;
+    if let Some(fd) = notify {
+        (sc.hand_over_notify_fd)(fd.as_raw_fd())?;
+    }
+    Ok(())
+}
+
+/// Step 9, shared with `exec`: identity, capabilities, no_new_privileges, seccomp, cwd, fds,
+/// execve. Without no_new_privileges the kernel only accepts a filter while the process still
+/// has CAP_SYS_ADMIN, so it is loaded before the identity switch (and the rest runs under it,
+/// as with runc); with it, the filter is loaded last, just before execve.
+pub fn exec_user_process(
+    p: &Process,
+    preserve_fds: u32,
+    at: &str,
+    seccomp: Option<&Seccomp>,
+) -> Result<Infallible, String> {
     let argv: Vec<CString> = p
         .args()
         .iter()
@@ -224,13 +261,17 @@ pub fn exec_user_process(p: &Process, preserve_fds: u32, at: &str) -> Result<Inf
         let _ = std::fs::create_dir_all(cwd);
     }
     let path = lookup(&argv[0], &env)?;
+    let nnp = p.no_new_privileges() == Some(true);
+    if let Some(sc) = seccomp.filter(|_| !nnp) {
+        load_seccomp(sc)?;
+    }
 
     capabilities::apply_bounding(p.capabilities().as_ref())?;
     capabilities::keep_caps(true)?;
     identity::switch(&ident)?;
     capabilities::keep_caps(false)?;
     capabilities::apply(p.capabilities().as_ref())?;
-    if p.no_new_privileges() == Some(true) {
+    if nnp {
         set_no_new_privs()?;
     }
     nix::unistd::chdir(cwd).map_err(|e| format!("{at}.cwd: chdir to {cwd:?}: {e}"))?;
@@ -242,6 +283,9 @@ pub fn exec_user_process(p: &Process, preserve_fds: u32, at: &str) -> Result<Inf
             unsafe_borrow(fd),
             nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
         );
+    }
+    if let Some(sc) = seccomp.filter(|_| nnp) {
+        load_seccomp(sc)?;
     }
     let err = nix::unistd::execve(&path, &argv, &envp).unwrap_err();
     Err(format!("exec {:?}: {err}", argv[0]))

@@ -5,7 +5,7 @@
 pub mod init;
 pub mod sync;
 
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{OwnedFd, RawFd};
 use std::path::Path;
 
 use nix::sys::signal::{kill, Signal};
@@ -28,6 +28,8 @@ pub enum ProcessError {
     /// The container's init reported an error during its setup.
     #[error("{0}")]
     Init(String),
+    #[error(transparent)]
+    Seccomp(#[from] berth_seccomp::SeccompError),
 }
 
 pub fn sys(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ProcessError {
@@ -40,6 +42,8 @@ pub struct InitConfig<'a> {
     pub id: &'a str,
     pub spec: &'a Spec,
     pub rootfs: &'a Path,
+    /// The bundle directory (relative bind-mount sources are relative to it).
+    pub bundle: &'a Path,
     pub ns: NsPlan,
     pub no_pivot: bool,
     pub no_new_keyring: bool,
@@ -51,6 +55,8 @@ pub struct InitConfig<'a> {
     pub start_listener: OwnedFd,
     /// Fds of the parent that the child must close at once (e.g. the container lock).
     pub close_in_child: Vec<RawFd>,
+    /// The seccomp filter, compiled (or read from the cache) before any side effect.
+    pub seccomp: Option<berth_seccomp::Compiled>,
     /// Whether the parent has createRuntime/prestart hooks to run (a round trip is needed).
     pub parent_hooks: bool,
 }
@@ -162,9 +168,4 @@ pub fn write_id_maps(spec: &Spec, pid: i32) -> Result<(), ProcessError> {
         std::fs::write(&path, body).map_err(sys(format!("write {path}")))?;
     }
     Ok(())
-}
-
-/// Raw fd helper for callers holding an OwnedFd.
-pub fn raw(fd: &OwnedFd) -> RawFd {
-    fd.as_raw_fd()
 }

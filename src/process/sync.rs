@@ -25,6 +25,10 @@ pub const READY: u8 = b'R';
 pub const ERROR: u8 = b'E';
 /// `start` → init over start.sock: run the user's process.
 pub const START: u8 = b'S';
+/// Init → `start`: a seccomp notify fd is open in the init under this number; pass it on.
+pub const NOTIFY_FD: u8 = b'N';
+/// `start` → init: the seccomp agent has the fd.
+pub const NOTIFY_DONE: u8 = b'n';
 
 pub struct Channel(pub OwnedFd);
 

@@ -61,7 +61,7 @@ impl Runtime {
 
     /// Runs `berth --root R ARGS…` and returns its output (stdout/stderr captured).
     pub fn berth(&self, args: &[&str]) -> Output {
-        self.cmd().args(args).output().expect("run berth")
+        capture(self.cmd().args(args))
     }
 
     /// Like [`berth`], but panics with both streams if it failed.
@@ -250,6 +250,31 @@ pub fn make_busybox_rootfs(rootfs: &Path) {
         "root:x:0:\nwheel:x:10:user\nnogroup:x:65534:\nuser:x:1000:\n",
     )
     .unwrap();
+}
+
+/// Runs `cmd` with stdout and stderr captured in temporary files, not pipes: a container's init
+/// inherits Berth's stdio and keeps it open after `create` returns (as with runc), so waiting
+/// for EOF on a pipe would wait for the container.
+pub fn capture(cmd: &mut Command) -> Output {
+    let out = tempfile::tempfile().expect("temp file");
+    let err = tempfile::tempfile().expect("temp file");
+    let status = cmd
+        .stdout(out.try_clone().unwrap())
+        .stderr(err.try_clone().unwrap())
+        .status()
+        .expect("run berth");
+    let read = |mut f: std::fs::File| {
+        use std::io::{Read, Seek};
+        let mut v = Vec::new();
+        f.rewind().unwrap();
+        f.read_to_end(&mut v).unwrap();
+        v
+    };
+    Output {
+        status,
+        stdout: read(out),
+        stderr: read(err),
+    }
 }
 
 pub fn stdout(o: &Output) -> String {

@@ -1,0 +1,144 @@
+//! Writes under /proc and /sys that cannot be redirected.
+//!
+//! A write meant for a kernel file (a sysctl, say) is only made after proving that it reaches
+//! one: the root is opened and checked to be the root of a real procfs (or a sysfs) by its
+//! filesystem magic, the file is opened beneath it with openat2 refusing symlinks, magic links
+//! and mount crossings (so nothing bind-mounted over part of /proc can stand in for it), and the
+//! opened file is checked again before writing.
+
+use std::io::{self, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::{OFlag, ResolveFlag};
+use nix::sys::stat::{fstat, Mode};
+use nix::sys::statfs::{fstatfs, FsType, PROC_SUPER_MAGIC, SYSFS_MAGIC};
+
+use super::safepath;
+
+/// Which pseudo-filesystem a root must be.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Fs {
+    Proc,
+    /// For writes under /sys (none in the rootfs code itself).
+    #[allow(dead_code)]
+    Sys,
+}
+
+impl Fs {
+    fn magic(self) -> FsType {
+        match self {
+            Fs::Proc => PROC_SUPER_MAGIC,
+            Fs::Sys => SYSFS_MAGIC,
+        }
+    }
+    fn name(self) -> &'static str {
+        match self {
+            Fs::Proc => "procfs",
+            Fs::Sys => "sysfs",
+        }
+    }
+}
+
+fn bad(msg: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, msg)
+}
+
+fn check(fd: BorrowedFd, fs: Fs, what: &Path) -> io::Result<()> {
+    let st = fstatfs(fd)?;
+    if st.filesystem_type() != fs.magic() {
+        return Err(bad(format!(
+            "{} is not on a {} (filesystem magic {:#x}); refusing to write there",
+            what.display(),
+            fs.name(),
+            st.filesystem_type().0
+        )));
+    }
+    Ok(())
+}
+
+/// Opens `path` as the root of a real `fs` (for procfs: its root inode, not a subdirectory
+/// bound there).
+pub fn open_root(path: &Path, fs: Fs) -> io::Result<OwnedFd> {
+    let fd = nix::fcntl::open(
+        path,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )?;
+    check(fd.as_fd(), fs, path)?;
+    // Only the root of a procfs superblock has inode 1 (PROC_ROOT_INO).
+    if fs == Fs::Proc && fstat(fd.as_fd())?.st_ino != 1 {
+        return Err(bad(format!(
+            "{} is part of a procfs but not its root; refusing to write there",
+            path.display()
+        )));
+    }
+    Ok(fd)
+}
+
+/// Writes `value` to `rel` beneath `root` (from [`open_root`]).
+pub fn write(root: BorrowedFd, fs: Fs, rel: &Path, value: &[u8]) -> io::Result<()> {
+    let resolve = ResolveFlag::RESOLVE_BENEATH
+        | ResolveFlag::RESOLVE_NO_XDEV
+        | ResolveFlag::RESOLVE_NO_MAGICLINKS
+        | ResolveFlag::RESOLVE_NO_SYMLINKS;
+    let fd = safepath::open(
+        root,
+        rel,
+        OFlag::O_WRONLY | OFlag::O_NOCTTY | OFlag::O_NOFOLLOW,
+        Mode::empty(),
+        resolve,
+    )
+    .map_err(|e| match e.raw_os_error() {
+        Some(libc::EXDEV) => bad(format!(
+            "{} leaves the filesystem or crosses a mount point; refusing to write through it",
+            rel.display()
+        )),
+        _ => e,
+    })?;
+    check(fd.as_fd(), fs, rel)?;
+    let mut f = std::fs::File::from(fd);
+    f.write_all(value)
+}
+
+/// The file under /proc/sys for a sysctl key (`net.ipv4.ip_forward` or `net/ipv4/ip_forward`).
+pub fn sysctl_path(key: &str) -> PathBuf {
+    let rel = if key.contains('/') {
+        key.to_string()
+    } else {
+        key.replace('.', "/")
+    };
+    Path::new("sys").join(rel.trim_start_matches('/'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sysctl_keys_map_to_proc_sys() {
+        assert_eq!(sysctl_path("net.ipv4.ip_forward"), Path::new("sys/net/ipv4/ip_forward"));
+        assert_eq!(sysctl_path("net/ipv4/conf/eth0.1/forwarding"), Path::new("sys/net/ipv4/conf/eth0.1/forwarding"));
+    }
+
+    #[test]
+    fn only_the_root_of_a_real_procfs_is_accepted() {
+        assert!(open_root(Path::new("/proc"), Fs::Proc).is_ok());
+        let e = open_root(Path::new("/proc/sys"), Fs::Proc).unwrap_err();
+        assert!(e.to_string().contains("not its root"), "{e}");
+        let e = open_root(Path::new("/tmp"), Fs::Proc).unwrap_err();
+        assert!(e.to_string().contains("not on a procfs"), "{e}");
+        assert!(open_root(Path::new("/sys"), Fs::Sys).is_ok());
+    }
+
+    #[test]
+    fn writes_refuse_symlinks_and_mount_crossings() {
+        let proc = open_root(Path::new("/proc"), Fs::Proc).unwrap();
+        // /proc/self is a symlink: refused rather than followed.
+        let e = write(proc.as_fd(), Fs::Proc, Path::new("self/comm"), b"x").unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ELOOP));
+        // Escaping with .. is refused.
+        let e = write(proc.as_fd(), Fs::Proc, Path::new("../etc/hostname"), b"x").unwrap_err();
+        assert!(e.to_string().contains("refusing"), "{e}");
+    }
+}
