@@ -1,6 +1,6 @@
-//! The process's identity and limits: uid, gid, supplementary groups (from the container's own
-//! /etc/group, as runc computes them), HOME (from its /etc/passwd), umask, rlimits, oom score
-//! and personality.
+//! The process's identity and limits: uid, gid, supplementary groups (`additionalGids`, as runc
+//! sets them), HOME (from the container's /etc/passwd), umask, rlimits, oom score and
+//! personality.
 
 use nix::unistd::{setgroups, setresgid, setresuid, Gid, Uid};
 use oci_spec::runtime::Process;
@@ -13,32 +13,22 @@ pub struct Identity {
     pub umask: u32,
 }
 
-/// Resolves `process.user` against the container's /etc/passwd and /etc/group (after pivot_root).
+/// Resolves `process.user` in the container (after pivot_root): HOME comes from its
+/// /etc/passwd; the supplementary groups are exactly `additionalGids`. Like runc and crun, Berth
+/// does not add the user's /etc/group memberships: an OCI user always names its gid.
 pub fn resolve(p: &Process) -> Result<Identity, String> {
     let u = p.user();
-    let (mut name, mut home) = (None, "/".to_string());
+    let mut home = "/".to_string();
     if let Ok(passwd) = std::fs::read_to_string("/etc/passwd") {
         for line in passwd.lines() {
             let f: Vec<&str> = line.split(':').collect();
             if f.len() >= 6 && f[2].parse::<u32>().ok() == Some(u.uid()) {
-                name = Some(f[0].to_string());
                 home = f[5].to_string();
                 break;
             }
         }
     }
-    let mut groups: Vec<u32> = Vec::new();
-    if let (Some(name), Ok(group)) = (&name, std::fs::read_to_string("/etc/group")) {
-        for line in group.lines() {
-            let f: Vec<&str> = line.split(':').collect();
-            if f.len() >= 4 && f[3].split(',').any(|m| m == name) {
-                if let Ok(g) = f[2].parse() {
-                    groups.push(g);
-                }
-            }
-        }
-    }
-    groups.extend(u.additional_gids().iter().flatten().copied());
+    let mut groups: Vec<u32> = u.additional_gids().iter().flatten().copied().collect();
     groups.sort_unstable();
     groups.dedup();
     Ok(Identity {

@@ -356,7 +356,13 @@ fn lookup(prog: &CString, env: &[String]) -> Result<CString, String> {
 /// The CVE-2024-21626 class: a cwd reached through a leaked host fd shows up as
 /// "(unreachable)/…"; refuse to run there.
 fn verify_cwd_inside() -> Result<(), String> {
-    let cwd = nix::unistd::getcwd().map_err(|e| format!("getcwd: {e}"))?;
+    // glibc's getcwd fails with ENOENT when the kernel reports an unreachable directory.
+    let cwd = nix::unistd::getcwd().map_err(|e| match e {
+        nix::errno::Errno::ENOENT => {
+            "process.cwd: the working directory is outside the container".to_string()
+        }
+        e => format!("process.cwd: getcwd: {e}"),
+    })?;
     if !cwd.is_absolute() || cwd.to_string_lossy().starts_with("(unreachable)") {
         return Err(format!(
             "process.cwd: working directory {cwd:?} is outside the container"
