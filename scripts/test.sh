@@ -65,10 +65,14 @@ fi
 # success). --all-targets leaves out doc-tests, whose "0 passed" summary would otherwise close
 # the run.
 echo "=== cargo test --workspace (after $SECONDS s)"
-cargo test --workspace --all-targets --no-fail-fast 2>&1
-rc=$?
-[ $rc = 0 ] || failed+=("cargo test")
+log=$(mktemp)
+cargo test --workspace --all-targets --no-fail-fast 2>&1 | tee "$log"
+rc=${PIPESTATUS[0]}
+[ "$rc" = 0 ] || failed+=("cargo test")
 
+# One closing line over every test binary (some targets, e.g. examples, run no test).
+awk '/^test result:/ { p += $4; f += $6 } END { printf "total: %d passed, %d failed\n", p, f }' "$log"
+rm -f "$log"
 if [ ${#failed[@]} -gt 0 ]; then
     echo "scripts/test.sh: failed: ${failed[*]}" >&2
     exit 1

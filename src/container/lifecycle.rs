@@ -248,6 +248,10 @@ impl process::Parent for ParentSide<'_> {
         if write_maps {
             process::write_id_maps(self.spec, pid)?;
         }
+        if let Some(p) = self.spec.process() {
+            crate::linux::identity::write_oom_score_adj(pid, p)
+                .map_err(process::ProcessError::Init)?;
+        }
         if self.cgroup.clone_into_fd().is_none() {
             self.cgroup.add(pid)?;
         }
