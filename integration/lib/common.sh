@@ -558,7 +558,10 @@ it_finish() {
         done
     fi
     if [ -z "$leaked_cg" ]; then it_pass "cleanup: no cgroups left"; else
-        it_fail "cleanup: no cgroups left" "$leaked_cg"
+        # One line per cgroup path, with the hierarchies it is left in.
+        it_fail "cleanup: no cgroups left" "$(printf '%s\n' "$leaked_cg" |
+            sed -E 's|^/sys/fs/cgroup/([^/]+)(/.*)$|\2 \1|' |
+            awk '{h[$1] = h[$1] (h[$1] ? "," : "") $2} END {for (p in h) print p " (" h[p] ")"}' | sort)"
     fi
     # Remove the new cgroups (the engine's own and any leaked), deepest first, killing what
     # is still in them.
