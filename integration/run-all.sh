@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # Runs the engine suites one after the other and adds up their results.
 #
-#   ENGINES="containerd podman docker cri"   which suites, in this order (default: all four)
+#   ENGINES="containerd podman docker cri"   which suites, in this order (default: all four;
+#                                            spaces or commas)
 #   RUNTIME=/usr/sbin/runc                   the runtime binary (default: Berth's build)
 #   IT_SUITE_TIMEOUT=900                     seconds one suite may take before it is stopped
-#   IT_TIMING_RUNS, IT_TRACE, IT_KEEP        see lib/common.sh
+#   IT_TIMING_RUNS, IT_COMPARE, IT_TRACE, IT_KEEP   see lib/common.sh
 #
 # Prints every suite's lines, the timing lines again at the end, and a last line
 # `N passed, M failed`; exits non-zero if any check failed or a suite did not finish.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 engines=${ENGINES:-containerd podman docker cri}
+engines=${engines//,/ }
 
 passed=0
 failed=0
@@ -20,7 +22,7 @@ export IT_TIMES_FILE=$times
 
 for e in $engines; do
     suite=$here/$e.sh
-    if [ ! -f "$suite" ]; then
+    if [[ ! $e =~ ^(containerd|podman|docker|cri)$ ]] || [ ! -f "$suite" ]; then
         echo "FAIL run-all: no suite named '$e' (known: containerd podman docker cri)"
         failed=$((failed + 1))
         continue
