@@ -4,11 +4,7 @@
 set -u
 . "$(dirname "$0")/lib/common.sh"
 
-it_apt_install containerd busybox-static || {
-    echo "apt-get install failed"
-    echo "0 passed, 1 failed"
-    exit 1
-}
+it_require_packages containerd busybox-static
 it_init containerd
 
 NS=berth-it-ctr
@@ -24,14 +20,7 @@ CTRD_PID=""
 engine_stop() {
     # Remove whatever containers are left (tasks first), then stop the daemon.
     if [ -n "$CTRD_PID" ] && kill -0 "$CTRD_PID" 2>/dev/null; then
-        local c
-        for c in $(ctr_ tasks ls -q 2>/dev/null); do
-            timeout 20 "${CTR[@]}" tasks kill -a -s KILL "$c" >/dev/null 2>&1
-            timeout 20 "${CTR[@]}" tasks rm -f "$c" >/dev/null 2>&1
-        done
-        for c in $(ctr_ containers ls -q 2>/dev/null); do
-            timeout 20 "${CTR[@]}" containers rm "$c" >/dev/null 2>&1
-        done
+        it_ctr_remove_all "${CTR[@]}"
         timeout 20 "${CTR[@]}" images rm "$IMG" >/dev/null 2>&1
     fi
     it_stop_daemon "$CTRD_PID"

@@ -6,11 +6,7 @@
 set -u
 . "$(dirname "$0")/lib/common.sh"
 
-it_apt_install containerd busybox-static protobuf-compiler || {
-    echo "apt-get install failed"
-    echo "0 passed, 1 failed"
-    exit 1
-}
+it_require_packages containerd busybox-static protobuf-compiler
 it_init cri
 
 IMG=localhost/berth-it/busybox:latest
@@ -37,15 +33,8 @@ CLIENT=$CLIENT_TARGET/debug/berth-cri-check
 CTRD_PID=""
 engine_stop() {
     if [ -n "$CTRD_PID" ] && kill -0 "$CTRD_PID" 2>/dev/null; then
-        # Pods the client could not remove (it removes its own): tasks, then containers.
-        local c
-        for c in $("${CTR[@]}" tasks ls -q 2>/dev/null); do
-            timeout 20 "${CTR[@]}" tasks kill -a -s KILL "$c" >/dev/null 2>&1
-            timeout 20 "${CTR[@]}" tasks rm -f "$c" >/dev/null 2>&1
-        done
-        for c in $("${CTR[@]}" containers ls -q 2>/dev/null); do
-            timeout 20 "${CTR[@]}" containers rm "$c" >/dev/null 2>&1
-        done
+        # Pods the client could not remove (it removes its own).
+        it_ctr_remove_all "${CTR[@]}"
     fi
     it_stop_daemon "$CTRD_PID"
     # The CRI plugin keeps each sandbox's /dev/shm mounted under its state directory until the

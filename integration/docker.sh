@@ -4,11 +4,7 @@
 set -u
 . "$(dirname "$0")/lib/common.sh"
 
-it_apt_install docker.io containerd busybox-static util-linux || {
-    echo "apt-get install failed"
-    echo "0 passed, 1 failed"
-    exit 1
-}
+it_require_packages docker.io containerd busybox-static util-linux
 it_init docker
 
 IMG=localhost/berth-it/busybox:latest

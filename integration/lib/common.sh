@@ -154,6 +154,15 @@ it_apt_install() {
     return $rc
 }
 
+# it_require_packages PKG…: it_apt_install, or the suite ends at once (one failed check).
+# Called before it_init.
+it_require_packages() {
+    it_apt_install "$@" && return 0
+    echo "FAIL $(basename "$0" .sh): apt-get install $*"
+    echo "0 passed, 1 failed"
+    exit 1
+}
+
 # --- the runtime -----------------------------------------------------------------------------
 
 it_find_runtime() {
@@ -432,6 +441,19 @@ disabled_plugins = [
 [plugins."io.containerd.internal.v1.opt"]
   path = "$dir/opt"
 EOF
+}
+
+# it_ctr_remove_all CTR_CMD…: kills and removes every task and container `CTR_CMD` (ctr with
+# its address and namespace) lists; for a suite's clean-up.
+it_ctr_remove_all() {
+    local c
+    for c in $("$@" tasks ls -q 2>/dev/null); do
+        timeout 20 "$@" tasks kill -a -s KILL "$c" >/dev/null 2>&1
+        timeout 20 "$@" tasks rm -f "$c" >/dev/null 2>&1
+    done
+    for c in $("$@" containers ls -q 2>/dev/null); do
+        timeout 20 "$@" containers rm "$c" >/dev/null 2>&1
+    done
 }
 
 # it_containerd_start VAR CONFIG LOG SOCKET: starts containerd (pid in VAR); waits for its socket.
