@@ -6,7 +6,7 @@
 #   3. cargo clippy --all-targets -D warnings (the whole workspace)
 #   4. the engine suites in integration/ (containerd, podman, docker, CRI), when present;
 #      BERTH_SKIP_ENGINES=1 skips them
-#   5. cargo test --workspace --all-targets: unit tests, tests/*.rs (the binary on real bundles),
+#   5. cargo test --workspace (lib, bins, tests): unit tests, tests/*.rs (the binary on real bundles),
 #      conformance/ (OCI runtime-spec), the seccomp crate's tests
 #
 # Needs root (containers). Debug builds: building in release (LTO, one codegen unit) costs
@@ -62,10 +62,10 @@ if [ -x integration/run-all.sh ] || [ -f integration/run-all.sh ]; then
 fi
 
 # Last, so that the output ends with its summary lines (nothing is printed after them on
-# success). --all-targets leaves out doc-tests, whose "0 passed" summary would otherwise close
-# the run.
+# success). Doc-tests and examples are left out: their "0 passed" summaries would otherwise
+# close the run.
 echo "=== cargo test --workspace (after $SECONDS s)"
-cargo test --workspace --all-targets --no-fail-fast 2>&1
+cargo test --workspace --lib --bins --tests --no-fail-fast 2>&1
 rc=$?
 [ $rc = 0 ] || failed+=("cargo test")
 

@@ -303,7 +303,6 @@ fn list_of_a_missing_root_is_empty() {
 
 // ---- spec --------------------------------------------------------------------------------
 
-/// Depends on the rootfs work: the default spec mounts cgroupfs at /sys/fs/cgroup.
 #[test]
 fn spec_writes_a_config_that_runs() {
     let rt = Runtime::new();

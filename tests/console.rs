@@ -1,9 +1,8 @@
 //! process.terminal with --console-socket, as containerd, podman (conmon) and CRI-O use it:
 //! the pty master arrives over the socket (SCM_RIGHTS), the container's stdio is the pty's
 //! slave (its controlling terminal), and process.consoleSize is applied.
-//!
-//! Depends on the rootfs work: the container needs /dev/ptmx (a link to its own
-//! /dev/pts/ptmx) and a devpts instance of its own.
+//! The container needs /dev/ptmx (a link to its own /dev/pts/ptmx) and a devpts instance of
+//! its own, which the rootfs setup provides.
 
 mod common;
 use common::*;

@@ -101,9 +101,8 @@ fn node(i: usize, d: &LinuxDevice) -> Result<Node, RootfsError> {
         }
     };
     let num = |v: i64, what: &str| {
-        u64::try_from(v).map_err(|_| {
-            RootfsError::field(format!("{field}.{what}"), format!("{v} is negative"))
-        })
+        u64::try_from(v)
+            .map_err(|_| RootfsError::field(format!("{field}.{what}"), format!("{v} is negative")))
     };
     let (major, minor) = if kind == SFlag::S_IFIFO {
         (0, 0)
@@ -116,7 +115,10 @@ fn node(i: usize, d: &LinuxDevice) -> Result<Node, RootfsError> {
     if mode & !(0o7777 | libc::S_IFMT) != 0 || (ty != 0 && ty != kind.bits()) {
         return Err(RootfsError::field(
             format!("{field}.fileMode"),
-            format!("{mode:#o} is not a permission mode for a {:?} device", d.typ()),
+            format!(
+                "{mode:#o} is not a permission mode for a {:?} device",
+                d.typ()
+            ),
         ));
     }
     let mode = mode & 0o7777;
@@ -162,7 +164,10 @@ fn blame(n: &Node, msg: String) -> RootfsError {
 
 fn make(root: BorrowedFd, n: &Node, bind: bool) -> Result<(), RootfsError> {
     let err = |what: &str, e: std::io::Error| {
-        blame(n, format!("{}: {what}: {}", n.path.display(), errno_str(&e)))
+        blame(
+            n,
+            format!("{}: {what}: {}", n.path.display(), errno_str(&e)),
+        )
     };
     let parent = n.path.parent().unwrap_or(Path::new("/"));
     let name = n
@@ -223,9 +228,8 @@ fn bind_host(dir: BorrowedFd, name: &Path, n: &Node) -> std::io::Result<()> {
 
 /// /dev/ptmx → pts/ptmx and the /proc/self/fd links.
 fn links(root: BorrowedFd) -> Result<(), RootfsError> {
-    let dev = safepath::mkdir_all(root, Path::new("/dev"), 0o755, IN_ROOT).map_err(|e| {
-        RootfsError::field("linux.devices", format!("/dev: {}", errno_str(&e)))
-    })?;
+    let dev = safepath::mkdir_all(root, Path::new("/dev"), 0o755, IN_ROOT)
+        .map_err(|e| RootfsError::field("linux.devices", format!("/dev: {}", errno_str(&e))))?;
     let fail = |what: String, e: Errno| {
         RootfsError::field("linux.devices", format!("{what}: {}", e.desc()))
     };
@@ -287,7 +291,10 @@ mod tests {
             ]
         );
         assert_eq!(p[0].mode, 0o600);
-        assert_eq!((p[1].uid, p[1].gid, p[1].major, p[1].minor), (5, 6, 10, 200));
+        assert_eq!(
+            (p[1].uid, p[1].gid, p[1].major, p[1].minor),
+            (5, 6, 10, 200)
+        );
         assert_eq!(p[1].field.as_deref(), Some("linux.devices[2]"));
     }
 
@@ -295,8 +302,13 @@ mod tests {
     fn bad_devices_name_their_field() {
         let e = plan(&spec(r#"[{"path":"/dev/x","type":"a"}]"#)).unwrap_err();
         assert!(e.to_string().starts_with("linux.devices[0].type:"), "{e}");
-        let e = plan(&spec(r#"[{"path":"/dev/x","type":"c","major":1,"minor":1,"fileMode":65535}]"#))
-            .unwrap_err();
-        assert!(e.to_string().starts_with("linux.devices[0].fileMode:"), "{e}");
+        let e = plan(&spec(
+            r#"[{"path":"/dev/x","type":"c","major":1,"minor":1,"fileMode":65535}]"#,
+        ))
+        .unwrap_err();
+        assert!(
+            e.to_string().starts_with("linux.devices[0].fileMode:"),
+            "{e}"
+        );
     }
 }

@@ -455,13 +455,8 @@ fn propagate(i: usize, fd: BorrowedFd, o: &Opts) -> R {
 
 /// Replays a refused fresh mount with fsopen/fsconfig to name what the kernel refused.
 fn diagnose(i: usize, dest: &Path, ty: &str, source: &str, o: &Opts, err: Errno) -> RootfsError {
-    let generic = |detail: String| {
-        field(
-            i,
-            "",
-            format!("mount {ty} on {}: {detail}", dest.display()),
-        )
-    };
+    let generic =
+        |detail: String| field(i, "", format!("mount {ty} on {}: {detail}", dest.display()));
     let fc = match api::fsopen(ty) {
         Ok(fc) => fc,
         Err(e) if e.raw_os_error() == Some(libc::ENODEV) => {
@@ -651,8 +646,21 @@ fn current_flags(fd: BorrowedFd) -> io::Result<MsFlags> {
 
 /// tmpfs with `tmpcopyup`: the new filesystem is built detached (fsopen/fsmount), the
 /// destination's contents are copied into it, and only then is it attached.
-fn tmpfs_copyup(i: usize, dest: &Path, target: BorrowedFd, data: &str, flags: MsFlags, o: &Opts) -> R {
-    let fail = |what: &str, e: io::Error| field(i, "", format!("tmpcopyup {}: {what}: {}", dest.display(), errno_str(&e)));
+fn tmpfs_copyup(
+    i: usize,
+    dest: &Path,
+    target: BorrowedFd,
+    data: &str,
+    flags: MsFlags,
+    o: &Opts,
+) -> R {
+    let fail = |what: &str, e: io::Error| {
+        field(
+            i,
+            "",
+            format!("tmpcopyup {}: {what}: {}", dest.display(), errno_str(&e)),
+        )
+    };
     let fc = api::fsopen("tmpfs").map_err(|e| fail("fsopen", e))?;
     let why = |e: io::Error| api::fs_log(fc.as_fd()).unwrap_or_else(|| errno_str(&e));
     for opt in data.split(',').filter(|s| !s.is_empty()) {
@@ -662,7 +670,9 @@ fn tmpfs_copyup(i: usize, dest: &Path, target: BorrowedFd, data: &str, flags: Ms
         };
         if let Err(e) = r {
             let j = o.data.iter().find(|(_, s)| s == opt).map(|(j, _)| *j);
-            let sub = j.map(|j| format!("options[{j}]")).unwrap_or_else(|| "options".into());
+            let sub = j
+                .map(|j| format!("options[{j}]"))
+                .unwrap_or_else(|| "options".into());
             return Err(field(i, &sub, format!("{opt:?}: {}", why(e))));
         }
     }
@@ -672,10 +682,17 @@ fn tmpfs_copyup(i: usize, dest: &Path, target: BorrowedFd, data: &str, flags: Ms
         (MsFlags::MS_LAZYTIME, "lazytime"),
     ] {
         if flags.contains(ms) {
-            api::fsconfig_flag(fc.as_fd(), name).map_err(|e| field(i, "options", format!("{name:?}: {}", why(e))))?;
+            api::fsconfig_flag(fc.as_fd(), name)
+                .map_err(|e| field(i, "options", format!("{name:?}: {}", why(e))))?;
         }
     }
-    api::fsconfig_create(fc.as_fd()).map_err(|e| field(i, "", format!("mount tmpfs on {}: {}", dest.display(), why(e))))?;
+    api::fsconfig_create(fc.as_fd()).map_err(|e| {
+        field(
+            i,
+            "",
+            format!("mount tmpfs on {}: {}", dest.display(), why(e)),
+        )
+    })?;
     let mut attrs = mnt_attr_of(flags);
     if let Some(a) = atime_of(flags) {
         attrs |= a;
@@ -707,8 +724,8 @@ fn tmpfs_copyup(i: usize, dest: &Path, target: BorrowedFd, data: &str, flags: Ms
 /// device nodes, with owner and mode. `dst` is a detached filesystem nobody else can reach.
 fn copy_dir(src: OwnedFd, dst: BorrowedFd) -> io::Result<()> {
     use nix::dir::Dir;
-    use nix::sys::stat::{fchmod, fchmodat, fstatat, mkdirat, mknodat, FchmodatFlags};
     use nix::fcntl::AtFlags;
+    use nix::sys::stat::{fchmod, fchmodat, fstatat, mkdirat, mknodat, FchmodatFlags};
     use nix::unistd::{fchown, fchownat, symlinkat, Gid, Uid};
     let mut dir = Dir::from_fd(src)?;
     let names: Vec<std::ffi::CString> = dir
@@ -726,28 +743,74 @@ fn copy_dir(src: OwnedFd, dst: BorrowedFd) -> io::Result<()> {
         match kind {
             SFlag::S_IFDIR => {
                 mkdirat(dst, name.as_c_str(), Mode::from_bits_truncate(0o700))?;
-                let s = nix::fcntl::openat(sfd, name.as_c_str(), OFlag::O_RDONLY | OFlag::O_DIRECTORY | nofollow, Mode::empty())?;
-                let d = nix::fcntl::openat(dst, name.as_c_str(), OFlag::O_RDONLY | OFlag::O_DIRECTORY | nofollow, Mode::empty())?;
+                let s = nix::fcntl::openat(
+                    sfd,
+                    name.as_c_str(),
+                    OFlag::O_RDONLY | OFlag::O_DIRECTORY | nofollow,
+                    Mode::empty(),
+                )?;
+                let d = nix::fcntl::openat(
+                    dst,
+                    name.as_c_str(),
+                    OFlag::O_RDONLY | OFlag::O_DIRECTORY | nofollow,
+                    Mode::empty(),
+                )?;
                 copy_dir(s, d.as_fd())?;
-                fchown(&d, Some(Uid::from_raw(st.st_uid)), Some(Gid::from_raw(st.st_gid)))?;
+                fchown(
+                    &d,
+                    Some(Uid::from_raw(st.st_uid)),
+                    Some(Gid::from_raw(st.st_gid)),
+                )?;
                 fchmod(&d, perm)?;
             }
             SFlag::S_IFREG => {
-                let s = nix::fcntl::openat(sfd, name.as_c_str(), OFlag::O_RDONLY | nofollow, Mode::empty())?;
-                let d = nix::fcntl::openat(dst, name.as_c_str(), OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | nofollow, Mode::from_bits_truncate(0o600))?;
+                let s = nix::fcntl::openat(
+                    sfd,
+                    name.as_c_str(),
+                    OFlag::O_RDONLY | nofollow,
+                    Mode::empty(),
+                )?;
+                let d = nix::fcntl::openat(
+                    dst,
+                    name.as_c_str(),
+                    OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | nofollow,
+                    Mode::from_bits_truncate(0o600),
+                )?;
                 let (mut s, mut d) = (std::fs::File::from(s), std::fs::File::from(d));
                 io::copy(&mut s, &mut d)?;
-                fchown(&d, Some(Uid::from_raw(st.st_uid)), Some(Gid::from_raw(st.st_gid)))?;
+                fchown(
+                    &d,
+                    Some(Uid::from_raw(st.st_uid)),
+                    Some(Gid::from_raw(st.st_gid)),
+                )?;
                 fchmod(&d, perm)?;
             }
             SFlag::S_IFLNK => {
                 let target = nix::fcntl::readlinkat(sfd, name.as_c_str())?;
                 symlinkat(target.as_os_str(), dst, name.as_c_str())?;
-                fchownat(dst, name.as_c_str(), Some(Uid::from_raw(st.st_uid)), Some(Gid::from_raw(st.st_gid)), AtFlags::AT_SYMLINK_NOFOLLOW)?;
+                fchownat(
+                    dst,
+                    name.as_c_str(),
+                    Some(Uid::from_raw(st.st_uid)),
+                    Some(Gid::from_raw(st.st_gid)),
+                    AtFlags::AT_SYMLINK_NOFOLLOW,
+                )?;
             }
             SFlag::S_IFCHR | SFlag::S_IFBLK | SFlag::S_IFIFO => {
-                mknodat(dst, name.as_c_str(), kind, Mode::from_bits_truncate(0o600), st.st_rdev)?;
-                fchownat(dst, name.as_c_str(), Some(Uid::from_raw(st.st_uid)), Some(Gid::from_raw(st.st_gid)), AtFlags::AT_SYMLINK_NOFOLLOW)?;
+                mknodat(
+                    dst,
+                    name.as_c_str(),
+                    kind,
+                    Mode::from_bits_truncate(0o600),
+                    st.st_rdev,
+                )?;
+                fchownat(
+                    dst,
+                    name.as_c_str(),
+                    Some(Uid::from_raw(st.st_uid)),
+                    Some(Gid::from_raw(st.st_gid)),
+                    AtFlags::AT_SYMLINK_NOFOLLOW,
+                )?;
                 fchmodat(dst, name.as_c_str(), perm, FchmodatFlags::FollowSymlink)?;
             }
             _ => {} // sockets are not copied
@@ -784,8 +847,13 @@ pub fn unescape(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut k = 0;
     while k < b.len() {
-        if b[k] == b'\\' && k + 3 < b.len() && b[k + 1..k + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
-            let v = (b[k + 1] - b'0') as u32 * 64 + (b[k + 2] - b'0') as u32 * 8 + (b[k + 3] - b'0') as u32;
+        if b[k] == b'\\'
+            && k + 3 < b.len()
+            && b[k + 1..k + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            let v = (b[k + 1] - b'0') as u32 * 64
+                + (b[k + 2] - b'0') as u32 * 8
+                + (b[k + 3] - b'0') as u32;
             out.push(v as u8);
             k += 4;
         } else {
@@ -827,13 +895,17 @@ pub fn v1_hierarchies(mountinfo: &str, self_cgroup: &str) -> Result<Vec<Hierarch
         else {
             continue;
         };
-        let rel = Path::new(path).strip_prefix(&root).map_err(|_| {
-            format!("own cgroup {path} is not visible in the hierarchy mounted at {mp} (root {root})")
-        })?;
+        // Not visible through this mount (e.g. from inside a new cgroup namespace, where the
+        // host's mounts are rooted above it): `own` stays empty, and only a fresh mount of the
+        // hierarchy can show the container's cgroup.
+        let own = match Path::new(path).strip_prefix(&root) {
+            Ok(rel) => Path::new(&mp).join(rel),
+            Err(_) => PathBuf::new(),
+        };
         out.push(Hierarchy {
             mountpoint: PathBuf::from(&mp),
             controllers: ctrls.join(","),
-            own: Path::new(&mp).join(rel),
+            own,
         });
     }
     Ok(out)
@@ -841,17 +913,36 @@ pub fn v1_hierarchies(mountinfo: &str, self_cgroup: &str) -> Result<Vec<Hierarch
 
 fn cgroup1(ctx: &Ctx, i: usize, m: &Mount, o: &Opts) -> R {
     let dest = m.destination();
-    let read = |p: &str| std::fs::read_to_string(p).map_err(|e| field(i, "", format!("cgroup: read {p}: {}", errno_str(&e))));
+    let read = |p: &str| {
+        std::fs::read_to_string(p)
+            .map_err(|e| field(i, "", format!("cgroup: read {p}: {}", errno_str(&e))))
+    };
     let hier = v1_hierarchies(&read("/proc/self/mountinfo")?, &read("/proc/self/cgroup")?)
         .map_err(|e| field(i, "", format!("cgroup: {e}")))?;
     let r = safepath::mkdir_all(ctx.root, dest, 0o755, IN_ROOT).map_err(dest_err(i, dest))?;
     check_dest(ctx, i, dest, r.fd.as_fd(), Kind::Fresh("tmpfs"))?;
     let base = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-    mount(Some("tmpfs"), fd_target(r.fd.as_fd()).as_str(), Some("tmpfs"), base, Some("mode=755"))
-        .map_err(|e| field(i, "", format!("mount tmpfs on {}: {}", dest.display(), e.desc())))?;
+    mount(
+        Some("tmpfs"),
+        fd_target(r.fd.as_fd()).as_str(),
+        Some("tmpfs"),
+        base,
+        Some("mode=755"),
+    )
+    .map_err(|e| {
+        field(
+            i,
+            "",
+            format!("mount tmpfs on {}: {}", dest.display(), e.desc()),
+        )
+    })?;
     let tmp = safepath::open_path(ctx.root, dest).map_err(dest_err(i, dest))?;
     if !fstatfs(tmp.as_fd()).is_ok_and(|s| s.filesystem_type() == TMPFS_MAGIC) {
-        return Err(field(i, "destination", format!("{}: the tmpfs just mounted is not there", dest.display())));
+        return Err(field(
+            i,
+            "destination",
+            format!("{}: the tmpfs just mounted is not there", dest.display()),
+        ));
     }
     let bind_opts = Opts {
         set: (o.set & MNT_FLAGS) | MsFlags::MS_BIND | MsFlags::MS_REC,
@@ -860,7 +951,11 @@ fn cgroup1(ctx: &Ctx, i: usize, m: &Mount, o: &Opts) -> R {
         ..Default::default()
     };
     for h in &hier {
-        let name = h.mountpoint.file_name().map(PathBuf::from).unwrap_or_else(|| PathBuf::from(&h.controllers));
+        let name = h
+            .mountpoint
+            .file_name()
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(&h.controllers));
         let sub = safepath::mkdir_all(tmp.as_fd(), &name, 0o755, NO_SYMLINKS)
             .map_err(dest_err(i, &dest.join(&name)))?;
         if ctx.cgroupns {
@@ -869,14 +964,51 @@ fn cgroup1(ctx: &Ctx, i: usize, m: &Mount, o: &Opts) -> R {
                 None => ("cgroup".to_string(), h.controllers.clone()),
             };
             let flags = base | (o.set & (MsFlags::MS_RDONLY | ATIME_ENUM));
-            mount(Some(source.as_str()), fd_target(sub.fd.as_fd()).as_str(), Some("cgroup"), flags, Some(data.as_str()))
-                .map_err(|e| field(i, "", format!("mount cgroup ({}) on {}: {}", h.controllers, dest.join(&name).display(), e.desc())))?;
-            let fd = safepath::open(tmp.as_fd(), &name, OFlag::O_PATH | OFlag::O_DIRECTORY, Mode::empty(), NO_SYMLINKS)
-                .map_err(dest_err(i, &dest.join(&name)))?;
+            mount(
+                Some(source.as_str()),
+                fd_target(sub.fd.as_fd()).as_str(),
+                Some("cgroup"),
+                flags,
+                Some(data.as_str()),
+            )
+            .map_err(|e| {
+                field(
+                    i,
+                    "",
+                    format!(
+                        "mount cgroup ({}) on {}: {}",
+                        h.controllers,
+                        dest.join(&name).display(),
+                        e.desc()
+                    ),
+                )
+            })?;
+            let fd = safepath::open(
+                tmp.as_fd(),
+                &name,
+                OFlag::O_PATH | OFlag::O_DIRECTORY,
+                Mode::empty(),
+                NO_SYMLINKS,
+            )
+            .map_err(dest_err(i, &dest.join(&name)))?;
             propagate(i, fd.as_fd(), o)?;
         } else {
+            if h.own.as_os_str().is_empty() {
+                return Err(field(
+                    i,
+                    "",
+                    format!(
+                        "cgroup: own cgroup is not visible in the hierarchy mounted at {}",
+                        h.mountpoint.display()
+                    ),
+                ));
+            }
             let tree = api::open_tree(None, &h.own, true).map_err(|e| {
-                field(i, "", format!("cgroup: {}: {}", h.own.display(), errno_str(&e)))
+                field(
+                    i,
+                    "",
+                    format!("cgroup: {}: {}", h.own.display(), errno_str(&e)),
+                )
             })?;
             attach(i, &tree, sub.fd.as_fd(), &dest.join(&name), &bind_opts)?;
         }
@@ -892,7 +1024,13 @@ fn cgroup1(ctx: &Ctx, i: usize, m: &Mount, o: &Opts) -> R {
         for c in name.split(',') {
             match nix::unistd::symlinkat(name, tmp.as_fd(), c) {
                 Ok(()) | Err(Errno::EEXIST) => {}
-                Err(e) => return Err(field(i, "", format!("cgroup: symlink {c} -> {name}: {}", e.desc()))),
+                Err(e) => {
+                    return Err(field(
+                        i,
+                        "",
+                        format!("cgroup: symlink {c} -> {name}: {}", e.desc()),
+                    ))
+                }
             }
         }
     }
@@ -901,8 +1039,13 @@ fn cgroup1(ctx: &Ctx, i: usize, m: &Mount, o: &Opts) -> R {
             attr_set: A_RDONLY,
             ..Default::default()
         };
-        api::mount_setattr(tmp.as_fd(), false, &attr)
-            .map_err(|e| field(i, "", format!("make {} read-only: {}", dest.display(), errno_str(&e))))?;
+        api::mount_setattr(tmp.as_fd(), false, &attr).map_err(|e| {
+            field(
+                i,
+                "",
+                format!("make {} read-only: {}", dest.display(), errno_str(&e)),
+            )
+        })?;
     }
     propagate(i, tmp.as_fd(), o)
 }
@@ -931,13 +1074,21 @@ fn cgroup2(ctx: &Ctx, i: usize, m: &Mount, o: &Opts) -> R {
     if ctx.cgroupns {
         if let Some(p) = std::fs::read_to_string("/proc/self/cgroup")
             .ok()
-            .and_then(|s| s.lines().find_map(|l| l.strip_prefix("0::").map(str::to_string)))
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("0::").map(str::to_string))
+            })
         {
             src = src.join(p.trim_start_matches('/'));
         }
     }
-    let tree = api::open_tree(None, &src, false)
-        .map_err(|e| field(i, "", format!("cgroup: {}: {}", src.display(), errno_str(&e))))?;
+    let tree = api::open_tree(None, &src, false).map_err(|e| {
+        field(
+            i,
+            "",
+            format!("cgroup: {}: {}", src.display(), errno_str(&e)),
+        )
+    })?;
     let bind_opts = Opts {
         set: flags | MsFlags::MS_BIND,
         clear: o.clear,
@@ -965,7 +1116,8 @@ pub mod api {
     }
 
     fn cstr(s: &[u8]) -> io::Result<CString> {
-        CString::new(s).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL byte in string"))
+        CString::new(s)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL byte in string"))
     }
 
     fn fd_result(r: libc::c_long) -> io::Result<OwnedFd> {
@@ -985,7 +1137,11 @@ pub mod api {
 
     /// open_tree(OPEN_TREE_CLONE): a detached copy of the mount at `path` (of `dirfd`, or of
     /// the fd itself when `path` is empty), of its whole subtree with `recursive`.
-    pub fn open_tree(dirfd: Option<BorrowedFd>, path: &Path, recursive: bool) -> io::Result<OwnedFd> {
+    pub fn open_tree(
+        dirfd: Option<BorrowedFd>,
+        path: &Path,
+        recursive: bool,
+    ) -> io::Result<OwnedFd> {
         let p = cstr(path.as_os_str().as_bytes())?;
         let mut flags = libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC;
         if recursive {
@@ -1059,7 +1215,12 @@ pub mod api {
         fd_result(unsafe { libc::syscall(libc::SYS_fsopen, t.as_ptr(), libc::FSOPEN_CLOEXEC) })
     }
 
-    fn fsconfig(fd: BorrowedFd, cmd: libc::c_uint, key: Option<&str>, value: Option<&str>) -> io::Result<()> {
+    fn fsconfig(
+        fd: BorrowedFd,
+        cmd: libc::c_uint,
+        key: Option<&str>,
+        value: Option<&str>,
+    ) -> io::Result<()> {
         let k = key.map(|k| cstr(k.as_bytes())).transpose()?;
         let v = value.map(|v| cstr(v.as_bytes())).transpose()?;
         let kp = k.as_ref().map_or(std::ptr::null(), |k| k.as_ptr());
@@ -1085,7 +1246,12 @@ pub mod api {
     pub fn fsmount(fd: BorrowedFd, attrs: u64) -> io::Result<OwnedFd> {
         // SAFETY: integer arguments only; result checked.
         fd_result(unsafe {
-            libc::syscall(libc::SYS_fsmount, fd.as_raw_fd(), libc::FSMOUNT_CLOEXEC, attrs as libc::c_uint)
+            libc::syscall(
+                libc::SYS_fsmount,
+                fd.as_raw_fd(),
+                libc::FSMOUNT_CLOEXEC,
+                attrs as libc::c_uint,
+            )
         })
     }
 
@@ -1120,10 +1286,17 @@ mod tests {
 
     #[test]
     fn flags_propagation_and_data_are_separated() {
-        let o = opts(&["rbind", "ro", "nosuid", "rslave", "size=10m", "mode=755", "private"]);
+        let o = opts(&[
+            "rbind", "ro", "nosuid", "rslave", "size=10m", "mode=755", "private",
+        ]);
         assert!(o.bind);
-        assert!(o.set.contains(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID));
-        assert_eq!(o.propagation, vec![MsFlags::MS_SLAVE | MsFlags::MS_REC, MsFlags::MS_PRIVATE]);
+        assert!(o.set.contains(
+            MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID
+        ));
+        assert_eq!(
+            o.propagation,
+            vec![MsFlags::MS_SLAVE | MsFlags::MS_REC, MsFlags::MS_PRIVATE]
+        );
         assert_eq!(o.data_string(), "size=10m,mode=755");
         assert_eq!(o.data[0].0, 4);
     }

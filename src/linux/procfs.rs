@@ -117,8 +117,14 @@ mod tests {
 
     #[test]
     fn sysctl_keys_map_to_proc_sys() {
-        assert_eq!(sysctl_path("net.ipv4.ip_forward"), Path::new("sys/net/ipv4/ip_forward"));
-        assert_eq!(sysctl_path("net/ipv4/conf/eth0.1/forwarding"), Path::new("sys/net/ipv4/conf/eth0.1/forwarding"));
+        assert_eq!(
+            sysctl_path("net.ipv4.ip_forward"),
+            Path::new("sys/net/ipv4/ip_forward")
+        );
+        assert_eq!(
+            sysctl_path("net/ipv4/conf/eth0.1/forwarding"),
+            Path::new("sys/net/ipv4/conf/eth0.1/forwarding")
+        );
     }
 
     #[test]

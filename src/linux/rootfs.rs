@@ -198,8 +198,10 @@ pub fn prepare(spec: &Spec, rootfs: &Path, opts: &Options) -> Result<(), RootfsE
 /// pivot_root(2) needs the parent mount of the new root not to be shared; making it private
 /// also keeps the rootfs bind from propagating back (runc does the same).
 fn parent_mount_private(rootfs: &Path) -> Result<(), RootfsError> {
-    let real = std::fs::canonicalize(rootfs).map_err(sys(format!("resolve {}", rootfs.display())))?;
-    let mi = std::fs::read_to_string("/proc/self/mountinfo").map_err(sys("read /proc/self/mountinfo"))?;
+    let real =
+        std::fs::canonicalize(rootfs).map_err(sys(format!("resolve {}", rootfs.display())))?;
+    let mi = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(sys("read /proc/self/mountinfo"))?;
     let mut best: Option<(PathBuf, bool)> = None;
     for line in mi.lines() {
         let Some((pre, _)) = line.split_once(" - ") else {
@@ -210,14 +212,24 @@ fn parent_mount_private(rootfs: &Path) -> Result<(), RootfsError> {
             continue;
         }
         let mp = PathBuf::from(mounts::unescape(f[4]));
-        if real.starts_with(&mp) && best.as_ref().is_none_or(|(b, _)| mp.as_os_str().len() >= b.as_os_str().len()) {
+        if real.starts_with(&mp)
+            && best
+                .as_ref()
+                .is_none_or(|(b, _)| mp.as_os_str().len() >= b.as_os_str().len())
+        {
             let shared = f[6..].iter().any(|o| o.starts_with("shared:"));
             best = Some((mp, shared));
         }
     }
     if let Some((mp, true)) = best {
-        mount(None::<&str>, &mp, None::<&str>, MsFlags::MS_PRIVATE, None::<&str>)
-            .map_err(sys(format!("make {} private", mp.display())))?;
+        mount(
+            None::<&str>,
+            &mp,
+            None::<&str>,
+            MsFlags::MS_PRIVATE,
+            None::<&str>,
+        )
+        .map_err(sys(format!("make {} private", mp.display())))?;
     }
     Ok(())
 }
@@ -234,8 +246,14 @@ pub fn enter(rootfs: &Path, opts: &Options) -> Result<(), RootfsError> {
     // The old root is now stacked under the new one; detach it, after making sure that the
     // unmount cannot propagate to the host.
     fchdir(old.as_fd()).map_err(sys("chdir to the old root"))?;
-    mount(None::<&str>, ".", None::<&str>, MsFlags::MS_SLAVE | MsFlags::MS_REC, None::<&str>)
-        .map_err(sys("make the old root rslave"))?;
+    mount(
+        None::<&str>,
+        ".",
+        None::<&str>,
+        MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(sys("make the old root rslave"))?;
     umount2(".", MntFlags::MNT_DETACH).map_err(sys("detach the old root"))?;
     chdir("/").map_err(sys("chdir /"))?;
     Ok(())
@@ -245,8 +263,10 @@ pub fn enter(rootfs: &Path, opts: &Options) -> Result<(), RootfsError> {
 /// kernel lets a process mount a fresh procfs when a full one is visible anywhere in it; so
 /// detach them (or cover them) first, as runc does, then move the rootfs onto / and chroot.
 fn move_root(rootfs: &Path) -> Result<(), RootfsError> {
-    let real = std::fs::canonicalize(rootfs).map_err(sys(format!("resolve {}", rootfs.display())))?;
-    let mi = std::fs::read_to_string("/proc/self/mountinfo").map_err(sys("read /proc/self/mountinfo"))?;
+    let real =
+        std::fs::canonicalize(rootfs).map_err(sys(format!("resolve {}", rootfs.display())))?;
+    let mi = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(sys("read /proc/self/mountinfo"))?;
     let mut targets = Vec::new();
     for line in mi.lines() {
         let Some((pre, post)) = line.split_once(" - ") else {
@@ -263,7 +283,13 @@ fn move_root(rootfs: &Path) -> Result<(), RootfsError> {
         }
     }
     for mp in targets {
-        match mount(None::<&str>, &mp, None::<&str>, MsFlags::MS_SLAVE | MsFlags::MS_REC, None::<&str>) {
+        match mount(
+            None::<&str>,
+            &mp,
+            None::<&str>,
+            MsFlags::MS_SLAVE | MsFlags::MS_REC,
+            None::<&str>,
+        ) {
             Ok(()) => {}
             Err(Errno::ENOENT) => continue, // already gone with a parent
             Err(e) => return Err(sys(format!("make {} rslave", mp.display()))(e)),
@@ -271,15 +297,27 @@ fn move_root(rootfs: &Path) -> Result<(), RootfsError> {
         match umount2(&mp, MntFlags::MNT_DETACH) {
             Ok(()) => {}
             Err(Errno::EINVAL | Errno::EPERM) => {
-                mount(Some("tmpfs"), &mp, Some("tmpfs"), MsFlags::empty(), None::<&str>)
-                    .map_err(sys(format!("cover {}", mp.display())))?;
+                mount(
+                    Some("tmpfs"),
+                    &mp,
+                    Some("tmpfs"),
+                    MsFlags::empty(),
+                    None::<&str>,
+                )
+                .map_err(sys(format!("cover {}", mp.display())))?;
             }
             Err(e) => return Err(sys(format!("detach {}", mp.display()))(e)),
         }
     }
     chdir(rootfs).map_err(sys(format!("chdir to {}", rootfs.display())))?;
-    mount(Some(rootfs), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
-        .map_err(sys(format!("move {} onto /", rootfs.display())))?;
+    mount(
+        Some(rootfs),
+        "/",
+        None::<&str>,
+        MsFlags::MS_MOVE,
+        None::<&str>,
+    )
+    .map_err(sys(format!("move {} onto /", rootfs.display())))?;
     chroot(".").map_err(sys("chroot"))?;
     chdir("/").map_err(sys("chdir /"))?;
     Ok(())
@@ -324,7 +362,10 @@ pub fn finish(spec: &Spec) -> Result<(), RootfsError> {
     }
     if spec.root().as_ref().and_then(|r| r.readonly()) == Some(true) {
         api::mount_setattr_path(Path::new("/"), &ro).map_err(|e| {
-            RootfsError::field("root.readonly", format!("make / read-only: {}", errno_str(&e)))
+            RootfsError::field(
+                "root.readonly",
+                format!("make / read-only: {}", errno_str(&e)),
+            )
         })?;
     }
     if needs_dev(spec) {
@@ -369,12 +410,14 @@ fn readonly_path(root: BorrowedFd, path: &Path) -> Result<(), String> {
     let Some(fd) = open_existing(root, path)? else {
         return Ok(());
     };
-    let tree = api::open_tree(Some(fd.as_fd()), Path::new(""), true).map_err(|e| format!("bind: {}", errno_str(&e)))?;
+    let tree = api::open_tree(Some(fd.as_fd()), Path::new(""), true)
+        .map_err(|e| format!("bind: {}", errno_str(&e)))?;
     let ro = api::MountAttr {
         attr_set: libc::MOUNT_ATTR_RDONLY,
         ..Default::default()
     };
-    api::mount_setattr(tree.as_fd(), true, &ro).map_err(|e| format!("make read-only: {}", errno_str(&e)))?;
+    api::mount_setattr(tree.as_fd(), true, &ro)
+        .map_err(|e| format!("make read-only: {}", errno_str(&e)))?;
     api::move_mount(tree.as_fd(), fd.as_fd()).map_err(|e| format!("attach: {}", errno_str(&e)))
 }
 
@@ -400,7 +443,8 @@ impl Masker {
         let st = fstat(fd.as_fd()).map_err(|e| e.desc().to_string())?;
         let is_dir = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR;
         let attach = |src: &OwnedFd| -> Result<(), String> {
-            let c = api::open_tree(Some(src.as_fd()), Path::new(""), false).map_err(|e| format!("clone mask: {}", errno_str(&e)))?;
+            let c = api::open_tree(Some(src.as_fd()), Path::new(""), false)
+                .map_err(|e| format!("clone mask: {}", errno_str(&e)))?;
             api::move_mount(c.as_fd(), fd.as_fd()).map_err(|e| format!("mask: {}", errno_str(&e)))
         };
         if !is_dir {
@@ -415,7 +459,10 @@ impl Masker {
         let fail = |what: &str, e: io::Error| format!("{what}: {}", errno_str(&e));
         let fc = api::fsopen("tmpfs").map_err(|e| fail("fsopen tmpfs", e))?;
         api::fsconfig_create(fc.as_fd()).map_err(|e| fail("create tmpfs", e))?;
-        let attrs = libc::MOUNT_ATTR_RDONLY | libc::MOUNT_ATTR_NOSUID | libc::MOUNT_ATTR_NODEV | libc::MOUNT_ATTR_NOEXEC;
+        let attrs = libc::MOUNT_ATTR_RDONLY
+            | libc::MOUNT_ATTR_NOSUID
+            | libc::MOUNT_ATTR_NODEV
+            | libc::MOUNT_ATTR_NOEXEC;
         let mnt = api::fsmount(fc.as_fd(), attrs).map_err(|e| fail("fsmount tmpfs", e))?;
         api::move_mount(mnt.as_fd(), fd.as_fd()).map_err(|e| fail("mask", e))?;
         self.tmpfs = Some(mnt);
@@ -427,7 +474,8 @@ impl Masker {
 /// a symlink to, or a bind of, some other file would otherwise be bound over every masked path
 /// (the 2025 runc advisories about fake /dev/null).
 fn open_null(root: BorrowedFd) -> Result<OwnedFd, String> {
-    let fd = safepath::open_path(root, Path::new("/dev/null")).map_err(|e| format!("/dev/null: {}", errno_str(&e)))?;
+    let fd = safepath::open_path(root, Path::new("/dev/null"))
+        .map_err(|e| format!("/dev/null: {}", errno_str(&e)))?;
     let st = fstat(fd.as_fd()).map_err(|e| format!("/dev/null: {}", e.desc()))?;
     if !is_null(&st) {
         return Err(format!(
@@ -443,7 +491,13 @@ fn open_null(root: BorrowedFd) -> Result<OwnedFd, String> {
 /// stdio inherited as the host's /dev/null is reopened as the container's (as runc does), so
 /// no fd of the process refers to a host device file.
 fn reopen_null_stdio(root: BorrowedFd) {
-    let Ok(null) = safepath::open(root, Path::new("/dev/null"), OFlag::O_RDWR, Mode::empty(), IN_ROOT) else {
+    let Ok(null) = safepath::open(
+        root,
+        Path::new("/dev/null"),
+        OFlag::O_RDWR,
+        Mode::empty(),
+        IN_ROOT,
+    ) else {
         return;
     };
     let Ok(nst) = fstat(null.as_fd()) else {
@@ -486,20 +540,35 @@ mod tests {
         let s = |mounts: &str| -> Spec {
             serde_json::from_str(&format!(r#"{{"ociVersion":"1.0.2","mounts":{mounts}}}"#)).unwrap()
         };
-        assert!(needs_dev(&s(r#"[{"destination":"/dev","type":"tmpfs","source":"tmpfs"}]"#)));
-        assert!(!needs_dev(&s(r#"[{"destination":"/dev/","type":"none","source":"/dev","options":["rbind"]}]"#)));
-        assert!(!needs_dev(&s(r#"[{"destination":"/dev","type":"bind","source":"/dev"}]"#)));
+        assert!(needs_dev(&s(
+            r#"[{"destination":"/dev","type":"tmpfs","source":"tmpfs"}]"#
+        )));
+        assert!(!needs_dev(&s(
+            r#"[{"destination":"/dev/","type":"none","source":"/dev","options":["rbind"]}]"#
+        )));
+        assert!(!needs_dev(&s(
+            r#"[{"destination":"/dev","type":"bind","source":"/dev"}]"#
+        )));
     }
 
     #[test]
     fn rootfs_propagation_values() {
         let s = |p: &str| -> Spec {
-            serde_json::from_str(&format!(r#"{{"ociVersion":"1.0.2","linux":{{"rootfsPropagation":"{p}"}}}}"#)).unwrap()
+            serde_json::from_str(&format!(
+                r#"{{"ociVersion":"1.0.2","linux":{{"rootfsPropagation":"{p}"}}}}"#
+            ))
+            .unwrap()
         };
         assert_eq!(root_propagation(&s("")).unwrap(), None);
-        assert_eq!(root_propagation(&s("rshared")).unwrap(), Some(MsFlags::MS_SHARED | MsFlags::MS_REC));
+        assert_eq!(
+            root_propagation(&s("rshared")).unwrap(),
+            Some(MsFlags::MS_SHARED | MsFlags::MS_REC)
+        );
         let e = root_propagation(&s("bogus")).unwrap_err();
-        assert_eq!(e.to_string(), "linux.rootfsPropagation: unknown propagation \"bogus\"");
+        assert_eq!(
+            e.to_string(),
+            "linux.rootfsPropagation: unknown propagation \"bogus\""
+        );
     }
 
     #[test]

@@ -17,7 +17,8 @@ use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
 use nix::sys::stat::Mode;
 
 /// Resolution scoped to the root fd, symlinks followed inside it, magic links refused.
-pub const IN_ROOT: ResolveFlag = ResolveFlag::RESOLVE_IN_ROOT.union(ResolveFlag::RESOLVE_NO_MAGICLINKS);
+pub const IN_ROOT: ResolveFlag =
+    ResolveFlag::RESOLVE_IN_ROOT.union(ResolveFlag::RESOLVE_NO_MAGICLINKS);
 /// Resolution below the dirfd that follows no symlink at all.
 pub const NO_SYMLINKS: ResolveFlag =
     ResolveFlag::RESOLVE_BENEATH.union(ResolveFlag::RESOLVE_NO_SYMLINKS);
@@ -107,7 +108,13 @@ pub fn mkdir_all(
     // Find the longest prefix that exists (usually the whole path, or its parent).
     let mut have = parts.len();
     let mut fd = loop {
-        match open(root, &join(&parts[..have]), dir_flags, Mode::empty(), resolve) {
+        match open(
+            root,
+            &join(&parts[..have]),
+            dir_flags,
+            Mode::empty(),
+            resolve,
+        ) {
             Ok(fd) => break fd,
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) && have > 0 => have -= 1,
             Err(e) => return Err(e),
@@ -125,18 +132,23 @@ pub fn mkdir_all(
             Ok(()) | Err(Errno::EEXIST) => {}
             Err(e) => return Err(e.into()),
         }
-        fd = open(fd.as_fd(), Path::new(part), dir_flags, Mode::empty(), NO_SYMLINKS).map_err(
-            |e| match e.raw_os_error() {
-                Some(libc::ELOOP) => io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    format!(
-                        "{:?} is a symlink to a missing target; refusing to create through it",
-                        part
-                    ),
+        fd = open(
+            fd.as_fd(),
+            Path::new(part),
+            dir_flags,
+            Mode::empty(),
+            NO_SYMLINKS,
+        )
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{:?} is a symlink to a missing target; refusing to create through it",
+                    part
                 ),
-                _ => e,
-            },
-        )?;
+            ),
+            _ => e,
+        })?;
     }
     Ok(Resolved { fd, created })
 }
@@ -159,7 +171,10 @@ pub fn create_file(
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty path"));
     };
     if *name == ".." {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "path ends in \"..\""));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "path ends in \"..\"",
+        ));
     }
     let parent = mkdir_all(root, &join(dirs), 0o755, resolve)?;
     // O_CREAT without O_EXCL: a file made meanwhile by someone else is fine, a symlink is not
@@ -211,8 +226,7 @@ mod tests {
     fn absolute_symlinks_resolve_inside_the_root() {
         let (t, root) = dir();
         let outside = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(t.path().join(outside.path().strip_prefix("/").unwrap()))
-            .unwrap();
+        std::fs::create_dir_all(t.path().join(outside.path().strip_prefix("/").unwrap())).unwrap();
         symlink(outside.path(), t.path().join("evil")).unwrap();
         let r = mkdir_all(root.as_fd(), Path::new("/evil/sub"), 0o755, IN_ROOT).unwrap();
         assert!(r.created);

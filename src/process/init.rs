@@ -157,6 +157,11 @@ fn setup(cfg: &InitConfig, ch: &Channel) -> Result<Channel, String> {
             rootfs::write_sysctl(k, v).map_err(|e| format!("linux.sysctl.{k}: {e}"))?;
         }
     }
+    // A missing cwd is created now, before the root may become read-only (as runc does while
+    // preparing the rootfs); exec_user_process enters it.
+    if std::fs::metadata(process.cwd()).is_err() {
+        let _ = std::fs::create_dir_all(process.cwd());
+    }
     if has_mount_ns {
         rootfs::finish(cfg.spec).map_err(|e| e.to_string())?;
     }

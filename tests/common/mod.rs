@@ -298,22 +298,17 @@ pub fn unique_id(name: &str) -> String {
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-/// A busybox bundle running `sh -c SCRIPT`, with a writable host directory bound at `/out`
-/// (see [`Bundle::out`]) for the container to leave results in.
-///
-/// TEMPORARY — DEPENDS ON THE ROOTFS WORK: the `/sys/fs/cgroup` mount of the default spec is
-/// removed, because the minimal rootfs cut cannot mount cgroupfs on this hybrid host yet
-/// (`mounts[6]: mount cgroup on /sys/fs/cgroup: EPERM`). Once the rootfs work lands, drop the
-/// `without_cgroup_mount()` call here; tests that need the full default spec use
-/// [`Bundle::sh`] directly and are marked "depends on the rootfs work".
+/// A busybox bundle running `sh -c SCRIPT` with the full default spec (`berth spec`, terminal
+/// off), plus a writable host directory bound at `/out` (see [`Bundle::out`]) for the
+/// container to leave results in (the default root is read-only).
 pub fn sh(script: &str) -> Bundle {
     let mut b = Bundle::sh(script);
-    b.without_cgroup_mount().with_out_mount();
+    b.with_out_mount();
     b
 }
 
 impl Bundle {
-    /// Removes the `/sys/fs/cgroup` mount from the config (see [`sh`]).
+    /// Removes the `/sys/fs/cgroup` mount from the config.
     pub fn without_cgroup_mount(&mut self) -> &mut Self {
         self.edit(|c| {
             if let Some(m) = c["mounts"].as_array_mut() {
