@@ -6,7 +6,7 @@
 #   3. cargo clippy --all-targets -D warnings (the whole workspace)
 #   4. the engine suites in integration/ (containerd, podman, docker, CRI), when present;
 #      BERTH_SKIP_ENGINES=1 skips them
-#   5. cargo test --workspace (lib, bins, tests): unit tests, tests/*.rs (the binary on real bundles),
+#   5. cargo test --workspace --all-targets: unit tests, tests/*.rs (the binary on real bundles),
 #      conformance/ (OCI runtime-spec), the seccomp crate's tests
 #
 # Needs root (containers). Debug builds: building in release (LTO, one codegen unit) costs
@@ -62,13 +62,17 @@ if [ -x integration/run-all.sh ] || [ -f integration/run-all.sh ]; then
 fi
 
 # Last, so that the output ends with its summary lines (nothing is printed after them on
-# success). Doc-tests and examples are left out: their "0 passed" summaries would otherwise
-# close the run.
+# success). --all-targets leaves out doc-tests, whose "0 passed" summary would otherwise close
+# the run.
 echo "=== cargo test --workspace (after $SECONDS s)"
-cargo test --workspace --lib --bins --tests --no-fail-fast 2>&1
-rc=$?
-[ $rc = 0 ] || failed+=("cargo test")
+log=$(mktemp)
+cargo test --workspace --all-targets --no-fail-fast 2>&1 | tee "$log"
+rc=${PIPESTATUS[0]}
+[ "$rc" = 0 ] || failed+=("cargo test")
 
+# One closing line over every test binary (some targets, e.g. examples, run no test).
+awk '/^test result:/ { p += $4; f += $6 } END { printf "total: %d passed, %d failed\n", p, f }' "$log"
+rm -f "$log"
 if [ ${#failed[@]} -gt 0 ]; then
     echo "scripts/test.sh: failed: ${failed[*]}" >&2
     exit 1

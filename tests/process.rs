@@ -328,3 +328,33 @@ fn process_starts_in_its_own_session() {
     let b = sh("set -- $(cat /proc/$$/stat); echo sid=$6");
     assert_eq!(run_out(&rt, &b, "session"), "sid=1\n");
 }
+
+#[test]
+fn personality_domain_and_flags() {
+    let rt = Runtime::new();
+    let mut b =
+        sh("uname -m; grep -c . /proc/self/personality 2>/dev/null; cat /proc/self/personality");
+    b.edit(|c| {
+        c["linux"]["personality"] = json!({"domain": "LINUX32", "flags": ["ADDR_NO_RANDOMIZE"]})
+    });
+    let out = run_out(&rt, &b, "persona");
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), Some("i686"), "{out}");
+    // PER_LINUX32 (0x8) | ADDR_NO_RANDOMIZE (0x40000), as /proc/PID/personality prints it.
+    assert!(out.contains("00040008"), "{out}");
+}
+
+#[test]
+fn unknown_personality_flag_names_its_path() {
+    let rt = Runtime::new();
+    let mut b = sh("true");
+    b.edit(|c| c["linux"]["personality"] = json!({"domain": "LINUX", "flags": ["NOPE"]}));
+    let o = rt.run(&unique_id("persona-bad"), &b);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("linux.personality.flags[0]"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(rt.ids().is_empty());
+}

@@ -50,7 +50,7 @@ pub fn plan(spec: &Spec) -> Result<Vec<Node>, RootfsError> {
     let mut out = Vec::new();
     let devs = spec.linux().as_ref().and_then(|l| l.devices().as_ref());
     for (i, d) in devs.into_iter().flatten().enumerate() {
-        if clean(d.path()) == Path::new("/dev/ptmx") {
+        if safepath::clean(d.path()) == Path::new("/dev/ptmx") {
             continue;
         }
         out.push(node(i, d)?);
@@ -71,20 +71,6 @@ pub fn plan(spec: &Spec) -> Result<Vec<Node>, RootfsError> {
         });
     }
     Ok(out)
-}
-
-fn clean(p: &Path) -> PathBuf {
-    let mut out = PathBuf::from("/");
-    for c in p.components() {
-        match c {
-            std::path::Component::Normal(s) => out.push(s),
-            std::path::Component::ParentDir => {
-                out.pop();
-            }
-            _ => {}
-        }
-    }
-    out
 }
 
 fn node(i: usize, d: &LinuxDevice) -> Result<Node, RootfsError> {
@@ -123,7 +109,7 @@ fn node(i: usize, d: &LinuxDevice) -> Result<Node, RootfsError> {
     }
     let mode = mode & 0o7777;
     Ok(Node {
-        path: clean(d.path()),
+        path: safepath::clean(d.path()),
         kind,
         major,
         minor,

@@ -293,7 +293,7 @@ fn dest_err(i: usize, dest: &Path) -> impl FnOnce(io::Error) -> RootfsError + '_
 
 /// Where the destination fd ended up (as a container path); refuses anything outside the
 /// rootfs and anything on or inside /proc that runc would refuse.
-fn check_dest(ctx: &Ctx, i: usize, dest: &Path, fd: BorrowedFd, kind: Kind) -> R<PathBuf> {
+fn check_dest(ctx: &Ctx, i: usize, dest: &Path, fd: BorrowedFd, kind: &Kind) -> R<PathBuf> {
     let Some(at) = safepath::inside(&ctx.root_path, fd) else {
         return Err(field(
             i,
@@ -301,13 +301,21 @@ fn check_dest(ctx: &Ctx, i: usize, dest: &Path, fd: BorrowedFd, kind: Kind) -> R
             format!("{} resolves outside the rootfs", dest.display()),
         ));
     };
+    check_proc(i, dest, &at, kind)?;
+    Ok(at)
+}
+
+/// Only a procfs may cover /proc, and inside it only the files lxcfs-like tools emulate.
+/// Checked on the lexical destination before anything is created, and again on where the
+/// resolution really ended.
+fn check_proc(i: usize, dest: &Path, at: &Path, kind: &Kind) -> R {
     let proc = Path::new("/proc");
     if at == proc {
         let ok = match kind {
-            Kind::Fresh(t) => t == "proc",
+            Kind::Fresh(t) => *t == "proc",
             Kind::Bind(src) => {
                 fstatfs(src).is_ok_and(|s| s.filesystem_type() == PROC_SUPER_MAGIC)
-                    && fstat(src).is_ok_and(|s| s.st_ino == 1)
+                    && fstat(*src).is_ok_and(|s| s.st_ino == 1)
             }
         };
         if !ok {
@@ -321,7 +329,6 @@ fn check_dest(ctx: &Ctx, i: usize, dest: &Path, fd: BorrowedFd, kind: Kind) -> R
             ));
         }
     } else if at.starts_with(proc) {
-        // Files that lxcfs and similar tools emulate; nothing else may cover part of /proc.
         const ALLOWED: &[&str] = &[
             "/proc/cpuinfo",
             "/proc/diskstats",
@@ -339,19 +346,23 @@ fn check_dest(ctx: &Ctx, i: usize, dest: &Path, fd: BorrowedFd, kind: Kind) -> R
             "/proc/sys/crypto/fips_enabled",
         ];
         if !ALLOWED.iter().any(|a| at == Path::new(a)) {
+            let via = if at == safepath::clean(dest) {
+                String::new()
+            } else {
+                format!(" (resolved to {})", at.display())
+            };
             return Err(field(
                 i,
                 "destination",
                 format!(
-                    "{} is inside /proc (resolved to {}); only {} may be mounted there",
+                    "{} is inside /proc{via}; only {} may be mounted there",
                     dest.display(),
-                    at.display(),
                     ALLOWED.join(", ")
                 ),
             ));
         }
     }
-    Ok(at)
+    Ok(())
 }
 
 /// The path through which mount(2) reaches an fd: the fd's own (mount, dentry).
@@ -368,8 +379,10 @@ fn fresh(ctx: &Ctx, i: usize, m: &Mount, ty: &str, o: &Opts) -> R {
     } else {
         IN_ROOT
     };
+    let kind = Kind::Fresh(ty);
+    check_proc(i, dest, &safepath::clean(dest), &kind)?;
     let r = safepath::mkdir_all(ctx.root, dest, 0o755, resolve).map_err(dest_err(i, dest))?;
-    let at = check_dest(ctx, i, dest, r.fd.as_fd(), Kind::Fresh(ty))?;
+    let at = check_dest(ctx, i, dest, r.fd.as_fd(), &kind)?;
     let mut data = o.data_string();
     if ty == "tmpfs" && !r.created {
         // A tmpfs keeps the mode of the directory it covers unless told otherwise.
@@ -505,13 +518,15 @@ fn bind(ctx: &Ctx, i: usize, m: &Mount, o: &Opts) -> R {
     let is_dir = fstat(tree.as_fd())
         .map(|s| SFlag::from_bits_truncate(s.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR)
         .map_err(|e| field(i, "source", format!("{}: {}", src.display(), e.desc())))?;
+    let kind = Kind::Bind(tree.as_fd());
+    check_proc(i, dest, &safepath::clean(dest), &kind)?;
     let r = if is_dir {
         safepath::mkdir_all(ctx.root, dest, 0o755, IN_ROOT)
     } else {
         safepath::create_file(ctx.root, dest, 0o644, IN_ROOT)
     }
     .map_err(dest_err(i, dest))?;
-    check_dest(ctx, i, dest, r.fd.as_fd(), Kind::Bind(tree.as_fd()))?;
+    check_dest(ctx, i, dest, r.fd.as_fd(), &kind)?;
     attach(i, &tree, r.fd.as_fd(), dest, o)
 }
 
@@ -837,8 +852,8 @@ pub struct Hierarchy {
     pub mountpoint: PathBuf,
     /// The controllers as mount data, e.g. `cpu,cpuacct` or `name=systemd`.
     pub controllers: String,
-    /// Host path of this process's cgroup in the hierarchy.
-    pub own: PathBuf,
+    /// Host path of this process's cgroup in the hierarchy, or why it cannot be reached.
+    pub own: Result<PathBuf, String>,
 }
 
 /// Unescapes mountinfo's octal escapes (`\040` for a space, …).
@@ -865,7 +880,7 @@ pub fn unescape(s: &str) -> String {
 }
 
 /// The v1 hierarchies from mountinfo and /proc/self/cgroup text.
-pub fn v1_hierarchies(mountinfo: &str, self_cgroup: &str) -> Result<Vec<Hierarchy>, String> {
+pub fn v1_hierarchies(mountinfo: &str, self_cgroup: &str) -> Vec<Hierarchy> {
     let own: Vec<(Vec<&str>, &str)> = self_cgroup
         .lines()
         .filter_map(|l| {
@@ -895,12 +910,11 @@ pub fn v1_hierarchies(mountinfo: &str, self_cgroup: &str) -> Result<Vec<Hierarch
         else {
             continue;
         };
-        // Not visible through this mount (e.g. from inside a new cgroup namespace, where the
-        // host's mounts are rooted above it): `own` stays empty, and only a fresh mount of the
-        // hierarchy can show the container's cgroup.
         let own = match Path::new(path).strip_prefix(&root) {
-            Ok(rel) => Path::new(&mp).join(rel),
-            Err(_) => PathBuf::new(),
+            Ok(rel) => Ok(Path::new(&mp).join(rel)),
+            Err(_) => Err(format!(
+                "own cgroup {path} is not visible in the hierarchy mounted at {mp} (root {root})"
+            )),
         };
         out.push(Hierarchy {
             mountpoint: PathBuf::from(&mp),
@@ -908,7 +922,7 @@ pub fn v1_hierarchies(mountinfo: &str, self_cgroup: &str) -> Result<Vec<Hierarch
             own,
         });
     }
-    Ok(out)
+    out
 }
 
 fn cgroup1(ctx: &Ctx, i: usize, m: &Mount, o: &Opts) -> R {
@@ -917,10 +931,11 @@ fn cgroup1(ctx: &Ctx, i: usize, m: &Mount, o: &Opts) -> R {
         std::fs::read_to_string(p)
             .map_err(|e| field(i, "", format!("cgroup: read {p}: {}", errno_str(&e))))
     };
-    let hier = v1_hierarchies(&read("/proc/self/mountinfo")?, &read("/proc/self/cgroup")?)
-        .map_err(|e| field(i, "", format!("cgroup: {e}")))?;
+    let hier = v1_hierarchies(&read("/proc/self/mountinfo")?, &read("/proc/self/cgroup")?);
+    let kind = Kind::Fresh("tmpfs");
+    check_proc(i, dest, &safepath::clean(dest), &kind)?;
     let r = safepath::mkdir_all(ctx.root, dest, 0o755, IN_ROOT).map_err(dest_err(i, dest))?;
-    check_dest(ctx, i, dest, r.fd.as_fd(), Kind::Fresh("tmpfs"))?;
+    check_dest(ctx, i, dest, r.fd.as_fd(), &kind)?;
     let base = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     mount(
         Some("tmpfs"),
@@ -993,21 +1008,15 @@ fn cgroup1(ctx: &Ctx, i: usize, m: &Mount, o: &Opts) -> R {
             .map_err(dest_err(i, &dest.join(&name)))?;
             propagate(i, fd.as_fd(), o)?;
         } else {
-            if h.own.as_os_str().is_empty() {
-                return Err(field(
-                    i,
-                    "",
-                    format!(
-                        "cgroup: own cgroup is not visible in the hierarchy mounted at {}",
-                        h.mountpoint.display()
-                    ),
-                ));
-            }
-            let tree = api::open_tree(None, &h.own, true).map_err(|e| {
+            let own = h
+                .own
+                .as_ref()
+                .map_err(|e| field(i, "", format!("cgroup: {e}")))?;
+            let tree = api::open_tree(None, own, true).map_err(|e| {
                 field(
                     i,
                     "",
-                    format!("cgroup: {}: {}", h.own.display(), errno_str(&e)),
+                    format!("cgroup: {}: {}", own.display(), errno_str(&e)),
                 )
             })?;
             attach(i, &tree, sub.fd.as_fd(), &dest.join(&name), &bind_opts)?;
@@ -1055,8 +1064,10 @@ fn cgroup1(ctx: &Ctx, i: usize, m: &Mount, o: &Opts) -> R {
 /// container's cgroup (or the whole hierarchy) instead, as runc does.
 fn cgroup2(ctx: &Ctx, i: usize, m: &Mount, o: &Opts) -> R {
     let dest = m.destination();
+    let kind = Kind::Fresh("cgroup2");
+    check_proc(i, dest, &safepath::clean(dest), &kind)?;
     let r = safepath::mkdir_all(ctx.root, dest, 0o755, IN_ROOT).map_err(dest_err(i, dest))?;
-    check_dest(ctx, i, dest, r.fd.as_fd(), Kind::Fresh("cgroup2"))?;
+    check_dest(ctx, i, dest, r.fd.as_fd(), &kind)?;
     let data = o.data_string();
     let flags = o.set & MNT_FLAGS;
     match mount(
@@ -1342,11 +1353,11 @@ mod tests {
                   40 31 0:37 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,xattr,name=systemd\n\
                   41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n";
         let cg = "9:name=systemd:/c1\n4:memory:/a/c1\n2:cpu,cpuacct:/c1\n0::/c1\n";
-        let h = v1_hierarchies(mi, cg).unwrap();
+        let h = v1_hierarchies(mi, cg);
         assert_eq!(h.len(), 3);
         assert_eq!(h[0].controllers, "cpu,cpuacct");
-        assert_eq!(h[0].own, PathBuf::from("/sys/fs/cgroup/cpu,cpuacct/c1"));
-        assert_eq!(h[1].own, PathBuf::from("/sys/fs/cgroup/memory/a/c1"));
+        assert_eq!(h[0].own, Ok(PathBuf::from("/sys/fs/cgroup/cpu,cpuacct/c1")));
+        assert_eq!(h[1].own, Ok(PathBuf::from("/sys/fs/cgroup/memory/a/c1")));
         assert_eq!(h[2].controllers, "name=systemd");
     }
 

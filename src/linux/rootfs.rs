@@ -109,27 +109,13 @@ fn has_namespace(spec: &Spec, t: LinuxNamespaceType) -> bool {
         .is_some_and(|ns| ns.iter().any(|n| n.typ() == t))
 }
 
-fn clean(p: &Path) -> PathBuf {
-    let mut out = PathBuf::from("/");
-    for c in p.components() {
-        match c {
-            std::path::Component::Normal(s) => out.push(s),
-            std::path::Component::ParentDir => {
-                out.pop();
-            }
-            _ => {}
-        }
-    }
-    out
-}
-
 /// runc creates the default devices unless /dev is bind-mounted.
 fn needs_dev(spec: &Spec) -> bool {
     !spec
         .mounts()
         .iter()
         .flatten()
-        .any(|m| mounts::is_bind(m) && clean(m.destination()) == Path::new("/dev"))
+        .any(|m| mounts::is_bind(m) && safepath::clean(m.destination()) == Path::new("/dev"))
 }
 
 fn open_dir(p: &Path) -> io::Result<OwnedFd> {
@@ -343,7 +329,7 @@ pub fn finish(spec: &Spec) -> Result<(), RootfsError> {
     for (i, m) in spec.mounts().iter().flatten().enumerate() {
         let ty = m.typ().as_deref().unwrap_or("");
         let dest = m.destination();
-        if mounts::is_bind(m) || !(ty == "tmpfs" || clean(dest) == Path::new("/dev")) {
+        if mounts::is_bind(m) || !(ty == "tmpfs" || safepath::clean(dest) == Path::new("/dev")) {
             continue;
         }
         let o = mounts::parse(i, m.options().as_deref().unwrap_or(&[]))?;

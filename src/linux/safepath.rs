@@ -61,6 +61,22 @@ pub fn relative(path: &Path) -> PathBuf {
     }
 }
 
+/// `path` made absolute and lexically normal (`.` dropped, `..` applied, never above `/`),
+/// without looking at the filesystem.
+pub fn clean(path: &Path) -> PathBuf {
+    let mut out = PathBuf::from("/");
+    for c in path.components() {
+        match c {
+            Component::Normal(s) => out.push(s),
+            Component::ParentDir => {
+                out.pop();
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
 /// The components of `path` that name something (no root, no `.`), `..` kept.
 fn components(path: &Path) -> Vec<&OsStr> {
     path.components()

@@ -298,9 +298,8 @@ pub fn unique_id(name: &str) -> String {
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-/// A busybox bundle running `sh -c SCRIPT` with the full default spec (`berth spec`, terminal
-/// off), plus a writable host directory bound at `/out` (see [`Bundle::out`]) for the
-/// container to leave results in (the default root is read-only).
+/// A busybox bundle running `sh -c SCRIPT` with the full default spec, plus a writable host
+/// directory bound at `/out` (see [`Bundle::out`]) for the container to leave results in.
 pub fn sh(script: &str) -> Bundle {
     let mut b = Bundle::sh(script);
     b.with_out_mount();
@@ -308,7 +307,7 @@ pub fn sh(script: &str) -> Bundle {
 }
 
 impl Bundle {
-    /// Removes the `/sys/fs/cgroup` mount from the config.
+    /// Removes the `/sys/fs/cgroup` mount from the config (see [`sh`]).
     pub fn without_cgroup_mount(&mut self) -> &mut Self {
         self.edit(|c| {
             if let Some(m) = c["mounts"].as_array_mut() {

@@ -1,0 +1,616 @@
+//! The container's root filesystem and mounts: every option, bind mounts of directories and
+//! files, propagation, recursive attributes, overlay, tmpcopyup, cgroup, read-only root,
+//! --no-pivot, and bad mounts that fail with one line naming the field and leave nothing.
+
+mod common;
+#[path = "common/mountinfo.rs"]
+mod mountinfo;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use common::*;
+use mountinfo::{must, HostMount};
+use nix::mount::MsFlags;
+use serde_json::{json, Value};
+
+fn push_mount(b: &mut Bundle, m: Value) {
+    b.edit(|c| c["mounts"].as_array_mut().unwrap().push(m));
+}
+
+/// Runs the bundle to completion and returns its stdout, panicking on failure.
+fn run_ok(rt: &Runtime, name: &str, b: &Bundle) -> String {
+    let id = unique_id(name);
+    let o = rt.run_timeout(&id, b, &[]);
+    assert!(
+        o.status.success(),
+        "{name}: exit {}\nstdout: {}\nstderr: {}",
+        o.status,
+        stdout(&o),
+        stderr(&o)
+    );
+    stdout(&o)
+}
+
+/// Creates the container (its init waits for `start`), hands its pid to `f`, deletes it.
+fn with_created<T>(rt: &Runtime, name: &str, b: &Bundle, f: impl FnOnce(i32) -> T) -> T {
+    let id = unique_id(name);
+    rt.create(&id, b);
+    let pid = rt.pid(&id);
+    let r = f(pid);
+    rt.ok(&["delete", "--force", &id]);
+    r
+}
+
+#[test]
+fn the_default_spec_gets_runcs_mount_table() {
+    let rt = Runtime::new();
+    let b = Bundle::sh("cat /proc/self/mountinfo");
+    let mi = mountinfo::parse(&run_ok(&rt, "defaults", &b));
+
+    let root = must(&mi, "/");
+    assert!(root.has("ro"), "root.readonly: {root:?}");
+    assert_eq!(must(&mi, "/proc").fstype, "proc");
+    let dev = must(&mi, "/dev");
+    assert_eq!(dev.fstype, "tmpfs");
+    assert!(dev.has("nosuid") && dev.has("rw"), "{dev:?}");
+    assert!(
+        dev.has_super("mode=755") && dev.has_super("size=65536k"),
+        "{dev:?}"
+    );
+    let pts = must(&mi, "/dev/pts");
+    assert_eq!(pts.fstype, "devpts");
+    assert!(pts.has("nosuid") && pts.has("noexec"), "{pts:?}");
+    for o in ["gid=5", "mode=620", "ptmxmode=666"] {
+        assert!(pts.has_super(o), "/dev/pts lacks {o}: {pts:?}");
+    }
+    let shm = must(&mi, "/dev/shm");
+    assert!(
+        shm.has("nosuid") && shm.has("noexec") && shm.has("nodev"),
+        "{shm:?}"
+    );
+    assert!(shm.has_super("size=65536k"), "{shm:?}");
+    assert_eq!(must(&mi, "/dev/mqueue").fstype, "mqueue");
+    let sys = must(&mi, "/sys");
+    assert_eq!(sys.fstype, "sysfs");
+    assert!(sys.has("ro") && sys.has("nosuid"), "{sys:?}");
+    let cg = must(&mi, "/sys/fs/cgroup");
+    assert_eq!(cg.fstype, "tmpfs");
+    assert!(cg.has("ro"), "{cg:?}");
+    // Every v1 hierarchy of the host, read-only (this host is hybrid: cgroup2 holds only
+    // hugetlb and, as with runc, is not part of the v1 layout).
+    let host = mountinfo::parse(&std::fs::read_to_string("/proc/self/mountinfo").unwrap());
+    let v1: Vec<_> = host.iter().filter(|e| e.fstype == "cgroup").collect();
+    assert!(!v1.is_empty());
+    for h in v1 {
+        let name = Path::new(&h.mountpoint)
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap();
+        let e = must(&mi, &format!("/sys/fs/cgroup/{name}"));
+        assert_eq!(e.fstype, "cgroup", "{e:?}");
+        assert!(e.has("ro") && e.has("nosuid") && e.has("noexec"), "{e:?}");
+    }
+    // readonlyPaths and maskedPaths.
+    for p in ["/proc/sys", "/proc/bus", "/proc/fs", "/proc/irq"] {
+        assert!(must(&mi, p).has("ro"), "{p} is not read-only");
+    }
+    let fw = must(&mi, "/sys/firmware");
+    assert!(fw.fstype == "tmpfs" && fw.has("ro"), "{fw:?}");
+    let keys = must(&mi, "/proc/keys");
+    assert_eq!(
+        keys.root, "/null",
+        "/proc/keys is masked with /dev/null: {keys:?}"
+    );
+}
+
+#[test]
+fn every_mount_flag_reaches_the_mount() {
+    let rt = Runtime::new();
+    let mut b =
+        Bundle::sh("cat /proc/self/mountinfo; echo x > /t1/f 2>/dev/null && echo WROTE; true");
+    let tmpfs = |dest: &str, opts: &[&str]| json!({"destination": dest, "type": "tmpfs", "source": "tmpfs", "options": opts});
+    push_mount(
+        &mut b,
+        tmpfs(
+            "/t1",
+            &[
+                "ro", "nosuid", "nodev", "noexec", "noatime", "size=1m", "mode=700",
+            ],
+        ),
+    );
+    push_mount(
+        &mut b,
+        tmpfs("/t2", &["strictatime", "nodiratime", "sync", "dirsync"]),
+    );
+    push_mount(
+        &mut b,
+        tmpfs(
+            "/t3",
+            &["nosuid", "suid", "noexec", "exec", "ro", "rw", "relatime"],
+        ),
+    );
+    push_mount(
+        &mut b,
+        tmpfs("/t4", &["nosymfollow", "lazytime", "defaults"]),
+    );
+    let out = run_ok(&rt, "flags", &b);
+    assert!(!out.contains("WROTE"), "a read-only tmpfs was writable");
+    let mi = mountinfo::parse(&out);
+    let t1 = must(&mi, "/t1");
+    for o in ["ro", "nosuid", "nodev", "noexec", "noatime"] {
+        assert!(t1.has(o), "/t1 lacks {o}: {t1:?}");
+    }
+    assert!(
+        t1.has_super("size=1024k") && t1.has_super("mode=700"),
+        "{t1:?}"
+    );
+    let t2 = must(&mi, "/t2");
+    assert!(t2.has("nodiratime"), "{t2:?}");
+    assert!(
+        !t2.has("relatime") && !t2.has("noatime"),
+        "strictatime: {t2:?}"
+    );
+    assert!(t2.has_super("sync") && t2.has_super("dirsync"), "{t2:?}");
+    let t3 = must(&mi, "/t3");
+    assert!(t3.has("rw") && t3.has("relatime"), "{t3:?}");
+    assert!(
+        !t3.has("nosuid") && !t3.has("noexec"),
+        "later options win: {t3:?}"
+    );
+    let t4 = must(&mi, "/t4");
+    assert!(t4.has("nosymfollow"), "{t4:?}");
+    assert!(t4.has_super("lazytime") || t4.has("lazytime"), "{t4:?}");
+}
+
+#[test]
+fn bind_mounts_of_directories_and_single_files() {
+    let rt = Runtime::new();
+    let host = tempfile::tempdir().unwrap();
+    std::fs::create_dir(host.path().join("vol")).unwrap();
+    std::fs::write(host.path().join("vol/hello"), "from the host\n").unwrap();
+    for (f, body) in [
+        ("hosts", "127.0.0.1 berth-test\n"),
+        ("resolv.conf", "nameserver 192.0.2.53\n"),
+        ("hostname", "berth-test\n"),
+    ] {
+        std::fs::write(host.path().join(f), body).unwrap();
+    }
+    let mut b = Bundle::sh(
+        "cat /data/hello /etc/hosts /etc/resolv.conf /etc/hostname; \
+         echo new > /data/written && echo DATA-RW; \
+         echo evil >> /etc/hosts || echo HOSTS-RO; \
+         cat /proc/self/mountinfo",
+    );
+    let h = |f: &str| host.path().join(f).to_str().unwrap().to_string();
+    push_mount(
+        &mut b,
+        json!({"destination": "/data", "type": "bind", "source": h("vol"), "options": ["rbind", "rw"]}),
+    );
+    push_mount(
+        &mut b,
+        json!({"destination": "/etc/hosts", "type": "bind", "source": h("hosts"), "options": ["bind", "ro"]}),
+    );
+    push_mount(
+        &mut b,
+        json!({"destination": "/etc/resolv.conf", "type": "bind", "source": h("resolv.conf"), "options": ["rbind", "ro", "nosuid", "nodev"]}),
+    );
+    push_mount(
+        &mut b,
+        json!({"destination": "/etc/hostname", "type": "none", "source": h("hostname"), "options": ["bind"]}),
+    );
+    let out = run_ok(&rt, "binds", &b);
+    assert!(
+        out.starts_with("from the host\n127.0.0.1 berth-test\nnameserver 192.0.2.53\nberth-test\n"),
+        "{out}"
+    );
+    assert!(out.contains("DATA-RW") && out.contains("HOSTS-RO"), "{out}");
+    assert_eq!(
+        std::fs::read_to_string(host.path().join("vol/written")).unwrap(),
+        "new\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(host.path().join("hosts")).unwrap(),
+        "127.0.0.1 berth-test\n"
+    );
+    // Missing destinations were made in the rootfs: empty files for file sources.
+    for f in ["etc/resolv.conf", "etc/hostname"] {
+        let m = std::fs::metadata(b.rootfs().join(f)).unwrap();
+        assert!(m.is_file() && m.len() == 0, "{f}: {m:?}");
+    }
+    assert!(b.rootfs().join("data").is_dir());
+    let mi = mountinfo::parse(&out);
+    let r = must(&mi, "/etc/resolv.conf");
+    assert!(r.has("ro") && r.has("nosuid") && r.has("nodev"), "{r:?}");
+    assert!(must(&mi, "/etc/hostname").has("rw"));
+}
+
+#[test]
+fn a_data_volume_is_shared_between_containers() {
+    let rt = Runtime::new();
+    let vol = tempfile::tempdir().unwrap();
+    let src = vol.path().to_str().unwrap();
+    let mut writer = Bundle::sh("echo from-a > /vol/note");
+    push_mount(
+        &mut writer,
+        json!({"destination": "/vol", "type": "bind", "source": src, "options": ["rbind"]}),
+    );
+    let mut reader = Bundle::sh("cat /vol/note");
+    push_mount(
+        &mut reader,
+        json!({"destination": "/vol", "type": "bind", "source": src, "options": ["rbind", "ro"]}),
+    );
+    let a = unique_id("vol-a");
+    rt.create(&a, &writer);
+    rt.ok(&["start", &a]);
+    assert!(rt.wait_status(&a, "stopped", SECS10));
+    assert_eq!(run_ok(&rt, "vol-b", &reader), "from-a\n");
+    rt.ok(&["delete", &a]);
+}
+
+#[test]
+fn bind_flags_replace_the_sources_unless_remount() {
+    let rt = Runtime::new();
+    let src = HostMount::tmpfs("berth-test-bindflags-");
+    src.remount(MsFlags::MS_NOSUID | MsFlags::MS_NODEV);
+    let s = src.path.to_str().unwrap();
+    let mut b = Bundle::sh("cat /proc/self/mountinfo");
+    push_mount(
+        &mut b,
+        json!({"destination": "/plain", "type": "bind", "source": s, "options": ["rbind"]}),
+    );
+    push_mount(
+        &mut b,
+        json!({"destination": "/ro", "type": "bind", "source": s, "options": ["rbind", "ro"]}),
+    );
+    push_mount(
+        &mut b,
+        json!({"destination": "/remount", "type": "bind", "source": s, "options": ["rbind", "remount", "ro"]}),
+    );
+    let mi = mountinfo::parse(&run_ok(&rt, "bindflags", &b));
+    let plain = must(&mi, "/plain");
+    assert!(
+        plain.has("rw") && plain.has("nosuid") && plain.has("nodev"),
+        "no flags: the source's: {plain:?}"
+    );
+    let ro = must(&mi, "/ro");
+    assert!(
+        ro.has("ro") && !ro.has("nosuid") && !ro.has("nodev"),
+        "like mount --bind -o ro: {ro:?}"
+    );
+    let re = must(&mi, "/remount");
+    assert!(
+        re.has("ro") && re.has("nosuid") && re.has("nodev"),
+        "remount keeps the rest: {re:?}"
+    );
+}
+
+#[test]
+fn rbind_takes_submounts_and_rro_makes_them_read_only() {
+    let rt = Runtime::new();
+    let top = tempfile::tempdir().unwrap();
+    std::fs::create_dir(top.path().join("sub")).unwrap();
+    let sub = HostMount::tmpfs_at(&top.path().join("sub"), "size=1m");
+    std::fs::write(sub.path.join("marker"), "sub\n").unwrap();
+    let t = top.path().to_str().unwrap();
+    let mut b = Bundle::sh(
+        "ls /bind/sub; cat /rbind/sub/marker; \
+         echo x > /rbind-ro/sub/w && echo RO-SUB-WRITABLE; \
+         echo x > /rbind-ro/w || echo RO-TOP-READONLY; \
+         echo x > /rro/sub/w2 || echo RRO-SUB-READONLY",
+    );
+    push_mount(
+        &mut b,
+        json!({"destination": "/bind", "type": "bind", "source": t, "options": ["bind"]}),
+    );
+    push_mount(
+        &mut b,
+        json!({"destination": "/rbind", "type": "bind", "source": t, "options": ["rbind"]}),
+    );
+    push_mount(
+        &mut b,
+        json!({"destination": "/rbind-ro", "type": "bind", "source": t, "options": ["rbind", "ro"]}),
+    );
+    push_mount(
+        &mut b,
+        json!({"destination": "/rro", "type": "bind", "source": t, "options": ["rbind", "rro"]}),
+    );
+    let out = run_ok(&rt, "rbind", &b);
+    assert!(
+        out.starts_with("sub\n"),
+        "bind (not rbind) shows the empty directory, rbind the submount: {out}"
+    );
+    assert!(
+        out.contains("RO-SUB-WRITABLE"),
+        "ro applies to the top mount only: {out}"
+    );
+    assert!(out.contains("RO-TOP-READONLY"), "{out}");
+    assert!(
+        out.contains("RRO-SUB-READONLY"),
+        "rro reaches submounts: {out}"
+    );
+    assert!(!sub.path.join("w2").exists());
+}
+
+#[test]
+fn propagation_options_shape_peer_groups() {
+    let rt = Runtime::new();
+    let src = HostMount::tmpfs("berth-test-prop-");
+    src.propagation(MsFlags::MS_SHARED);
+    let s = src.path.to_str().unwrap();
+    let mut b = Bundle::sh("sleep 30");
+    for (dest, p) in [
+        ("/slave", "rslave"),
+        ("/shared", "rshared"),
+        ("/private", "rprivate"),
+    ] {
+        push_mount(
+            &mut b,
+            json!({"destination": dest, "type": "bind", "source": s, "options": ["rbind", p]}),
+        );
+    }
+    with_created(&rt, "prop", &b, |pid| {
+        let mi = mountinfo::of_pid(pid);
+        let (sl, sh, pr) = (
+            must(&mi, "/slave"),
+            must(&mi, "/shared"),
+            must(&mi, "/private"),
+        );
+        assert!(sl.slave() && !sl.shared(), "{sl:?}");
+        assert!(sh.shared(), "{sh:?}");
+        assert!(!pr.slave() && !pr.shared(), "{pr:?}");
+        // A mount made on the host afterwards reaches the slave and shared binds only.
+        std::fs::create_dir(src.path.join("late")).unwrap();
+        let _late = HostMount::tmpfs_at(&src.path.join("late"), "");
+        let seen = wait_until(SECS5, || {
+            let mi = mountinfo::of_pid(pid);
+            mountinfo::at(&mi, "/slave/late").is_some()
+                && mountinfo::at(&mi, "/shared/late").is_some()
+        });
+        assert!(seen, "host mount did not propagate to rslave/rshared binds");
+        assert!(mountinfo::at(&mountinfo::of_pid(pid), "/private/late").is_none());
+    });
+}
+
+#[test]
+fn overlay_mounts_write_to_the_upper_directory() {
+    let rt = Runtime::new();
+    let d = tempfile::tempdir().unwrap();
+    for sub in ["lower", "upper", "work"] {
+        std::fs::create_dir(d.path().join(sub)).unwrap();
+    }
+    std::fs::write(d.path().join("lower/l"), "lower\n").unwrap();
+    let p = |s: &str| d.path().join(s).display().to_string();
+    let mut b = Bundle::sh("cat /ov/l; echo up > /ov/new; cat /proc/self/mountinfo");
+    push_mount(
+        &mut b,
+        json!({"destination": "/ov", "type": "overlay", "source": "overlay", "options": [
+            format!("lowerdir={}", p("lower")), format!("upperdir={}", p("upper")),
+            format!("workdir={}", p("work")), "nodev"]}),
+    );
+    let out = run_ok(&rt, "overlay", &b);
+    assert!(out.starts_with("lower\n"), "{out}");
+    assert_eq!(
+        std::fs::read_to_string(d.path().join("upper/new")).unwrap(),
+        "up\n"
+    );
+    let mi = mountinfo::parse(&out);
+    let ov = must(&mi, "/ov");
+    assert!(ov.fstype == "overlay" && ov.has("nodev"), "{ov:?}");
+}
+
+#[test]
+fn tmpcopyup_copies_the_directory_into_the_tmpfs() {
+    let rt = Runtime::new();
+    let mut b = Bundle::sh(
+        "cat /etc/conf.d/a /etc/conf.d/s/b; readlink /etc/conf.d/c; \
+         stat -c '%a %u:%g' /etc/conf.d/a /etc/conf.d/s /etc/conf.d; \
+         echo n > /etc/conf.d/new && echo WROTE; \
+         grep ' /etc/conf.d ' /proc/self/mountinfo",
+    );
+    let dir = b.rootfs().join("etc/conf.d");
+    std::fs::create_dir_all(dir.join("s")).unwrap();
+    std::fs::write(dir.join("a"), "A\n").unwrap();
+    std::fs::write(dir.join("s/b"), "B\n").unwrap();
+    std::fs::set_permissions(dir.join("a"), std::fs::Permissions::from_mode(0o640)).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o750)).unwrap();
+    std::os::unix::fs::chown(dir.join("s"), Some(1000), Some(1000)).unwrap();
+    std::os::unix::fs::symlink("a", dir.join("c")).unwrap();
+    push_mount(
+        &mut b,
+        json!({"destination": "/etc/conf.d", "type": "tmpfs", "source": "tmpfs", "options": ["tmpcopyup", "nosuid", "size=1m"]}),
+    );
+    let out = run_ok(&rt, "copyup", &b);
+    let l: Vec<&str> = out.lines().collect();
+    assert_eq!(&l[..4], ["A", "B", "a", "640 0:0"], "{out}");
+    assert_eq!(l[4], "755 1000:1000", "{out}");
+    assert_eq!(
+        l[5], "750 0:0",
+        "the tmpfs keeps the directory's mode: {out}"
+    );
+    assert_eq!(l[6], "WROTE");
+    assert!(
+        l[7].contains(" - tmpfs ") && l[7].contains("nosuid"),
+        "{out}"
+    );
+    assert!(
+        !dir.join("new").exists(),
+        "writes went to the tmpfs, not the rootfs"
+    );
+}
+
+#[test]
+fn cgroup_mount_binds_the_containers_own_cgroup_without_a_cgroup_namespace() {
+    let rt = Runtime::new();
+    let mut b = Bundle::sh("sleep 30");
+    b.without_namespace("cgroup");
+    with_created(&rt, "cg-bind", &b, |pid| {
+        let mi = mountinfo::of_pid(pid);
+        let own = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+        let mem_path = own
+            .lines()
+            .find_map(|l| l.split_once(":memory:").map(|(_, p)| p.to_string()))
+            .expect("memory hierarchy");
+        let mem = must(&mi, "/sys/fs/cgroup/memory");
+        assert_eq!(mem.fstype, "cgroup");
+        assert_eq!(mem.root, mem_path, "bound from the container's own cgroup");
+        assert!(mem.has("ro"), "{mem:?}");
+        assert!(must(&mi, "/sys/fs/cgroup").has("ro"));
+    });
+}
+
+#[test]
+fn cgroup_mount_is_fresh_cgroupfs_inside_a_cgroup_namespace() {
+    let rt = Runtime::new();
+    let b = Bundle::sh("ls /sys/fs/cgroup/memory/ /sys/fs/cgroup/pids/; cat /proc/self/mountinfo");
+    let out = run_ok(&rt, "cg-ns", &b);
+    assert!(
+        out.contains("memory.limit_in_bytes") && out.contains("pids.max"),
+        "{out}"
+    );
+    let mi = mountinfo::parse(&out);
+    let pids = must(&mi, "/sys/fs/cgroup/pids");
+    assert!(
+        pids.fstype == "cgroup" && pids.has_super("pids") && pids.has("ro"),
+        "{pids:?}"
+    );
+    let sd = must(&mi, "/sys/fs/cgroup/systemd");
+    assert!(sd.has_super("name=systemd"), "{sd:?}");
+}
+
+#[test]
+fn read_only_root_and_rootfs_propagation() {
+    let rt = Runtime::new();
+    let mut b = Bundle::sh(
+        "touch /x 2>/dev/null || echo ROOT-RO; touch /dev/x && echo DEV-RW; \
+         awk '$5 == \"/\"' /proc/self/mountinfo",
+    );
+    b.edit(|c| c["linux"]["rootfsPropagation"] = json!("rshared"));
+    let out = run_ok(&rt, "root-ro", &b);
+    assert!(out.contains("ROOT-RO") && out.contains("DEV-RW"), "{out}");
+    let mi = mountinfo::parse(&out);
+    let root = must(&mi, "/");
+    assert!(root.has("ro") && root.shared(), "{root:?}");
+
+    let mut b = Bundle::sh("touch /x && echo ROOT-RW; awk '$5 == \"/\"' /proc/self/mountinfo");
+    b.edit(|c| {
+        c["root"]["readonly"] = json!(false);
+        c["linux"]["rootfsPropagation"] = json!("private");
+    });
+    let out = run_ok(&rt, "root-rw", &b);
+    assert!(out.contains("ROOT-RW"), "{out}");
+    let root = &mountinfo::parse(&out)[0];
+    assert!(
+        root.has("rw") && !root.shared() && !root.slave(),
+        "{root:?}"
+    );
+}
+
+#[test]
+fn read_only_tmpfs_and_dev_become_read_only_after_setup() {
+    let rt = Runtime::new();
+    let mut b = Bundle::sh("ls /dev/null >/dev/null && echo DEVICES; touch /dev/x || echo DEV-RO");
+    b.edit(|c| {
+        for m in c["mounts"].as_array_mut().unwrap() {
+            if m["destination"] == "/dev" {
+                m["options"].as_array_mut().unwrap().push(json!("ro"));
+            }
+        }
+    });
+    let out = run_ok(&rt, "dev-ro", &b);
+    assert_eq!(out, "DEVICES\nDEV-RO\n");
+}
+
+#[test]
+fn no_pivot_moves_the_rootfs_onto_slash_and_chroots() {
+    let rt = Runtime::new();
+    let b = Bundle::sh("cat /proc/self/mountinfo; ls /dev/null; echo DONE");
+    let id = unique_id("nopivot");
+    let o = rt.run_timeout(&id, &b, &["--no-pivot"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.ends_with("/dev/null\nDONE\n"), "{out}");
+    let mi = mountinfo::parse(&out);
+    assert!(must(&mi, "/").has("ro"));
+    assert_eq!(must(&mi, "/proc").fstype, "proc");
+    // Only the container's own proc and sysfs are reachable.
+    assert_eq!(
+        mi.iter()
+            .filter(|e| e.fstype == "proc" && e.root == "/")
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn relative_bind_sources_are_relative_to_the_bundle() {
+    let rt = Runtime::new();
+    let mut b = Bundle::sh("cat /rel/file");
+    std::fs::create_dir(b.path().join("reldata")).unwrap();
+    std::fs::write(b.path().join("reldata/file"), "relative\n").unwrap();
+    push_mount(
+        &mut b,
+        json!({"destination": "/rel", "type": "bind", "source": "reldata", "options": ["rbind"]}),
+    );
+    assert_eq!(run_ok(&rt, "relsrc", &b), "relative\n");
+}
+
+/// Each bad mount fails `run` with one line naming the JSON path and leaves nothing behind.
+#[test]
+fn bad_mounts_fail_naming_the_field_and_leave_nothing() {
+    let cases: &[(&str, Value, &[&str])] = &[
+        (
+            "src",
+            json!({"destination": "/m", "type": "bind", "source": "no-such-dir", "options": ["rbind"]}),
+            &["mounts[7].source", "no-such-dir", "No such file"],
+        ),
+        (
+            "type",
+            json!({"destination": "/m", "type": "nosuchfs", "source": "x"}),
+            &["mounts[7].type", "nosuchfs"],
+        ),
+        (
+            "value",
+            json!({"destination": "/m", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "size=lots"]}),
+            &["mounts[7].options[1]", "size=lots", "tmpfs"],
+        ),
+        (
+            "unknown",
+            json!({"destination": "/m", "type": "tmpfs", "source": "tmpfs", "options": ["frobnicate"]}),
+            &["mounts[7].options[0]", "frobnicate"],
+        ),
+        (
+            "inproc",
+            json!({"destination": "/proc/sys/kernel/core_pattern", "type": "bind", "source": "/etc/hostname", "options": ["bind"]}),
+            &["mounts[7].destination", "inside /proc"],
+        ),
+        (
+            "onproc",
+            json!({"destination": "/proc", "type": "tmpfs", "source": "tmpfs"}),
+            &["mounts[7].destination", "only a proc filesystem"],
+        ),
+        (
+            "idmap",
+            json!({"destination": "/m", "type": "bind", "source": "/tmp", "options": ["rbind", "idmap"]}),
+            &["mounts[7].options[1]", "idmap"],
+        ),
+        (
+            "copyup",
+            json!({"destination": "/m", "type": "proc", "source": "proc", "options": ["tmpcopyup"]}),
+            &["mounts[7].options", "tmpcopyup"],
+        ),
+    ];
+    for (name, m, needles) in cases {
+        let rt = Runtime::new();
+        let mut b = Bundle::sh("echo SHOULD-NOT-RUN");
+        assert_eq!(b.config["mounts"].as_array().unwrap().len(), 7);
+        push_mount(&mut b, m.clone());
+        let id = unique_id(&format!("bad-{name}"));
+        let o = rt.run_timeout(&id, &b, &[]);
+        assert_one_error_line(&o, needles);
+        assert!(!stdout(&o).contains("SHOULD-NOT-RUN"));
+        assert!(rt.ids().is_empty(), "{name}: berth list is not empty");
+        assert_nothing_left(&rt, &id, &b);
+    }
+}
