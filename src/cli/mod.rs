@@ -3,6 +3,8 @@
 
 mod create;
 mod delete;
+mod exec;
+mod features;
 mod kill;
 mod list;
 mod run;
@@ -75,6 +77,10 @@ pub enum Cmd {
     List(list::Args),
     /// Write a default config.json
     Spec(spec::Args),
+    /// Run a new process inside a running container
+    Exec(exec::Args),
+    /// Print the OCI features this runtime supports, as JSON
+    Features(features::Args),
 }
 
 fn version_text() -> String {
@@ -145,6 +151,8 @@ fn dispatch(g: &Global, cmd: Cmd) -> Result<i32, Error> {
         Cmd::Delete(a) => delete::run(g, a),
         Cmd::List(a) => list::run(g, a),
         Cmd::Spec(a) => spec::run(g, a),
+        Cmd::Exec(a) => exec::run(g, a),
+        Cmd::Features(a) => features::run(g, a),
     }
 }
 

@@ -166,7 +166,7 @@ fn build(
 }
 
 /// $LISTEN_FDS (systemd socket activation) fds are passed on too, as runc does.
-fn listen_fds() -> u32 {
+pub(crate) fn listen_fds() -> u32 {
     std::env::var("LISTEN_FDS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -243,7 +243,7 @@ fn listen_start(c: &Container) -> Result<OwnedFd> {
     Ok(fd)
 }
 
-fn connect_unix(path: &Path) -> std::io::Result<OwnedFd> {
+pub(crate) fn connect_unix(path: &Path) -> std::io::Result<OwnedFd> {
     let fd = socket(
         AddressFamily::Unix,
         SockType::Stream,

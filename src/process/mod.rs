@@ -2,6 +2,7 @@
 //! sync channel) and the child's setup sequence (`init`), which ends in execve of the user's
 //! program. Berth never re-executes itself: the child is a fork of this very process.
 
+pub mod exec;
 pub mod init;
 pub mod sync;
 
