@@ -322,6 +322,26 @@ fn process_json_is_run_as_given() {
 }
 
 #[test]
+fn process_json_without_capabilities_gets_the_container_ones() {
+    let c = running("procjsoncaps");
+    let script = "grep -E '^Cap(Eff|Bnd)' /proc/self/status";
+    let container_caps = c.sh(script);
+    let f = write_process(
+        c.bundle.path(),
+        json!({
+            "args": ["sh", "-c", script],
+            "env": ["PATH=/bin"],
+            "cwd": "/",
+            "user": {"uid": 0, "gid": 0}
+        }),
+    );
+    let o = c.exec(&["-p", f.to_str().unwrap()], &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), container_caps, "never the full root set");
+    assert!(!container_caps.contains("000001ff"), "{container_caps}");
+}
+
+#[test]
 fn bad_process_json_names_the_field() {
     let c = running("badjson");
     for (body, want) in [

@@ -10,6 +10,7 @@ use oci_spec::runtime::{
     Selinux,
 };
 use serde::Serialize;
+use serde_json::Value;
 
 use super::Global;
 use crate::container::lifecycle::OCI_VERSION;
@@ -18,8 +19,45 @@ use crate::error::Error;
 #[derive(clap::Args, Debug)]
 pub struct Args {}
 
+/// The document's top level in the spec's (and runc's) order; below it, keys are sorted.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Ordered {
+    oci_version_min: Value,
+    oci_version_max: Value,
+    #[serde(skip_serializing_if = "Value::is_null")]
+    hooks: Value,
+    #[serde(skip_serializing_if = "Value::is_null")]
+    mount_options: Value,
+    #[serde(skip_serializing_if = "Value::is_null")]
+    linux: Value,
+    #[serde(skip_serializing_if = "Value::is_null")]
+    annotations: Value,
+    #[serde(skip_serializing_if = "Value::is_null")]
+    potentially_unsafe_config_annotations: Value,
+}
+
+fn document() -> Ordered {
+    let v = prune_nulls(serde_json::to_value(features()).expect("features serialise"));
+    let Value::Object(mut m) = v else {
+        unreachable!("features serialise to an object")
+    };
+    let mut take = |k: &str| m.remove(k).unwrap_or(Value::Null);
+    let doc = Ordered {
+        oci_version_min: take("ociVersionMin"),
+        oci_version_max: take("ociVersionMax"),
+        hooks: take("hooks"),
+        mount_options: take("mountOptions"),
+        linux: take("linux"),
+        annotations: take("annotations"),
+        potentially_unsafe_config_annotations: take("potentiallyUnsafeConfigAnnotations"),
+    };
+    debug_assert!(m.is_empty(), "features fields not printed: {m:?}");
+    doc
+}
+
 pub fn run(_g: &Global, _a: Args) -> Result<i32, Error> {
-    let doc = prune_nulls(serde_json::to_value(features()).expect("features serialise"));
+    let doc = document();
     // Four-space indentation, as runc prints it.
     let mut out = Vec::new();
     let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
@@ -119,10 +157,14 @@ fn namespaces() -> Vec<LinuxNamespaceType> {
     .collect()
 }
 
-/// The capabilities this kernel knows (readable in the bounding set) that Berth can name.
+/// The capabilities Berth can give a container: those this kernel knows that are in Berth's
+/// own bounding set (no process can grant more; in a restricted host or a nested runtime that
+/// is fewer than the kernel knows), and that the OCI names cover.
 fn capabilities() -> Vec<String> {
+    let bounding = caps::read(None, caps::CapSet::Bounding).unwrap_or_default();
     let mut known: Vec<caps::Capability> = caps::runtime::thread_all_supported()
         .into_iter()
+        .filter(|c| bounding.contains(c))
         .filter(|c| {
             serde_json::from_value::<oci_spec::runtime::Capability>(serde_json::Value::String(
                 c.to_string(),
@@ -155,8 +197,7 @@ fn cgroup() -> Cgroup {
 
 /// Drops `null` members, which the oci-spec types write for absent optional fields (runc's
 /// document omits them).
-fn prune_nulls(v: serde_json::Value) -> serde_json::Value {
-    use serde_json::Value;
+fn prune_nulls(v: Value) -> Value {
     match v {
         Value::Object(m) => Value::Object(
             m.into_iter()
@@ -175,7 +216,7 @@ mod tests {
 
     #[test]
     fn document_has_the_spec_fields_and_no_nulls() {
-        let v = prune_nulls(serde_json::to_value(features()).unwrap());
+        let v = serde_json::to_value(document()).unwrap();
         let s = v.to_string();
         assert!(!s.contains("null"), "{s}");
         assert_eq!(v["ociVersionMax"], OCI_VERSION);

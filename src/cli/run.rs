@@ -66,8 +66,8 @@ pub(super) fn block_signals() -> Result<SigSet, Error> {
     Ok(set)
 }
 
-/// Waits for the init, forwarding every signal Berth receives to it (blocking reads on a
-/// signalfd: no polling).
+/// Waits for `pid` (a child of Berth: the init, or a process `exec` started), forwarding every
+/// signal Berth receives to it (blocking reads on a signalfd: no polling).
 pub(super) fn wait_forwarding(pid: i32, mask: &SigSet) -> Result<i32, Error> {
     let sfd =
         SignalFd::with_flags(mask, SfdFlags::SFD_CLOEXEC).map_err(|e| Error::sys("signalfd", e))?;

@@ -88,22 +88,24 @@ pub fn exec(root: &Path, id: &str, opts: &ExecOptions) -> Result<i32> {
         _ => {}
     }
     let spec = lifecycle::load_spec(&c)?;
-    let process = match &opts.process_file {
-        Some(path) => {
+    let process = match (&opts.process_file, spec.process()) {
+        (Some(path), container) => {
             if !opts.args.is_empty() {
                 crate::logging::debug(
                     "exec: --process given: the command line's COMMAND is ignored",
                 );
             }
-            process_from_file(path)?
+            let mut p = process_from_file(path)?;
+            if let Some(c) = container {
+                inherit_from_container(&mut p, c);
+            }
+            p
         }
-        None => {
-            let base = spec.process().clone().ok_or_else(|| {
-                Error::Usage(format!(
-                    "container {id:?} has no process in its config: use --process FILE"
-                ))
-            })?;
-            process_from_flags(base, &opts.args, &opts.overrides)?
+        (None, Some(base)) => process_from_flags(base.clone(), &opts.args, &opts.overrides)?,
+        (None, None) => {
+            return Err(Error::Usage(format!(
+                "container {id:?} has no process in its config: use --process FILE"
+            )))
         }
     };
     let terminal = process.terminal() == Some(true);
@@ -136,7 +138,11 @@ pub fn exec(root: &Path, id: &str, opts: &ExecOptions) -> Result<i32> {
             "linux.seccomp is set but seccomp is not applied yet: the exec'd process runs without its filter",
         );
     }
-    let lsm = LsmSupport::detect();
+    let lsm = if process.apparmor_profile().is_some() || process.selinux_label().is_some() {
+        LsmSupport::detect()
+    } else {
+        LsmSupport::default()
+    };
     let target = Target::open(&c)?;
     // The lock is not held while the process starts: it may be frozen in a paused container
     // (--ignore-paused) until `resume`, which needs the lock.
@@ -189,6 +195,30 @@ pub fn process_from_file(path: &Path) -> Result<Process> {
     let p = parse_process(&bytes).map_err(|e| in_source(&what, e))?;
     crate::config::check_process_fields(&p, "process").map_err(|e| in_source(&what, e))?;
     Ok(p)
+}
+
+/// What a `--process` object leaves out comes from the container's own process, as runc does:
+/// capabilities above all (an exec'd process never gets more than the container's because its
+/// JSON omitted them), then noNewPrivileges, rlimits, oomScoreAdj and the LSM labels.
+fn inherit_from_container(p: &mut Process, c: &Process) {
+    if p.capabilities().is_none() {
+        p.set_capabilities(c.capabilities().clone());
+    }
+    if p.no_new_privileges().is_none() {
+        p.set_no_new_privileges(c.no_new_privileges());
+    }
+    if p.rlimits().as_ref().is_none_or(|r| r.is_empty()) {
+        p.set_rlimits(c.rlimits().clone());
+    }
+    if p.oom_score_adj().is_none() {
+        p.set_oom_score_adj(c.oom_score_adj());
+    }
+    if p.apparmor_profile().as_ref().is_none_or(|a| a.is_empty()) {
+        p.set_apparmor_profile(c.apparmor_profile().clone());
+    }
+    if p.selinux_label().as_ref().is_none_or(|l| l.is_empty()) {
+        p.set_selinux_label(c.selinux_label().clone());
+    }
 }
 
 /// Parses a process object, reusing the config parser's field-naming errors: the object is
@@ -998,6 +1028,28 @@ mod tests {
         let p = process_from_file(&f).unwrap();
         assert_eq!(p.user().uid(), 5);
         assert_eq!(p.terminal(), Some(true));
+    }
+
+    #[test]
+    fn a_process_file_never_gets_more_than_the_container_process() {
+        let mut p: Process = serde_json::from_str(
+            r#"{"user":{"uid":0,"gid":0},"cwd":"/","args":["id"],"noNewPrivileges":false}"#,
+        )
+        .unwrap();
+        let mut c = base();
+        c.set_no_new_privileges(Some(true));
+        c.set_rlimits(Some(vec![serde_json::from_str(
+            r#"{"type":"RLIMIT_NOFILE","hard":64,"soft":64}"#,
+        )
+        .unwrap()]));
+        inherit_from_container(&mut p, &c);
+        assert_eq!(
+            p.capabilities(),
+            c.capabilities(),
+            "capabilities from the container"
+        );
+        assert_eq!(p.rlimits(), c.rlimits());
+        assert_eq!(p.no_new_privileges(), Some(false), "given values are kept");
     }
 
     #[test]
