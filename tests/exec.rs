@@ -393,33 +393,40 @@ fn setup_errors_are_one_clear_line() {
     }
 }
 
-/// Receives the pty master over a console socket (SCM_RIGHTS) and reads everything the
-/// process writes to its terminal.
-fn console_receiver(path: &Path) -> std::thread::JoinHandle<(String, Vec<u8>)> {
+/// Accepts one connection on `listener` and receives one fd over it (SCM_RIGHTS), with the
+/// message's bytes.
+fn recv_fd(listener: &UnixListener) -> (String, OwnedFd) {
     use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    let (conn, _) = listener.accept().unwrap();
+    let mut name = [0u8; 64];
+    let mut iov = [IoSliceMut::new(&mut name)];
+    let mut space = nix::cmsg_space!([RawFd; 1]);
+    let msg = recvmsg::<()>(
+        conn.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .unwrap();
+    let mut fd = None;
+    for c in msg.cmsgs().unwrap() {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            // SAFETY: the fd was just received and belongs to nobody else.
+            fd = Some(unsafe { OwnedFd::from_raw_fd(fds[0]) });
+        }
+    }
+    let n = msg.bytes;
+    let name = String::from_utf8_lossy(&name[..n]).into_owned();
+    (name, fd.expect("an fd in SCM_RIGHTS"))
+}
+
+/// Receives the pty master over a console socket and reads everything the process writes to
+/// its terminal.
+fn console_receiver(path: &Path) -> std::thread::JoinHandle<(String, Vec<u8>)> {
     let listener = UnixListener::bind(path).unwrap();
     std::thread::spawn(move || {
-        let (conn, _) = listener.accept().unwrap();
-        let mut name = [0u8; 64];
-        let mut iov = [IoSliceMut::new(&mut name)];
-        let mut space = nix::cmsg_space!([RawFd; 1]);
-        let msg = recvmsg::<()>(
-            conn.as_raw_fd(),
-            &mut iov,
-            Some(&mut space),
-            MsgFlags::MSG_CMSG_CLOEXEC,
-        )
-        .unwrap();
-        let mut master = None;
-        for c in msg.cmsgs().unwrap() {
-            if let ControlMessageOwned::ScmRights(fds) = c {
-                // SAFETY: the fd was just received and belongs to nobody else.
-                master = Some(unsafe { OwnedFd::from_raw_fd(fds[0]) });
-            }
-        }
-        let n = msg.bytes;
-        let name = String::from_utf8_lossy(&name[..n]).into_owned();
-        let mut f = std::fs::File::from(master.expect("an fd in SCM_RIGHTS"));
+        let (name, master) = recv_fd(&listener);
+        let mut f = std::fs::File::from(master);
         let mut out = Vec::new();
         let mut buf = [0u8; 4096];
         // EIO once the last slave fd is closed.
@@ -503,6 +510,37 @@ fn detach_writes_the_pid_file_and_the_process_lives_in_the_container() {
         wait_exit(&fd, 5000),
         "exec'd process outlived its container"
     );
+}
+
+#[test]
+fn pidfd_socket_receives_a_pidfd_of_the_process() {
+    let c = running("pidfd");
+    let sock = c.bundle.path().join("pidfd.sock");
+    let listener = UnixListener::bind(&sock).unwrap();
+    let rx = std::thread::spawn(move || recv_fd(&listener));
+    let pid = c.exec_detached(
+        &["--pidfd-socket", sock.to_str().unwrap()],
+        &["sleep", "100"],
+    );
+    let (_, fd) = rx.join().unwrap();
+    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_raw_fd())).unwrap();
+    assert!(
+        info.lines().any(|l| l == format!("Pid:\t{pid}")),
+        "a pidfd of {pid}: {info}"
+    );
+    // It works as one: SIGKILL through it, then it reports the exit.
+    // SAFETY: pidfd_send_signal with a valid pidfd and a null siginfo.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            fd.as_raw_fd(),
+            libc::SIGKILL,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    assert_eq!(r, 0);
+    assert!(wait_exit(&fd, 5000));
 }
 
 #[test]

@@ -10,6 +10,9 @@ use crate::error::Error;
 use crate::process::exec::{self, ExecOptions, Overrides};
 
 #[derive(clap::Args, Debug)]
+#[command(
+    override_usage = "berth exec [OPTIONS] ID COMMAND [ARGS]...\n       berth exec [OPTIONS] --process FILE ID"
+)]
 pub struct Args {
     /// Path to an OCI process JSON (replaces the command line's COMMAND and process flags)
     #[arg(short = 'p', long, value_name = "FILE")]
@@ -20,6 +23,9 @@ pub struct Args {
     /// Unix socket that receives the pty master (SCM_RIGHTS) when a TTY is allocated
     #[arg(long = "console-socket", value_name = "PATH")]
     pub console_socket: Option<PathBuf>,
+    /// Unix socket that receives a pidfd of the new process (SCM_RIGHTS)
+    #[arg(long = "pidfd-socket", value_name = "PATH")]
+    pub pidfd_socket: Option<PathBuf>,
     /// Do not wait for the process
     #[arg(short = 'd', long)]
     pub detach: bool,
@@ -87,6 +93,7 @@ impl Args {
                 process_label: self.process_label.clone(),
             },
             console_socket: self.console_socket.clone(),
+            pidfd_socket: self.pidfd_socket.clone(),
             pid_file: self.pid_file.clone(),
             preserve_fds: self.preserve_fds,
             cgroup: self.cgroup.clone(),
@@ -162,6 +169,8 @@ mod tests {
             "--pid-file=/pf",
             "--console-socket",
             "/s",
+            "--pidfd-socket",
+            "/ps",
             "-u",
             "1000:1000",
             "-g",

@@ -47,6 +47,8 @@ pub struct ExecOptions {
     pub args: Vec<String>,
     pub overrides: Overrides,
     pub console_socket: Option<PathBuf>,
+    /// Unix socket that receives a pidfd of the new process (SCM_RIGHTS), as runc sends it.
+    pub pidfd_socket: Option<PathBuf>,
     pub pid_file: Option<PathBuf>,
     pub preserve_fds: u32,
     /// `--cgroup [CONTROLLER[,CONTROLLER…]:]PATH`, repeatable.
@@ -121,6 +123,13 @@ pub fn exec(root: &Path, id: &str, opts: &ExecOptions) -> Result<i32> {
         }
         _ => None,
     };
+    let pidfd_socket = match &opts.pidfd_socket {
+        Some(p) => Some(
+            lifecycle::connect_unix(p)
+                .map_err(|e| Error::sys(format!("--pidfd-socket {}", p.display()), e))?,
+        ),
+        None => None,
+    };
     let preserve_fds = opts.preserve_fds + lifecycle::listen_fds();
     check_preserved_fds(preserve_fds)?;
     let cgroup = match c.state.as_ref().and_then(|st| st.cgroup.as_ref()) {
@@ -162,10 +171,35 @@ pub fn exec(root: &Path, id: &str, opts: &ExecOptions) -> Result<i32> {
         lsm,
     };
     let pid = spawn(&cfg, &target)?;
+    if let Some(sock) = &pidfd_socket {
+        if let Err(e) = send_pidfd(sock, pid) {
+            kill_and_reap(pid);
+            return Err(e);
+        }
+    }
     if let Some(pf) = &opts.pid_file {
         lifecycle::write_pid_file(pf, pid)?;
     }
     Ok(pid)
+}
+
+/// Sends a pidfd of `pid` (our child, so its pid cannot be reused yet) over `sock`.
+fn send_pidfd(sock: &OwnedFd, pid: i32) -> Result<()> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    use std::os::fd::AsRawFd;
+    let pidfd =
+        crate::linux::sys::pidfd_open(pid).map_err(|e| Error::sys("pidfd of the process", e))?;
+    let fds = [pidfd.as_raw_fd()];
+    let iov = [std::io::IoSlice::new(b"pidfd")];
+    sendmsg::<()>(
+        sock.as_raw_fd(),
+        &iov,
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::MSG_NOSIGNAL,
+        None,
+    )
+    .map_err(|e| Error::sys("--pidfd-socket: send the pidfd", e))?;
+    Ok(())
 }
 
 fn wrong_state(c: &Container, status: Status, hint: &'static str) -> Error {
