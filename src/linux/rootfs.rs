@@ -477,12 +477,13 @@ fn open_null(root: BorrowedFd) -> Result<OwnedFd, String> {
 /// stdio inherited as the host's /dev/null is reopened as the container's (as runc does), so
 /// no fd of the process refers to a host device file.
 fn reopen_null_stdio(root: BorrowedFd) {
+    // Opened for writing only if no symlink is involved (it could name a kernel file).
     let Ok(null) = safepath::open(
         root,
         Path::new("/dev/null"),
-        OFlag::O_RDWR,
+        OFlag::O_RDWR | OFlag::O_NOFOLLOW,
         Mode::empty(),
-        IN_ROOT,
+        IN_ROOT | nix::fcntl::ResolveFlag::RESOLVE_NO_SYMLINKS,
     ) else {
         return;
     };
