@@ -11,11 +11,6 @@ fn bundle(script: &str, seccomp: Value) -> Bundle {
     let mut b = Bundle::sh(script);
     b.edit(|c| {
         c["linux"]["seccomp"] = seccomp;
-        // TODO(rootfs merge): the cgroup mount lands with the rootfs work.
-        c["mounts"]
-            .as_array_mut()
-            .unwrap()
-            .retain(|m| m["type"] != "cgroup");
     });
     b
 }
@@ -91,7 +86,11 @@ fn docker_default_profile_runs_a_busybox_workload() {
             "echo hi > /tmp/f && cat /tmp/f && ls / >/dev/null && ps >/dev/null && id -u",
             docker_profile(),
         );
-        b.edit(|c| c["process"]["noNewPrivileges"] = json!(nnp));
+        b.edit(|c| {
+            c["process"]["noNewPrivileges"] = json!(nnp);
+            // The workload writes /tmp/f: the default spec's root is read-only.
+            c["root"]["readonly"] = json!(false);
+        });
         let o = rt.run(&unique_id("sc-docker"), &b);
         assert!(o.status.success(), "nnp={nnp}: {}", stderr(&o));
         assert_eq!(stdout(&o), "hi\n0\n", "nnp={nnp}");
