@@ -614,3 +614,47 @@ fn bad_mounts_fail_naming_the_field_and_leave_nothing() {
         assert_nothing_left(&rt, &id, &b);
     }
 }
+
+/// In a user namespace, flags of a mount inherited from the host are locked: a bind asking for
+/// other flags keeps them (and still gets what it asked), and asking to clear one is an error.
+#[test]
+fn locked_flags_survive_bind_flags_in_a_user_namespace() {
+    let rt = Runtime::new();
+    let src = HostMount::tmpfs("berth-test-locked-");
+    src.remount(MsFlags::MS_NOSUID | MsFlags::MS_NODEV);
+    std::fs::set_permissions(&src.path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let userns = |b: &mut Bundle| {
+        b.namespace("user", None).edit(|c| {
+            c["linux"]["uidMappings"] =
+                json!([{"containerID": 0, "hostID": 300000, "size": 65536}]);
+            c["linux"]["gidMappings"] =
+                json!([{"containerID": 0, "hostID": 300000, "size": 65536}]);
+        });
+    };
+    let s = src.path.to_str().unwrap();
+    // The rootfs belongs to the host's root, unmapped here: the mount point must exist.
+    let mut b = Bundle::sh("cat /proc/self/mountinfo");
+    std::fs::create_dir(b.rootfs().join("locked")).unwrap();
+    userns(&mut b);
+    push_mount(
+        &mut b,
+        json!({"destination": "/locked", "type": "bind", "source": s, "options": ["rbind", "ro", "noexec"]}),
+    );
+    let mi = mountinfo::parse(&run_ok(&rt, "locked", &b));
+    let l = must(&mi, "/locked");
+    for o in ["ro", "noexec", "nosuid", "nodev"] {
+        assert!(l.has(o), "/locked lacks {o}: {l:?}");
+    }
+
+    let mut b = Bundle::sh("echo SHOULD-NOT-RUN");
+    std::fs::create_dir(b.rootfs().join("locked")).unwrap();
+    userns(&mut b);
+    push_mount(
+        &mut b,
+        json!({"destination": "/locked", "type": "bind", "source": s, "options": ["rbind", "suid"]}),
+    );
+    let id = unique_id("locked-clear");
+    let o = rt.run_timeout(&id, &b, &[]);
+    assert_one_error_line(&o, &["mounts[7].options", "cannot clear", "locked"]);
+    assert_nothing_left(&rt, &id, &b);
+}
