@@ -382,15 +382,22 @@ fn overlay_mounts_write_to_the_upper_directory() {
     }
     std::fs::write(d.path().join("lower/l"), "lower\n").unwrap();
     let p = |s: &str| d.path().join(s).display().to_string();
-    let mut b = Bundle::sh("cat /ov/l; echo up > /ov/new; cat /proc/self/mountinfo");
+    let mut b = Bundle::sh("cat /ov/l /ov2/l2; echo up > /ov/new; cat /proc/self/mountinfo");
     push_mount(
         &mut b,
         json!({"destination": "/ov", "type": "overlay", "source": "overlay", "options": [
             format!("lowerdir={}", p("lower")), format!("upperdir={}", p("upper")),
             format!("workdir={}", p("work")), "nodev"]}),
     );
+    // Relative directories in the data are relative to the bundle, as under runc.
+    std::fs::create_dir(b.path().join("lower2")).unwrap();
+    std::fs::write(b.path().join("lower2/l2"), "lower2\n").unwrap();
+    push_mount(
+        &mut b,
+        json!({"destination": "/ov2", "type": "overlay", "source": "overlay", "options": ["lowerdir=lower2:../../../../../../bin"]}),
+    );
     let out = run_ok(&rt, "overlay", &b);
-    assert!(out.starts_with("lower\n"), "{out}");
+    assert!(out.starts_with("lower\nlower2\n"), "{out}");
     assert_eq!(
         std::fs::read_to_string(d.path().join("upper/new")).unwrap(),
         "up\n"
@@ -398,6 +405,11 @@ fn overlay_mounts_write_to_the_upper_directory() {
     let mi = mountinfo::parse(&out);
     let ov = must(&mi, "/ov");
     assert!(ov.fstype == "overlay" && ov.has("nodev"), "{ov:?}");
+    let ov2 = must(&mi, "/ov2");
+    assert!(
+        ov2.has_super("ro"),
+        "a lower-only overlay is read-only: {ov2:?}"
+    );
 }
 
 #[test]
