@@ -173,6 +173,7 @@ fn a_killed_create_is_cleaned_up_by_delete_force() {
         c["hooks"] = json!({"createRuntime": [{"path": "/bin/sh", "args": ["sh", "-c", script]}]})
     });
     let id = unique_id("killedcreate");
+    rt.track(&id);
     let mut child = rt
         .cmd()
         .args(["create", "--bundle", b.path_str(), &id])

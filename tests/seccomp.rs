@@ -23,7 +23,7 @@ fn docker_profile() -> Value {
 fn errno_action_returns_the_asked_errno() {
     let rt = Runtime::new();
     let b = bundle(
-        "mkdir /tmp/x; echo rc=$?",
+        "mkdir /dev/shm/x; echo rc=$?",
         json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
             {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38}
         ]}),
@@ -83,7 +83,7 @@ fn docker_default_profile_runs_a_busybox_workload() {
     for nnp in [true, false] {
         let rt = Runtime::new();
         let mut b = bundle(
-            "echo hi > /tmp/f && cat /tmp/f && ls / >/dev/null && ps >/dev/null && id -u",
+            "echo hi > /dev/shm/f && cat /dev/shm/f && ls / >/dev/null && ps >/dev/null && id -u",
             docker_profile(),
         );
         b.edit(|c| {
@@ -110,7 +110,7 @@ fn docker_profile_blocks_what_docker_blocks() {
 fn profile_works_for_a_non_root_user_without_nnp() {
     let rt = Runtime::new();
     let mut b = bundle(
-        "id -u; mkdir /tmp/y; echo rc=$?",
+        "id -u; mkdir /dev/shm/y; echo rc=$?",
         json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
             {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}
         ]}),
@@ -208,7 +208,7 @@ fn notify_hands_the_fd_to_the_agent_which_answers_syscalls() {
     let sock = dir.path().join("agent.sock");
     let handle = agent(std::os::unix::net::UnixListener::bind(&sock).unwrap());
     let b = bundle(
-        "mkdir /tmp/z; echo rc=$?",
+        "mkdir /dev/shm/z; echo rc=$?",
         json!({"defaultAction": "SCMP_ACT_ALLOW",
                "listenerPath": sock, "listenerMetadata": "hello-agent",
                "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}]}),

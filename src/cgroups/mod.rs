@@ -820,6 +820,9 @@ impl Manager for FsManager {
     }
 
     fn signal_all(&self, sig: i32) -> Result<(), CgroupError> {
+        if !self.exists() {
+            return Ok(());
+        }
         if sig == libc::SIGKILL {
             // One write kills everything in the cgroup, atomically (kernel 5.14+). On a hybrid
             // host the unified cgroup holds the same processes.
@@ -1308,5 +1311,84 @@ mod tests {
         spec.set_linux(Some(linux));
         let e = for_spec(&spec, "c1").err().unwrap().to_string();
         assert!(e.starts_with("linux.cgroupsPath:"), "{e}");
+    }
+
+    /// The v2 driver for real, on this host's cgroup2 hierarchy (the unified one of a hybrid
+    /// host works the same): a process cloned straight into the cgroup, freeze and thaw through
+    /// cgroup.freeze/cgroup.events, limits of the controllers it holds, stats, cgroup.kill, and
+    /// removal.
+    #[test]
+    fn v2_driver_on_this_hosts_cgroup2_hierarchy() {
+        let Ok(mut l) = Layout::detect() else {
+            println!("SKIP: no cgroup hierarchy");
+            return;
+        };
+        if l.unified.is_none() || !nix::unistd::geteuid().is_root() {
+            println!("SKIP: needs root and a cgroup2 hierarchy");
+            return;
+        }
+        // Only the cgroup2 hierarchy, as on a cgroup v2 host.
+        l.v1.clear();
+        let path = format!("/berth-unit-v2-{}/c", std::process::id());
+        let m = FsManager::new(&l, &path);
+        struct Cleanup<'a>(&'a FsManager);
+        impl Drop for Cleanup<'_> {
+            fn drop(&mut self) {
+                let _ = self.0.signal_all(libc::SIGKILL);
+                let _ = self.0.destroy();
+            }
+        }
+        let _cleanup = Cleanup(&m);
+        m.create().unwrap();
+        let dir = m.unified.clone().unwrap();
+        assert!(dir.is_dir());
+        let Some(fd) = m.clone_into_fd() else {
+            println!("SKIP: kernel without CLONE_INTO_CGROUP");
+            return;
+        };
+        let pid = match crate::linux::sys::clone3_fork(0, Some(fd)).unwrap() {
+            // This forked child of a threaded test process must not allocate: it only sleeps
+            // until killed.
+            crate::linux::sys::Forked::Child => loop {
+                nix::unistd::pause();
+            },
+            crate::linux::sys::Forked::Parent(pid) => pid,
+        };
+        let own = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+        assert!(own.contains(&format!("0::{path}\n")), "{own}");
+        assert_eq!(m.pids().unwrap(), vec![pid]);
+        m.freeze().unwrap();
+        assert_eq!(m.freezer_state().unwrap(), FreezerState::Frozen);
+        assert_eq!(fs::read(&dir, "cgroup.freeze").unwrap().trim(), "1");
+        m.thaw().unwrap();
+        assert_eq!(m.freezer_state().unwrap(), FreezerState::Thawed);
+        let ctrls = m.unified_controllers();
+        if ctrls.iter().any(|c| c == "hugetlb") && stats::hugepage_sizes().contains(&"2MB".into()) {
+            m.apply(&resources(
+                r#"{"hugepageLimits":[{"pageSize":"2MB","limit":2097152}]}"#,
+            ))
+            .unwrap();
+            assert_eq!(fs::read(&dir, "hugetlb.2MB.max").unwrap().trim(), "2097152");
+        }
+        if ctrls.iter().any(|c| c == "pids") {
+            m.apply(&resources(r#"{"pids":{"limit":5}}"#)).unwrap();
+            assert_eq!(m.stats().unwrap().pids.limit, 5);
+        }
+        assert!(m.stats().is_ok());
+        m.signal_all(libc::SIGKILL).unwrap();
+        let st = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None).unwrap();
+        assert!(
+            matches!(
+                st,
+                nix::sys::wait::WaitStatus::Signaled(_, nix::sys::signal::Signal::SIGKILL, _)
+            ),
+            "{st:?}"
+        );
+        m.destroy().unwrap();
+        assert!(!dir.exists());
+        assert!(
+            !dir.parent().unwrap().exists(),
+            "the parent Berth made is removed too"
+        );
     }
 }

@@ -24,7 +24,7 @@ pub struct Args {
     /// Keep the container's state after it exits
     #[arg(long)]
     pub keep: bool,
-    /// Accepted for runc compatibility
+    /// Do not become a subreaper of the container's init
     #[arg(long = "no-subreaper", hide = true)]
     pub no_subreaper: bool,
     /// Container id
@@ -32,6 +32,12 @@ pub struct Args {
 }
 
 pub fn run(g: &Global, a: Args) -> Result<i32, Error> {
+    if !a.detach && !a.no_subreaper {
+        // The init is not always our child (a pid namespace joined by path needs an extra
+        // fork): as a subreaper we inherit it, and can wait for it, as runc does.
+        // SAFETY: prctl with integer arguments only.
+        unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    }
     let mut c = lifecycle::create(&g.root, &a.id, &a.create.options())?;
     let pid = c.state.as_ref().map(|s| s.pid).unwrap_or(0);
     // Block signals before releasing the init so none is lost; they are forwarded below.

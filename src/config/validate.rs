@@ -47,6 +47,16 @@ pub fn validate(spec: &Spec, bundle: &Path) -> R<PathBuf> {
             ));
         }
     }
+    if let Some(p) = linux.personality() {
+        for (i, f) in p.flags().iter().flatten().enumerate() {
+            if crate::linux::identity::personality_flag(f).is_none() {
+                return Err(bad(
+                    format!("linux.personality.flags[{i}]"),
+                    format!("unknown personality flag {f:?}"),
+                ));
+            }
+        }
+    }
     if linux.time_offsets().is_some() && !ns.new_ns(LinuxNamespaceType::Time) {
         return Err(bad(
             "linux.timeOffsets",

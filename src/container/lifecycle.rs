@@ -165,12 +165,13 @@ fn build(
         rootfs: rootfs.to_path_buf(),
         created: crate::timefmt::now_rfc3339(),
         annotations,
-        cgroup: Some(cgroup.record()),
+        cgroup: None,
     };
-    // Saved before the first system-wide side effect (pid 0: no process yet), so that if this
-    // very process is killed half-way, `delete --force` still finds the cgroup to remove.
-    c.save(st.clone())?;
+    // If this process is killed half-way, there is no state.json yet: `delete --force` then
+    // finds the cgroup from the stored config (see `delete`).
     cgroup.create()?;
+    // The record names the parent directories `create` made, so delete removes them too.
+    st.cgroup = Some(cgroup.record());
     #[allow(deprecated)]
     let parent_hooks = spec.hooks().as_ref().is_some_and(|h| {
         h.prestart().as_ref().is_some_and(|v| !v.is_empty())
@@ -246,6 +247,10 @@ impl process::Parent for ParentSide<'_> {
     fn placed(&mut self, pid: i32, write_maps: bool) -> Result<()> {
         if write_maps {
             process::write_id_maps(self.spec, pid)?;
+        }
+        if let Some(p) = self.spec.process() {
+            crate::linux::identity::write_oom_score_adj(pid, p)
+                .map_err(process::ProcessError::Init)?;
         }
         if self.cgroup.clone_into_fd().is_none() {
             self.cgroup.add(pid)?;
@@ -425,7 +430,10 @@ pub fn kill(c: &Container, sig: i32, all: bool) -> Result<()> {
     } else {
         c.require(&[Status::Created, Status::Running, Status::Paused], "kill")?
     };
-    let st = c.state.as_ref().expect("live container has state");
+    // A container without state (an interrupted create) has nothing recorded to signal.
+    let Some(st) = c.state.as_ref() else {
+        return Ok(());
+    };
     if all {
         if let Some(rec) = &st.cgroup {
             cgroups::from_record(rec).signal_all(sig)?;
@@ -520,6 +528,14 @@ pub fn delete(c: Container, force: bool) -> Result<()> {
         kill_all_and_wait(st);
         if let Some(rec) = &st.cgroup {
             cgroups::from_record(rec).destroy()?;
+        }
+    } else if let Some(spec) = &spec {
+        // A create killed before it saved its state: its cgroups are where it placed them.
+        if let Ok(m) = cgroups::for_spec(spec, &c.id) {
+            if m.exists() {
+                let _ = m.signal_all(libc::SIGKILL);
+            }
+            m.destroy()?;
         }
     }
     let state = c.state.clone();

@@ -1,6 +1,6 @@
-//! The process's identity and limits: uid, gid, supplementary groups (from the container's own
-//! /etc/group, as runc computes them), HOME (from its /etc/passwd), umask, rlimits, oom score
-//! and personality.
+//! The process's identity and limits: uid, gid, supplementary groups (`additionalGids`, as runc
+//! sets them), HOME (from the container's /etc/passwd), umask, rlimits, oom score and
+//! personality.
 
 use nix::unistd::{setgroups, setresgid, setresuid, Gid, Uid};
 use oci_spec::runtime::Process;
@@ -13,32 +13,22 @@ pub struct Identity {
     pub umask: u32,
 }
 
-/// Resolves `process.user` against the container's /etc/passwd and /etc/group (after pivot_root).
+/// Resolves `process.user` in the container (after pivot_root): HOME comes from its
+/// /etc/passwd; the supplementary groups are exactly `additionalGids`. Like runc and crun, Berth
+/// does not add the user's /etc/group memberships: an OCI user always names its gid.
 pub fn resolve(p: &Process) -> Result<Identity, String> {
     let u = p.user();
-    let (mut name, mut home) = (None, "/".to_string());
+    let mut home = "/".to_string();
     if let Ok(passwd) = std::fs::read_to_string("/etc/passwd") {
         for line in passwd.lines() {
             let f: Vec<&str> = line.split(':').collect();
             if f.len() >= 6 && f[2].parse::<u32>().ok() == Some(u.uid()) {
-                name = Some(f[0].to_string());
                 home = f[5].to_string();
                 break;
             }
         }
     }
-    let mut groups: Vec<u32> = Vec::new();
-    if let (Some(name), Ok(group)) = (&name, std::fs::read_to_string("/etc/group")) {
-        for line in group.lines() {
-            let f: Vec<&str> = line.split(':').collect();
-            if f.len() >= 4 && f[3].split(',').any(|m| m == name) {
-                if let Ok(g) = f[2].parse() {
-                    groups.push(g);
-                }
-            }
-        }
-    }
-    groups.extend(u.additional_gids().iter().flatten().copied());
+    let mut groups: Vec<u32> = u.additional_gids().iter().flatten().copied().collect();
     groups.sort_unstable();
     groups.dedup();
     Ok(Identity {
@@ -70,12 +60,58 @@ pub fn switch(id: &Identity) -> Result<(), String> {
     Ok(())
 }
 
-/// rlimits, oomScoreAdj and personality: set while still root in the container.
-pub fn apply_process_limits(p: &Process) -> Result<(), String> {
+/// oomScoreAdj, written by the parent through the host's /proc before the child runs on (so no
+/// mount of the container's can redirect the write). Children inherit it.
+pub fn write_oom_score_adj(pid: i32, p: &Process) -> Result<(), String> {
     if let Some(adj) = p.oom_score_adj() {
-        std::fs::write("/proc/self/oom_score_adj", adj.to_string())
-            .map_err(|e| format!("process.oomScoreAdj: {e}"))?;
+        std::fs::write(format!("/proc/{pid}/oom_score_adj"), adj.to_string())
+            .map_err(|e| format!("process.oomScoreAdj: {adj}: {e}"))?;
     }
+    Ok(())
+}
+
+/// `linux.personality`: the execution domain and flags, set before exec.
+pub fn apply_personality(p: Option<&oci_spec::runtime::LinuxPersonality>) -> Result<(), String> {
+    use oci_spec::runtime::LinuxPersonalityDomain as D;
+    let Some(p) = p else { return Ok(()) };
+    let mut persona: libc::c_ulong = match p.domain() {
+        D::PerLinux => 0x0000,
+        D::PerLinux32 => 0x0008,
+    };
+    for (i, f) in p.flags().iter().flatten().enumerate() {
+        persona |= personality_flag(f)
+            .ok_or_else(|| format!("linux.personality.flags[{i}]: unknown flag {f:?}"))?;
+    }
+    // SAFETY: personality(2) takes an integer.
+    if unsafe { libc::personality(persona) } == -1 {
+        return Err(format!(
+            "linux.personality: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(())
+}
+
+/// The personality(2) flag for a name (linux/personality.h).
+pub fn personality_flag(name: &str) -> Option<libc::c_ulong> {
+    Some(match name {
+        "UNAME26" => 0x0020000,
+        "ADDR_NO_RANDOMIZE" => 0x0040000,
+        "FDPIC_FUNCPTRS" => 0x0080000,
+        "MMAP_PAGE_ZERO" => 0x0100000,
+        "ADDR_COMPAT_LAYOUT" => 0x0200000,
+        "READ_IMPLIES_EXEC" => 0x0400000,
+        "ADDR_LIMIT_32BIT" => 0x0800000,
+        "SHORT_INODE" => 0x1000000,
+        "WHOLE_SECONDS" => 0x2000000,
+        "STICKY_TIMEOUTS" => 0x4000000,
+        "ADDR_LIMIT_3GB" => 0x8000000,
+        _ => return None,
+    })
+}
+
+/// rlimits: set while still root in the container.
+pub fn apply_process_limits(p: &Process) -> Result<(), String> {
     for (i, r) in p.rlimits().iter().flatten().enumerate() {
         let lim = libc::rlimit {
             rlim_cur: r.soft(),

@@ -71,17 +71,15 @@ impl NsPlan {
         p.new_pid = new.contains(CloneFlags::CLONE_NEWPID);
         let joins_user = joins.iter().any(|(t, _)| *t == T::User);
         let joins_pid = joins.iter().any(|(t, _)| *t == T::Pid);
-        let time = flag(T::Time);
+        // A time namespace's offsets must be written before any process enters it, and a cgroup
+        // namespace's root is the cgroup its creator is in: both are unshared by the child, the
+        // latter only once the parent has moved it into the container's cgroup.
+        let late = flag(T::Time) | CloneFlags::CLONE_NEWCGROUP;
         // Fast path: everything new is created by clone3 in one step. It is only correct when
         // the joined namespaces can still be entered from inside the new ones, i.e. no user
         // namespace is both new and combined with joins, and no pid namespace is joined.
         let fast = !joins_user && !joins_pid && (!p.new_user || joins.is_empty());
         if fast {
-            // A time namespace's offsets must be written before any process enters it, so it
-            // is always unshared by the child and entered at exec. A cgroup namespace is rooted
-            // at the cgroup its creator is in: it is unshared by the child after GO, once the
-            // parent has placed it in the container's cgroup (as runc does).
-            let late = time | CloneFlags::CLONE_NEWCGROUP;
             p.clone_flags = new - late;
             p.unshare_flags = new & late;
         } else {
@@ -137,16 +135,14 @@ mod tests {
             .contains(CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWUSER));
         assert!(!p.clone_flags.contains(flag(T::Time)));
         assert_eq!(p.unshare_flags, flag(T::Time));
-        assert!(!p.fork_for_pid && !p.maps_after_unshare());
     }
 
     #[test]
-    fn the_cgroup_namespace_is_unshared_after_cgroup_placement() {
-        let p = NsPlan::from_spec(&spec(
-            r#"[{"type":"pid"},{"type":"mount"},{"type":"cgroup"}]"#,
-        ));
+    fn cgroup_namespace_is_unshared_after_the_move_into_the_cgroup() {
+        let p = NsPlan::from_spec(&spec(r#"[{"type":"pid"},{"type":"cgroup"}]"#));
         assert!(!p.clone_flags.contains(CloneFlags::CLONE_NEWCGROUP));
         assert!(p.unshare_flags.contains(CloneFlags::CLONE_NEWCGROUP));
+        assert!(!p.fork_for_pid && !p.maps_after_unshare());
     }
 
     #[test]

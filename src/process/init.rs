@@ -25,7 +25,7 @@ use super::InitConfig;
 use crate::linux::namespaces;
 use crate::linux::rootfs;
 use crate::linux::sys::{exit_now, Forked};
-use crate::linux::{capabilities, console, identity};
+use crate::linux::{capabilities, console, identity, lsm};
 
 /// Entry point of the forked child. Never returns: it execs the user's program or exits.
 pub fn run(cfg: &InitConfig, ch: Channel) -> ! {
@@ -157,6 +157,13 @@ fn setup(cfg: &InitConfig, ch: &Channel) -> Result<Channel, String> {
             rootfs::write_sysctl(k, v).map_err(|e| format!("linux.sysctl.{k}: {e}"))?;
         }
     }
+    // The working directory is created if missing, as root and before the rootfs may become
+    // read-only (as runc does).
+    let cwd = process.cwd();
+    if std::fs::symlink_metadata(cwd).is_err() {
+        std::fs::create_dir_all(cwd)
+            .map_err(|e| format!("process.cwd: create {}: {e}", cwd.display()))?;
+    }
     if has_mount_ns {
         rootfs::finish(cfg.spec).map_err(|e| e.to_string())?;
     }
@@ -172,6 +179,12 @@ fn setup(cfg: &InitConfig, ch: &Channel) -> Result<Channel, String> {
         join_session_keyring(cfg.id);
     }
     identity::apply_process_limits(process)?;
+    identity::apply_personality(
+        cfg.spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.personality().as_ref()),
+    )?;
     // As runc does, a program that cannot be found fails `create`, not `start`.
     check_executable(process)?;
 
@@ -255,13 +268,14 @@ pub fn exec_user_process(
         .iter()
         .map(|e| CString::new(e.as_bytes()).map_err(|_| format!("{at}.env: contains a NUL byte")))
         .collect::<Result<_, _>>()?;
-    // cwd: created if missing (as root, before the identity switch), entered after it.
+    // cwd: entered after the identity switch (the init created it if missing).
     let cwd = p.cwd();
-    if std::fs::metadata(cwd).is_err() {
-        let _ = std::fs::create_dir_all(cwd);
-    }
     let path = lookup(&argv[0], &env)?;
     let nnp = p.no_new_privileges() == Some(true);
+    lsm::set_exec_labels(
+        p.apparmor_profile().as_deref(),
+        p.selinux_label().as_deref(),
+    )?;
     if let Some(sc) = seccomp.filter(|_| !nnp) {
         load_seccomp(sc)?;
     }
@@ -356,7 +370,13 @@ fn lookup(prog: &CString, env: &[String]) -> Result<CString, String> {
 /// The CVE-2024-21626 class: a cwd reached through a leaked host fd shows up as
 /// "(unreachable)/…"; refuse to run there.
 fn verify_cwd_inside() -> Result<(), String> {
-    let cwd = nix::unistd::getcwd().map_err(|e| format!("getcwd: {e}"))?;
+    // glibc's getcwd fails with ENOENT when the kernel reports an unreachable directory.
+    let cwd = nix::unistd::getcwd().map_err(|e| match e {
+        nix::errno::Errno::ENOENT => {
+            "process.cwd: the working directory is outside the container".to_string()
+        }
+        e => format!("process.cwd: getcwd: {e}"),
+    })?;
     if !cwd.is_absolute() || cwd.to_string_lossy().starts_with("(unreachable)") {
         return Err(format!(
             "process.cwd: working directory {cwd:?} is outside the container"

@@ -8,8 +8,13 @@ use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 
+/// The runtime under test: Berth, or the binary named by $BERTH_TEST_RUNTIME (e.g. `runc`),
+/// to check that a test describes runc's behaviour rather than Berth's.
 pub fn berth_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_berth"))
+    match std::env::var_os("BERTH_TEST_RUNTIME") {
+        Some(r) if !r.is_empty() => PathBuf::from(r),
+        _ => PathBuf::from(env!("CARGO_BIN_EXE_berth")),
+    }
 }
 
 /// Where Debian's busybox-static puts the binary.
@@ -18,6 +23,9 @@ pub const BUSYBOX: &str = "/bin/busybox";
 /// A fresh `--root` for one test; deletes (with --force) every container left in it on drop.
 pub struct Runtime {
     pub root: tempfile::TempDir,
+    /// Ids given to create/run through the helpers (see [`Runtime::track`]), for the
+    /// last-resort cleanup on drop.
+    seen: std::cell::RefCell<Vec<String>>,
 }
 
 impl Default for Runtime {
@@ -32,7 +40,15 @@ impl Runtime {
             .prefix("berth-test-root-")
             .tempdir_in(std::env::temp_dir())
             .expect("temp root");
-        Runtime { root }
+        Runtime {
+            root,
+            seen: Default::default(),
+        }
+    }
+
+    /// Remembers `id` so that drop cleans up after it even if the runtime lost track of it.
+    pub fn track(&self, id: &str) {
+        self.seen.borrow_mut().push(id.to_string());
     }
 
     /// A `berth --root R` command, ready for more arguments.
@@ -63,6 +79,7 @@ impl Runtime {
 
     /// `berth run --bundle B ID` in the foreground, capturing output.
     pub fn run(&self, id: &str, bundle: &Bundle) -> Output {
+        self.track(id);
         self.berth(&["run", "--bundle", bundle.path().to_str().unwrap(), id])
     }
 
@@ -83,6 +100,7 @@ impl Runtime {
 impl Drop for Runtime {
     fn drop(&mut self) {
         let mut all = self.ids();
+        all.extend(self.seen.borrow().iter().cloned());
         for id in self.ids() {
             let _ = self.berth(&["delete", "--force", &id]);
         }
@@ -362,6 +380,7 @@ impl Runtime {
 
     /// `berth run EXTRA… --bundle B ID`, foreground, capturing output.
     pub fn run_with(&self, id: &str, bundle: &Bundle, extra: &[&str]) -> Output {
+        self.track(id);
         let mut args = vec!["run"];
         args.extend_from_slice(extra);
         args.extend_from_slice(&["--bundle", bundle.path_str(), id]);
@@ -713,6 +732,9 @@ impl Runtime {
     /// the runtime's stdio, as with runc, so pipes would stay open until the container exits.
     /// Stdout and stderr go to files under `dir` named after `tag`.
     pub fn detached(&self, args: &[&str], dir: &Path, tag: &str) -> Detached {
+        if let Some(id) = args.last() {
+            self.track(id);
+        }
         let stdout = dir.join(format!("{tag}.stdout"));
         let stderr = dir.join(format!("{tag}.stderr"));
         let mut cmd = self.cmd();
@@ -747,6 +769,7 @@ impl Runtime {
 
     /// `berth run` in the foreground with a timeout (30 s).
     pub fn run_timeout(&self, id: &str, bundle: &Bundle, extra: &[&str]) -> Output {
+        self.track(id);
         let mut cmd = self.cmd();
         cmd.arg("run")
             .args(extra)

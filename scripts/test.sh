@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# THE one command that runs every test of Berth (CI runs exactly this, through .ci/run):
+#
+#   1. dependencies (scripts/setup-deps.sh; quick when everything is installed)
+#   2. cargo fmt --check
+#   3. cargo clippy --all-targets -D warnings (the whole workspace)
+#   4. the engine suites in integration/ (containerd, podman, docker, CRI), when present;
+#      BERTH_SKIP_ENGINES=1 skips them
+#   5. cargo test --workspace --all-targets: unit tests, tests/*.rs (the binary on real bundles),
+#      conformance/ (OCI runtime-spec), the seccomp crate's tests
+#
+# Needs root (containers). Debug builds: building in release (LTO, one codegen unit) costs
+# more than it saves. The output ends with cargo test's summary lines; the exit status is
+# non-zero if any step failed. CARGO_TARGET_DIR is honoured.
+set -uo pipefail
+cd "$(dirname "$0")/.." || exit 1
+
+if [ -f "${HOME:-/root}/.cargo/env" ]; then
+    # shellcheck disable=SC1091
+    . "${HOME:-/root}/.cargo/env"
+fi
+export PATH="${HOME:-/root}/.cargo/bin:$PATH"
+export CARGO_TERM_COLOR=never
+target=${CARGO_TARGET_DIR:-$PWD/target}
+
+failed=()
+step() {
+    local name=$1
+    shift
+    local t0=$SECONDS
+    echo "=== $name"
+    if "$@"; then
+        echo "=== $name: ok ($((SECONDS - t0)) s)"
+    else
+        echo "=== $name: FAILED ($((SECONDS - t0)) s)"
+        failed+=("$name")
+    fi
+}
+
+if [ "$(id -u)" != 0 ]; then
+    echo "scripts/test.sh: the tests create containers and must run as root" >&2
+    exit 1
+fi
+
+step "dependencies" scripts/setup-deps.sh
+if [ ${#failed[@]} -gt 0 ]; then
+    exit 1
+fi
+step "cargo fmt --check" cargo fmt --all -- --check
+step "cargo clippy" cargo clippy --workspace --all-targets -- -D warnings
+# Build once up front, so that a build error is reported as such and the engine suites can use
+# the binary.
+step "cargo build" cargo build --workspace --all-targets
+
+if [ -x integration/run-all.sh ] || [ -f integration/run-all.sh ]; then
+    if [ "${BERTH_SKIP_ENGINES:-0}" = 1 ]; then
+        echo "=== engine suites: skipped (BERTH_SKIP_ENGINES=1)"
+    else
+        step "engine suites" env RUNTIME="${RUNTIME:-$target/debug/berth}" \
+            bash integration/run-all.sh
+    fi
+fi
+
+# Last, so that the output ends with its summary lines (nothing is printed after them on
+# success). --all-targets leaves out doc-tests, whose "0 passed" summary would otherwise close
+# the run.
+echo "=== cargo test --workspace (after $SECONDS s)"
+log=$(mktemp)
+cargo test --workspace --all-targets --no-fail-fast 2>&1 | tee "$log"
+rc=${PIPESTATUS[0]}
+[ "$rc" = 0 ] || failed+=("cargo test")
+
+# One closing line over every test binary (some targets, e.g. examples, run no test).
+awk '/^test result:/ { p += $4; f += $6 } END { printf "total: %d passed, %d failed\n", p, f }' "$log"
+rm -f "$log"
+if [ ${#failed[@]} -gt 0 ]; then
+    echo "scripts/test.sh: failed: ${failed[*]}" >&2
+    exit 1
+fi

@@ -1,0 +1,79 @@
+//! AppArmor and SELinux: `process.apparmorProfile` and `process.selinuxLabel` are applied only
+//! when that LSM is enabled on the host (otherwise accepted and ignored, as engines expect: they
+//! only send them where the LSM exists). The label is set for the next execve through the
+//! process's own attr file, opened under a verified procfs (see `procfs`).
+
+use std::path::{Path, PathBuf};
+
+use super::procfs::{self, Fs};
+
+pub fn apparmor_enabled() -> bool {
+    std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+        .is_ok_and(|s| s.trim() == "Y")
+}
+
+pub fn selinux_enabled() -> bool {
+    nix::sys::statfs::statfs("/sys/fs/selinux")
+        .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::SELINUX_MAGIC)
+}
+
+/// What to write where for the next exec, given which LSMs are enabled.
+fn plan(
+    apparmor: Option<&str>,
+    selinux: Option<&str>,
+    apparmor_on: bool,
+    selinux_on: bool,
+) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    if let Some(p) = apparmor.filter(|p| !p.is_empty() && apparmor_on) {
+        out.push(("attr/apparmor/exec", format!("exec {p}")));
+    }
+    if let Some(l) = selinux.filter(|l| !l.is_empty() && selinux_on) {
+        out.push(("attr/exec", l.to_string()));
+    }
+    out
+}
+
+/// Sets the labels the next execve takes (in the container, after pivot_root).
+pub fn set_exec_labels(apparmor: Option<&str>, selinux: Option<&str>) -> Result<(), String> {
+    let writes = plan(apparmor, selinux, apparmor_enabled(), selinux_enabled());
+    if writes.is_empty() {
+        if apparmor.is_some_and(|p| !p.is_empty()) || selinux.is_some_and(|l| !l.is_empty()) {
+            crate::logging::debug("AppArmor/SELinux label ignored: that LSM is not enabled");
+        }
+        return Ok(());
+    }
+    let root = procfs::open_root(Path::new("/proc"), Fs::Proc)
+        .map_err(|e| format!("process.apparmorProfile/selinuxLabel: /proc: {e}"))?;
+    let me = format!("{}/task/{}", nix::unistd::getpid(), nix::unistd::gettid());
+    for (file, value) in writes {
+        let rel = PathBuf::from(&me).join(file);
+        procfs::write(
+            std::os::fd::AsFd::as_fd(&root),
+            Fs::Proc,
+            &rel,
+            value.as_bytes(),
+        )
+        .map_err(|e| format!("set {file} to {value:?}: {e}"))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plan;
+
+    #[test]
+    fn labels_apply_only_where_the_lsm_is_enabled() {
+        assert!(plan(Some("docker-default"), Some("system_u:r"), false, false).is_empty());
+        assert_eq!(
+            plan(Some("docker-default"), None, true, false),
+            vec![("attr/apparmor/exec", "exec docker-default".to_string())]
+        );
+        assert_eq!(
+            plan(None, Some("system_u:system_r:container_t:s0"), true, true),
+            vec![("attr/exec", "system_u:system_r:container_t:s0".to_string())]
+        );
+        assert!(plan(Some(""), Some(""), true, true).is_empty());
+    }
+}
