@@ -670,3 +670,34 @@ fn locked_flags_survive_bind_flags_in_a_user_namespace() {
     assert_one_error_line(&o, &["mounts[7].options", "cannot clear", "locked"]);
     assert_nothing_left(&rt, &id, &b);
 }
+
+#[test]
+fn readonly_and_masked_paths_cover_files_and_directories() {
+    let rt = Runtime::new();
+    let mut b = Bundle::sh(
+        "echo x >> /etc/motd || echo MOTD-RO; echo x > /etc/other && echo OTHER-RW; \
+         touch /ro-dir/sub/new || echo SUBDIR-RO; \
+         cat /etc/secret; echo \"[$(ls /secrets)]\"; touch /secrets/x || echo MASK-RO; \
+         grep -c ' /secrets ' /proc/self/mountinfo",
+    );
+    let r = b.rootfs();
+    std::fs::write(r.join("etc/motd"), "motd\n").unwrap();
+    std::fs::write(r.join("etc/secret"), "top secret\n").unwrap();
+    std::fs::create_dir_all(r.join("ro-dir/sub")).unwrap();
+    std::fs::create_dir_all(r.join("secrets")).unwrap();
+    std::fs::write(r.join("secrets/key"), "key\n").unwrap();
+    b.edit(|c| {
+        c["root"]["readonly"] = json!(false);
+        c["linux"]["readonlyPaths"] = json!(["/etc/motd", "/ro-dir", "/no/such/path"]);
+        c["linux"]["maskedPaths"] = json!(["/etc/secret", "/secrets", "/no/such/file"]);
+    });
+    let out = run_ok(&rt, "paths", &b);
+    assert_eq!(
+        out, "MOTD-RO\nOTHER-RW\nSUBDIR-RO\n[]\nMASK-RO\n1\n",
+        "masked file reads empty, masked dir is empty and read-only"
+    );
+    assert_eq!(
+        std::fs::read_to_string(r.join("etc/motd")).unwrap(),
+        "motd\n"
+    );
+}
