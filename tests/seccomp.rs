@@ -86,11 +86,7 @@ fn docker_default_profile_runs_a_busybox_workload() {
             "echo hi > /dev/shm/f && cat /dev/shm/f && ls / >/dev/null && ps >/dev/null && id -u",
             docker_profile(),
         );
-        b.edit(|c| {
-            c["process"]["noNewPrivileges"] = json!(nnp);
-            // The workload writes /tmp/f: the default spec's root is read-only.
-            c["root"]["readonly"] = json!(false);
-        });
+        b.edit(|c| c["process"]["noNewPrivileges"] = json!(nnp));
         let o = rt.run(&unique_id("sc-docker"), &b);
         assert!(o.status.success(), "nnp={nnp}: {}", stderr(&o));
         assert_eq!(stdout(&o), "hi\n0\n", "nnp={nnp}");
