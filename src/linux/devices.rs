@@ -141,27 +141,29 @@ pub fn setup(root: BorrowedFd, nodes: &[Node], bind: bool) -> Result<(), RootfsE
         .try_for_each(|n| make(root, &mut dirs, n, bind));
     umask(old);
     r?;
-    let dev = dirs
+    let (dev, _) = dirs
         .get(root, Path::new("/dev"))
         .map_err(|e| RootfsError::field("linux.devices", format!("/dev: {}", errno_str(&e))))?;
     links(dev)
 }
 
-/// Parent directories already resolved (most nodes share /dev).
+/// Parent directories already resolved (most nodes share /dev), and whether each is setgid
+/// (new nodes then take the directory's group).
 #[derive(Default)]
-struct Dirs(Vec<(PathBuf, OwnedFd)>);
+struct Dirs(Vec<(PathBuf, OwnedFd, bool)>);
 
 impl Dirs {
-    fn get(&mut self, root: BorrowedFd, dir: &Path) -> std::io::Result<BorrowedFd<'_>> {
-        let k = match self.0.iter().position(|(p, _)| p == dir) {
+    fn get(&mut self, root: BorrowedFd, dir: &Path) -> std::io::Result<(BorrowedFd<'_>, bool)> {
+        let k = match self.0.iter().position(|(p, _, _)| p == dir) {
             Some(k) => k,
             None => {
                 let r = safepath::mkdir_all(root, dir, 0o755, IN_ROOT)?;
-                self.0.push((dir.to_path_buf(), r.fd));
+                let setgid = fstat(r.fd.as_fd())?.st_mode & libc::S_ISGID != 0;
+                self.0.push((dir.to_path_buf(), r.fd, setgid));
                 self.0.len() - 1
             }
         };
-        Ok(self.0[k].1.as_fd())
+        Ok((self.0[k].1.as_fd(), self.0[k].2))
     }
 }
 
@@ -184,15 +186,15 @@ fn make(root: BorrowedFd, dirs: &mut Dirs, n: &Node, bind: bool) -> Result<(), R
         .path
         .file_name()
         .ok_or_else(|| blame(n, format!("{}: not a file name", n.path.display())))?;
-    let dir = dirs
+    let (dir, setgid) = dirs
         .get(root, parent)
         .map_err(|e| err("create parent directory", e))?;
     if !bind {
         let dev = nix::sys::stat::makedev(n.major, n.minor);
         match mknodat(dir, name, n.kind, Mode::from_bits_truncate(n.mode), dev) {
             Ok(()) => {
-                // A new node already belongs to our fsuid/fsgid.
-                if (n.uid, n.gid) == (geteuid().as_raw(), getegid().as_raw()) {
+                // A new node already belongs to our fsuid/fsgid (unless the directory is setgid).
+                if !setgid && (n.uid, n.gid) == (geteuid().as_raw(), getegid().as_raw()) {
                     return Ok(());
                 }
                 return fchownat(
