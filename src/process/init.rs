@@ -6,8 +6,8 @@
 //!  3. become root of a new user namespace; time namespace offsets; new session
 //!  4. mounts into the rootfs (before pivot_root)
 //!  5. prestart/createRuntime hooks (run by the parent), createContainer hooks (here)
-//!  6. pivot_root; console; read-only root, masked and read-only paths
-//!  7. hostname, domainname, sysctl, session keyring, oom score, rlimits, personality
+//!  6. pivot_root; console; sysctl; read-only root, masked and read-only paths
+//!  7. hostname, domainname, session keyring, oom score, rlimits, personality
 //!  8. READY → wait on start.sock for `start`; startContainer hooks
 //!  9. user, capabilities, no_new_privileges, seccomp, cwd, close fds; execve
 
