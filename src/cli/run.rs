@@ -62,7 +62,7 @@ pub fn run(g: &Global, a: Args) -> Result<i32, Error> {
     Ok(code)
 }
 
-fn block_signals() -> Result<SigSet, Error> {
+pub(super) fn block_signals() -> Result<SigSet, Error> {
     let mut set = SigSet::all();
     for s in [Signal::SIGKILL, Signal::SIGSTOP] {
         set.remove(s);
@@ -72,9 +72,9 @@ fn block_signals() -> Result<SigSet, Error> {
     Ok(set)
 }
 
-/// Waits for the init, forwarding every signal Berth receives to it (blocking reads on a
-/// signalfd: no polling).
-fn wait_forwarding(pid: i32, mask: &SigSet) -> Result<i32, Error> {
+/// Waits for `pid` (a child of Berth: the init, or a process `exec` started), forwarding every
+/// signal Berth receives to it (blocking reads on a signalfd: no polling).
+pub(super) fn wait_forwarding(pid: i32, mask: &SigSet) -> Result<i32, Error> {
     let sfd =
         SignalFd::with_flags(mask, SfdFlags::SFD_CLOEXEC).map_err(|e| Error::sys("signalfd", e))?;
     let _ = sfd.as_fd();

@@ -191,6 +191,11 @@ fn build(
         start_listener: listener,
         close_in_child: vec![c.lock_fd()],
         seccomp,
+        lsm: spec
+            .process()
+            .as_ref()
+            .map(crate::linux::lsm::Enabled::detect_for)
+            .unwrap_or_default(),
         parent_hooks,
     };
     let mut parent = ParentSide {
@@ -230,7 +235,7 @@ pub fn compile_seccomp(spec: &Spec) -> Result<Option<berth_seccomp::Compiled>> {
 }
 
 /// $LISTEN_FDS (systemd socket activation) fds are passed on too, as runc does.
-fn listen_fds() -> u32 {
+pub(crate) fn listen_fds() -> u32 {
     std::env::var("LISTEN_FDS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -311,7 +316,7 @@ fn listen_start(c: &Container) -> Result<OwnedFd> {
     Ok(fd)
 }
 
-fn connect_unix(path: &Path) -> std::io::Result<OwnedFd> {
+pub(crate) fn connect_unix(path: &Path) -> std::io::Result<OwnedFd> {
     let fd = socket(
         AddressFamily::Unix,
         SockType::Stream,
@@ -358,7 +363,7 @@ pub fn start(c: &mut Container) -> Result<()> {
             .map_err(|e| Error::sys("wait for the container's init", e))?;
         match reply {
             Some((sync::NOTIFY_FD, fdnum)) => {
-                pass_notify_fd(&spec, &st, &fdnum)?;
+                pass_notify_fd(&spec, &st, st.pid, &fdnum)?;
                 ch.send(sync::NOTIFY_DONE, &[])
                     .map_err(|e| Error::sys("release the container's init", e))?;
             }
@@ -378,9 +383,10 @@ pub fn start(c: &mut Container) -> Result<()> {
     Ok(())
 }
 
-/// Takes the seccomp notify fd out of the init (pidfd_getfd) and sends it, with the container's
+/// Takes the seccomp notify fd out of `holder` (the init, or an exec'd process) with
+/// pidfd_getfd and sends it, with the container's
 /// state, to the agent at `linux.seccomp.listenerPath`.
-fn pass_notify_fd(spec: &Spec, st: &StoredState, fdnum: &[u8]) -> Result<()> {
+pub fn pass_notify_fd(spec: &Spec, st: &StoredState, holder: i32, fdnum: &[u8]) -> Result<()> {
     let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
     let Some(path) = seccomp.and_then(|s| s.listener_path().as_ref()) else {
         return Err(Error::Usage(
@@ -392,7 +398,7 @@ fn pass_notify_fd(spec: &Spec, st: &StoredState, fdnum: &[u8]) -> Result<()> {
             .try_into()
             .map_err(|_| Error::Usage("bad notify fd message".into()))?,
     );
-    let pidfd = crate::linux::sys::pidfd_open(st.pid).map_err(|e| Error::sys("pidfd_open", e))?;
+    let pidfd = crate::linux::sys::pidfd_open(holder).map_err(|e| Error::sys("pidfd_open", e))?;
     let fd = crate::linux::sys::pidfd_getfd(pidfd.as_raw_fd(), num)
         .map_err(|e| Error::sys("take the seccomp notify fd from the init", e))?;
     let state = hook_state(st, Status::Creating);

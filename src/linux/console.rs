@@ -13,6 +13,20 @@ use oci_spec::runtime::Box as ConsoleSize;
 
 /// Creates the pty and wires it up. Runs after pivot_root, as root in the container.
 pub fn setup(socket: &OwnedFd, size: Option<ConsoleSize>) -> Result<(), String> {
+    setup_pty(socket, size, true)
+}
+
+/// The same for a process joining a running container (`exec`): its own pty, but the
+/// container's /dev/console is left alone. The caller must be a session leader (setsid).
+pub fn setup_for_exec(socket: &OwnedFd, size: Option<ConsoleSize>) -> Result<(), String> {
+    setup_pty(socket, size, false)
+}
+
+fn setup_pty(
+    socket: &OwnedFd,
+    size: Option<ConsoleSize>,
+    bind_dev_console: bool,
+) -> Result<(), String> {
     let master = open(
         "/dev/ptmx",
         OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
@@ -27,19 +41,21 @@ pub fn setup(socket: &OwnedFd, size: Option<ConsoleSize>) -> Result<(), String> 
     let slave = open_peer(master_fd)?;
     // /dev/console is the pty: bind the slave's inode (reached through our own fd, never a
     // path the container could swap) over it.
-    let console = std::path::Path::new("/dev/console");
-    if std::fs::symlink_metadata(console).is_err() {
-        std::fs::File::create(console).map_err(|e| format!("create /dev/console: {e}"))?;
+    if bind_dev_console {
+        let console = std::path::Path::new("/dev/console");
+        if std::fs::symlink_metadata(console).is_err() {
+            std::fs::File::create(console).map_err(|e| format!("create /dev/console: {e}"))?;
+        }
+        let src = format!("/proc/self/fd/{}", slave.as_raw_fd());
+        mount(
+            Some(src.as_str()),
+            console,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(|e| format!("bind pty over /dev/console: {e}"))?;
     }
-    let src = format!("/proc/self/fd/{}", slave.as_raw_fd());
-    mount(
-        Some(src.as_str()),
-        console,
-        None::<&str>,
-        MsFlags::MS_BIND,
-        None::<&str>,
-    )
-    .map_err(|e| format!("bind pty over /dev/console: {e}"))?;
     send_fd(socket.as_raw_fd(), master_fd)?;
     drop(master);
     for target in 0..3 {
