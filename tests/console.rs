@@ -138,3 +138,37 @@ fn console_socket_that_does_not_exist_fails_create_cleanly() {
     assert!(d.stderr().contains("/no/such/socket"), "{}", d.stderr());
     assert_nothing_left(&rt, &id, &b);
 }
+
+#[test]
+fn run_in_the_foreground_relays_the_terminal_itself() {
+    // No --console-socket: `berth run` receives the pty master and copies it to its own stdout,
+    // as `runc run` does for a process with a terminal.
+    let rt = Runtime::new();
+    let mut b = Bundle::sh("tty; echo relayed; exit 5");
+    b.edit(|c| c["process"]["terminal"] = serde_json::json!(true));
+    let o = rt.run(&unique_id("ttyrelay"), &b);
+    assert_eq!(o.status.code(), Some(5), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("/dev/pts/0"), "{out:?}");
+    assert!(
+        out.contains("relayed\r\n"),
+        "output goes through the pty: {out:?}"
+    );
+}
+
+#[test]
+fn run_detached_with_a_terminal_needs_a_console_socket() {
+    let rt = Runtime::new();
+    let mut b = Bundle::sh("true");
+    b.edit(|c| c["process"]["terminal"] = serde_json::json!(true));
+    let o = rt.berth(&[
+        "run",
+        "-d",
+        "--bundle",
+        b.path().to_str().unwrap(),
+        &unique_id("ttyd"),
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--console-socket"), "{}", stderr(&o));
+    assert!(rt.ids().is_empty());
+}

@@ -133,7 +133,7 @@ fn exec_and_wait(g: &Global, a: &Args) -> Result<i32, Error> {
     opts.sigmask = Some(old);
     let mask = super::run::block_signals()?;
     let pid = exec::exec(&g.root, id, &opts)?;
-    super::run::wait_forwarding(pid, &mask)
+    super::run::wait_forwarding(pid, &mask, None)
 }
 
 #[cfg(test)]

@@ -27,6 +27,9 @@ pub struct CreateOptions {
     pub bundle: PathBuf,
     pub pid_file: Option<PathBuf>,
     pub console_socket: Option<PathBuf>,
+    /// An already connected console socket (`run` in the foreground relays the pty itself);
+    /// used when process.terminal is set and no --console-socket was given.
+    pub console_fd: Option<OwnedFd>,
     pub no_pivot: bool,
     pub no_new_keyring: bool,
     pub preserve_fds: u32,
@@ -76,7 +79,7 @@ pub fn create(root: &Path, id: &str, opts: &CreateOptions) -> Result<Container> 
     crate::selfprotect::ensure().map_err(|e| Error::sys("protect the berth binary", e))?;
     let Bundle { dir, rootfs, spec } = config::load_bundle(&opts.bundle)?;
     let terminal = spec.process().as_ref().and_then(|p| p.terminal()) == Some(true);
-    if terminal && opts.console_socket.is_none() {
+    if terminal && opts.console_socket.is_none() && opts.console_fd.is_none() {
         return Err(Error::Usage(
             "process.terminal is true: --console-socket is required (or set terminal to false)"
                 .into(),
@@ -84,10 +87,14 @@ pub fn create(root: &Path, id: &str, opts: &CreateOptions) -> Result<Container> 
     }
     let seccomp = compile_seccomp(&spec)?;
     let cgroup = cgroups::for_spec(&spec, id)?;
-    let console = match (&opts.console_socket, terminal) {
-        (Some(p), true) => Some(
+    let console = match (&opts.console_socket, &opts.console_fd, terminal) {
+        (Some(p), _, true) => Some(
             connect_unix(p)
                 .map_err(|e| Error::sys(format!("--console-socket {}", p.display()), e))?,
+        ),
+        (None, Some(fd), true) => Some(
+            fd.try_clone()
+                .map_err(|e| Error::sys("console socket", e))?,
         ),
         _ => None,
     };
