@@ -210,3 +210,54 @@ fn many_containers_in_a_row_leave_nothing() {
         "the state root is not empty"
     );
 }
+
+/// Every `<hierarchy>/<rel>` that exists.
+fn cgroup_dirs(rel: &str) -> Vec<String> {
+    cgroup_hierarchies()
+        .into_iter()
+        .map(|h| h.join(rel))
+        .filter(|d| d.exists())
+        .map(|d| d.display().to_string())
+        .collect()
+}
+
+#[test]
+fn nested_cgroups_path_is_removed_with_the_parents_berth_made() {
+    // linux.cgroupsPath with parents that do not exist yet: delete, and a failed create, must
+    // remove the container's cgroup and the parents the runtime created for it. (Stricter than
+    // runc 1.1, which leaves the parents behind.)
+    let parent = unique_id("cgparent");
+    for (name, fail) in [("nested-ok", false), ("nested-fail", true)] {
+        let rt = Runtime::new();
+        let id = unique_id(name);
+        let path = format!("/{parent}/{name}/{id}");
+        let mut b = sh("true");
+        b.edit(|c| c["linux"]["cgroupsPath"] = json!(path));
+        if fail {
+            b.edit(|c| {
+                c["mounts"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(json!({"destination": "/mnt", "type": "nosuchfs", "source": "none"}))
+            });
+        }
+        let d = rt.create_detached(&id, &b, &[]);
+        assert_eq!(d.status.success(), !fail, "{name}: {}", d.stderr());
+        if !fail {
+            assert!(
+                !cgroup_dirs(path.trim_start_matches('/')).is_empty(),
+                "no cgroup made"
+            );
+            rt.ok(&["delete", &id]);
+        }
+        let left = cgroup_dirs(&parent);
+        // Clean up before asserting, so that a failure leaves the machine clean.
+        for d in &left {
+            let _ = std::fs::remove_dir(format!("{d}/{name}/{id}"));
+            let _ = std::fs::remove_dir(format!("{d}/{name}"));
+            let _ = std::fs::remove_dir(d);
+        }
+        assert!(left.is_empty(), "{name}: cgroups left: {left:?}");
+        assert_nothing_left(&rt, &id, &b);
+    }
+}

@@ -303,7 +303,6 @@ fn list_of_a_missing_root_is_empty() {
 
 // ---- spec --------------------------------------------------------------------------------
 
-/// Depends on the rootfs work: the default spec mounts cgroupfs at /sys/fs/cgroup.
 #[test]
 fn spec_writes_a_config_that_runs() {
     let rt = Runtime::new();
@@ -385,6 +384,42 @@ fn spec_rootless_maps_the_current_user_in_a_user_namespace() {
             .any(|o| o == "gid=5"),
         "gid=5 is unmapped in a rootless container"
     );
+}
+
+#[test]
+fn spec_rootless_config_runs() {
+    let rt = Runtime::new();
+    let dir = tempfile::tempdir().unwrap();
+    make_busybox_rootfs(&dir.path().join("rootfs"));
+    let o = Command::new(berth_bin())
+        .args([
+            "spec",
+            "--rootless",
+            "--bundle",
+            dir.path().to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let path = dir.path().join("config.json");
+    let mut cfg: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    cfg["process"]["terminal"] = false.into();
+    cfg["process"]["args"] = serde_json::json!(["sh", "-c", "id -u; cat /proc/self/uid_map"]);
+    std::fs::write(&path, serde_json::to_vec(&cfg).unwrap()).unwrap();
+    let id = unique_id("rootless");
+    rt.track(&id);
+    let mut cmd = rt.cmd();
+    cmd.args(["run", "--bundle", dir.path().to_str().unwrap(), &id]);
+    let o = output_timeout(cmd, Duration::from_secs(30));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    let l: Vec<Vec<&str>> = out
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    let uid = nix::unistd::getuid().as_raw().to_string();
+    assert_eq!(l[0], ["0"], "{out}");
+    assert_eq!(l[1], ["0", uid.as_str(), "1"], "{out}");
 }
 
 // ---- kill --------------------------------------------------------------------------------

@@ -1,9 +1,8 @@
 //! process.terminal with --console-socket, as containerd, podman (conmon) and CRI-O use it:
 //! the pty master arrives over the socket (SCM_RIGHTS), the container's stdio is the pty's
 //! slave (its controlling terminal), and process.consoleSize is applied.
-//!
-//! Depends on the rootfs work: the container needs /dev/ptmx (a link to its own
-//! /dev/pts/ptmx) and a devpts instance of its own.
+//! The container needs /dev/ptmx (a link to its own /dev/pts/ptmx) and a devpts instance of
+//! its own, which the rootfs setup provides.
 
 mod common;
 use common::*;
@@ -138,4 +137,38 @@ fn console_socket_that_does_not_exist_fails_create_cleanly() {
     assert_eq!(lines(&d.stderr()).len(), 1, "{}", d.stderr());
     assert!(d.stderr().contains("/no/such/socket"), "{}", d.stderr());
     assert_nothing_left(&rt, &id, &b);
+}
+
+#[test]
+fn run_in_the_foreground_relays_the_terminal_itself() {
+    // No --console-socket: `berth run` receives the pty master and copies it to its own stdout,
+    // as `runc run` does for a process with a terminal.
+    let rt = Runtime::new();
+    let mut b = Bundle::sh("tty; echo relayed; exit 5");
+    b.edit(|c| c["process"]["terminal"] = serde_json::json!(true));
+    let o = rt.run(&unique_id("ttyrelay"), &b);
+    assert_eq!(o.status.code(), Some(5), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("/dev/pts/0"), "{out:?}");
+    assert!(
+        out.contains("relayed\r\n"),
+        "output goes through the pty: {out:?}"
+    );
+}
+
+#[test]
+fn run_detached_with_a_terminal_needs_a_console_socket() {
+    let rt = Runtime::new();
+    let mut b = Bundle::sh("true");
+    b.edit(|c| c["process"]["terminal"] = serde_json::json!(true));
+    let o = rt.berth(&[
+        "run",
+        "-d",
+        "--bundle",
+        b.path().to_str().unwrap(),
+        &unique_id("ttyd"),
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--console-socket"), "{}", stderr(&o));
+    assert!(rt.ids().is_empty());
 }

@@ -271,7 +271,8 @@ fn check(case: &Case, verb: &str) {
     let rt = Runtime::new();
     let mut b = sh("echo ran > /out/ran");
     (case.edit)(&mut b);
-    let id = unique_id(case.name);
+    // The create and run tables run in parallel: their ids (and so cgroup paths) must differ.
+    let id = unique_id(&format!("{}-{verb}", case.name));
     let d = rt.detached(
         &[verb, "--bundle", b.path_str(), &id],
         b.path(),

@@ -382,15 +382,22 @@ fn overlay_mounts_write_to_the_upper_directory() {
     }
     std::fs::write(d.path().join("lower/l"), "lower\n").unwrap();
     let p = |s: &str| d.path().join(s).display().to_string();
-    let mut b = Bundle::sh("cat /ov/l; echo up > /ov/new; cat /proc/self/mountinfo");
+    let mut b = Bundle::sh("cat /ov/l /ov2/l2; echo up > /ov/new; cat /proc/self/mountinfo");
     push_mount(
         &mut b,
         json!({"destination": "/ov", "type": "overlay", "source": "overlay", "options": [
             format!("lowerdir={}", p("lower")), format!("upperdir={}", p("upper")),
             format!("workdir={}", p("work")), "nodev"]}),
     );
+    // Relative directories in the data are relative to the bundle, as under runc.
+    std::fs::create_dir(b.path().join("lower2")).unwrap();
+    std::fs::write(b.path().join("lower2/l2"), "lower2\n").unwrap();
+    push_mount(
+        &mut b,
+        json!({"destination": "/ov2", "type": "overlay", "source": "overlay", "options": ["lowerdir=lower2:../../../../../../bin"]}),
+    );
     let out = run_ok(&rt, "overlay", &b);
-    assert!(out.starts_with("lower\n"), "{out}");
+    assert!(out.starts_with("lower\nlower2\n"), "{out}");
     assert_eq!(
         std::fs::read_to_string(d.path().join("upper/new")).unwrap(),
         "up\n"
@@ -398,6 +405,11 @@ fn overlay_mounts_write_to_the_upper_directory() {
     let mi = mountinfo::parse(&out);
     let ov = must(&mi, "/ov");
     assert!(ov.fstype == "overlay" && ov.has("nodev"), "{ov:?}");
+    let ov2 = must(&mi, "/ov2");
+    assert!(
+        ov2.has_super("ro"),
+        "a lower-only overlay is read-only: {ov2:?}"
+    );
 }
 
 #[test]
@@ -613,4 +625,79 @@ fn bad_mounts_fail_naming_the_field_and_leave_nothing() {
         assert!(rt.ids().is_empty(), "{name}: berth list is not empty");
         assert_nothing_left(&rt, &id, &b);
     }
+}
+
+/// In a user namespace, flags of a mount inherited from the host are locked: a bind asking for
+/// other flags keeps them (and still gets what it asked), and asking to clear one is an error.
+#[test]
+fn locked_flags_survive_bind_flags_in_a_user_namespace() {
+    let rt = Runtime::new();
+    let src = HostMount::tmpfs("berth-test-locked-");
+    src.remount(MsFlags::MS_NOSUID | MsFlags::MS_NODEV);
+    std::fs::set_permissions(&src.path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let userns = |b: &mut Bundle| {
+        b.namespace("user", None).edit(|c| {
+            c["linux"]["uidMappings"] =
+                json!([{"containerID": 0, "hostID": 300000, "size": 65536}]);
+            c["linux"]["gidMappings"] =
+                json!([{"containerID": 0, "hostID": 300000, "size": 65536}]);
+        });
+    };
+    let s = src.path.to_str().unwrap();
+    // The rootfs belongs to the host's root, unmapped here: the mount point must exist.
+    let mut b = Bundle::sh("cat /proc/self/mountinfo");
+    std::fs::create_dir(b.rootfs().join("locked")).unwrap();
+    userns(&mut b);
+    push_mount(
+        &mut b,
+        json!({"destination": "/locked", "type": "bind", "source": s, "options": ["rbind", "ro", "noexec"]}),
+    );
+    let mi = mountinfo::parse(&run_ok(&rt, "locked", &b));
+    let l = must(&mi, "/locked");
+    for o in ["ro", "noexec", "nosuid", "nodev"] {
+        assert!(l.has(o), "/locked lacks {o}: {l:?}");
+    }
+
+    let mut b = Bundle::sh("echo SHOULD-NOT-RUN");
+    std::fs::create_dir(b.rootfs().join("locked")).unwrap();
+    userns(&mut b);
+    push_mount(
+        &mut b,
+        json!({"destination": "/locked", "type": "bind", "source": s, "options": ["rbind", "suid"]}),
+    );
+    let id = unique_id("locked-clear");
+    let o = rt.run_timeout(&id, &b, &[]);
+    assert_one_error_line(&o, &["mounts[7].options", "cannot clear", "locked"]);
+    assert_nothing_left(&rt, &id, &b);
+}
+
+#[test]
+fn readonly_and_masked_paths_cover_files_and_directories() {
+    let rt = Runtime::new();
+    let mut b = Bundle::sh(
+        "echo x >> /etc/motd || echo MOTD-RO; echo x > /etc/other && echo OTHER-RW; \
+         touch /ro-dir/sub/new || echo SUBDIR-RO; \
+         cat /etc/secret; echo \"[$(ls /secrets)]\"; touch /secrets/x || echo MASK-RO; \
+         grep -c ' /secrets ' /proc/self/mountinfo",
+    );
+    let r = b.rootfs();
+    std::fs::write(r.join("etc/motd"), "motd\n").unwrap();
+    std::fs::write(r.join("etc/secret"), "top secret\n").unwrap();
+    std::fs::create_dir_all(r.join("ro-dir/sub")).unwrap();
+    std::fs::create_dir_all(r.join("secrets")).unwrap();
+    std::fs::write(r.join("secrets/key"), "key\n").unwrap();
+    b.edit(|c| {
+        c["root"]["readonly"] = json!(false);
+        c["linux"]["readonlyPaths"] = json!(["/etc/motd", "/ro-dir", "/no/such/path"]);
+        c["linux"]["maskedPaths"] = json!(["/etc/secret", "/secrets", "/no/such/file"]);
+    });
+    let out = run_ok(&rt, "paths", &b);
+    assert_eq!(
+        out, "MOTD-RO\nOTHER-RW\nSUBDIR-RO\n[]\nMASK-RO\n1\n",
+        "masked file reads empty, masked dir is empty and read-only"
+    );
+    assert_eq!(
+        std::fs::read_to_string(r.join("etc/motd")).unwrap(),
+        "motd\n"
+    );
 }

@@ -219,3 +219,25 @@ fn notify_hands_the_fd_to_the_agent_which_answers_syscalls() {
     assert_eq!(state["metadata"], "hello-agent");
     assert_eq!(state["state"]["id"], id.as_str());
 }
+
+#[test]
+fn exec_runs_under_the_containers_profile() {
+    let rt = Runtime::new();
+    let b = bundle(
+        "sleep 100",
+        json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+            {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38}
+        ]}),
+    );
+    let id = unique_id("sc-exec");
+    rt.ok(&["create", "--bundle", b.path().to_str().unwrap(), &id]);
+    rt.ok(&["start", &id]);
+    let o = rt.berth(&["exec", &id, "sh", "-c", "mkdir /dev/shm/e; echo rc=$?"]);
+    assert_eq!(stdout(&o), "rc=1\n", "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("Function not implemented"),
+        "{}",
+        stderr(&o)
+    );
+    rt.ok(&["delete", "--force", &id]);
+}

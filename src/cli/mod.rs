@@ -4,6 +4,8 @@
 mod create;
 mod delete;
 mod events;
+mod exec;
+mod features;
 mod kill;
 mod list;
 mod pause;
@@ -62,6 +64,8 @@ pub struct Global {
     pub version: bool,
 }
 
+// Parsed once per process: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 pub enum Cmd {
     /// Create a container (its init waits for `start`)
@@ -90,6 +94,10 @@ pub enum Cmd {
     Events(events::Args),
     /// List a container's processes
     Ps(ps::Args),
+    /// Run a new process inside a running container
+    Exec(exec::Args),
+    /// Print the OCI features this runtime supports, as JSON
+    Features(features::Args),
 }
 
 fn version_text() -> String {
@@ -183,6 +191,8 @@ fn dispatch(g: &Global, cmd: Cmd) -> Result<i32, Error> {
         Cmd::Update(a) => update::run(g, *a),
         Cmd::Events(a) => events::run(g, a),
         Cmd::Ps(a) => ps::run(g, a),
+        Cmd::Exec(a) => exec::run(g, a),
+        Cmd::Features(a) => features::run(g, a),
     }
 }
 

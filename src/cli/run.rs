@@ -2,7 +2,9 @@
 //! forward signals to the container and wait; the exit status is the container's (128+N when
 //! killed by signal N). The container is deleted afterwards unless --keep.
 
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
@@ -13,6 +15,7 @@ use super::create::CreateFlags;
 use super::Global;
 use crate::container::{lifecycle, Container};
 use crate::error::Error;
+use crate::linux::console;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -38,8 +41,30 @@ pub fn run(g: &Global, a: Args) -> Result<i32, Error> {
         // SAFETY: prctl with integer arguments only.
         unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
     }
-    let mut c = lifecycle::create(&g.root, &a.id, &a.create.options())?;
+    let mut opts = a.create.options();
+    // In the foreground without --console-socket, a process with a terminal gets its pty master
+    // sent to Berth itself, which relays it (as runc does).
+    let console_pair = if !a.detach && opts.console_socket.is_none() {
+        let (ours, theirs) = nix::sys::socket::socketpair(
+            nix::sys::socket::AddressFamily::Unix,
+            nix::sys::socket::SockType::Stream,
+            None,
+            nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+        )
+        .map_err(|e| Error::sys("console socketpair", e))?;
+        opts.console_fd = Some(theirs);
+        Some(ours)
+    } else {
+        None
+    };
+    let mut c = lifecycle::create(&g.root, &a.id, &opts)?;
+    drop(opts);
     let pid = c.state.as_ref().map(|s| s.pid).unwrap_or(0);
+    // The init sent the master (if it has a terminal) before create returned.
+    let tty = console_pair
+        .as_ref()
+        .and_then(|s| console::try_recv_master(s.as_raw_fd()))
+        .map(console::Relay::new);
     // Block signals before releasing the init so none is lost; they are forwarded below.
     let mask = if a.detach {
         None
@@ -54,7 +79,7 @@ pub fn run(g: &Global, a: Args) -> Result<i32, Error> {
         return Ok(0);
     };
     drop(c); // release the lock while the container runs
-    let code = wait_forwarding(pid, &mask)?;
+    let code = wait_forwarding(pid, &mask, tty)?;
     if !a.keep {
         let c = Container::load(&g.root, &a.id)?;
         lifecycle::delete(c, true)?;
@@ -62,7 +87,7 @@ pub fn run(g: &Global, a: Args) -> Result<i32, Error> {
     Ok(code)
 }
 
-fn block_signals() -> Result<SigSet, Error> {
+pub(super) fn block_signals() -> Result<SigSet, Error> {
     let mut set = SigSet::all();
     for s in [Signal::SIGKILL, Signal::SIGSTOP] {
         set.remove(s);
@@ -72,21 +97,58 @@ fn block_signals() -> Result<SigSet, Error> {
     Ok(set)
 }
 
-/// Waits for the init, forwarding every signal Berth receives to it (blocking reads on a
-/// signalfd: no polling).
-fn wait_forwarding(pid: i32, mask: &SigSet) -> Result<i32, Error> {
+/// Waits for `pid` (a child of Berth: the init, or a process `exec` started), forwarding every
+/// signal Berth receives to it, and relaying its terminal when Berth holds the pty master
+/// (blocking waits on a signalfd and the tty fds: no polling loop, no sleeping).
+pub(super) fn wait_forwarding(
+    pid: i32,
+    mask: &SigSet,
+    mut tty: Option<console::Relay>,
+) -> Result<i32, Error> {
     let sfd =
         SignalFd::with_flags(mask, SfdFlags::SFD_CLOEXEC).map_err(|e| Error::sys("signalfd", e))?;
-    let _ = sfd.as_fd();
     let child = Pid::from_raw(pid);
     loop {
         // Reap first: the child may already have exited before we looked.
-        match waitpid(child, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(_, code)) => return Ok(code),
-            Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(128 + sig as i32),
-            Ok(_) => {}
-            Err(nix::errno::Errno::ECHILD) => return Ok(0),
+        let done = match waitpid(child, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(_, code)) => Some(code),
+            Ok(WaitStatus::Signaled(_, sig, _)) => Some(128 + sig as i32),
+            Ok(_) => None,
+            Err(nix::errno::Errno::ECHILD) => Some(0),
             Err(e) => return Err(Error::sys("waitpid", e)),
+        };
+        if let Some(code) = done {
+            if let Some(t) = tty.as_mut() {
+                t.drain();
+            }
+            return Ok(code);
+        }
+        if let Some(t) = tty.as_mut() {
+            // Wait for a signal or terminal data, whichever comes first.
+            let ttyfds = t.poll_fds();
+            let mut fds: Vec<PollFd> = std::iter::once(sfd.as_fd())
+                .chain(ttyfds.iter().map(|fd| {
+                    // SAFETY: stdin and the master stay open while the relay lives.
+                    unsafe { std::os::fd::BorrowedFd::borrow_raw(*fd) }
+                }))
+                .map(|fd| PollFd::new(fd, PollFlags::POLLIN))
+                .collect();
+            match poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(Error::sys("poll", e)),
+            }
+            let ready: Vec<bool> = fds
+                .iter()
+                .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+                .collect();
+            for (i, fd) in ttyfds.iter().enumerate() {
+                if ready[i + 1] {
+                    t.pump(*fd);
+                }
+            }
+            if !ready[0] {
+                continue;
+            }
         }
         let info = match sfd.read_signal() {
             Ok(Some(i)) => i,
@@ -95,6 +157,12 @@ fn wait_forwarding(pid: i32, mask: &SigSet) -> Result<i32, Error> {
             Err(e) => return Err(Error::sys("read signalfd", e)),
         };
         let sig = info.ssi_signo as i32;
+        if sig == libc::SIGWINCH {
+            if let Some(t) = &tty {
+                t.resize();
+                continue;
+            }
+        }
         if sig != libc::SIGCHLD {
             // SAFETY: kill(2) with integer arguments.
             unsafe { libc::kill(pid, sig) };

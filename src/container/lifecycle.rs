@@ -27,6 +27,9 @@ pub struct CreateOptions {
     pub bundle: PathBuf,
     pub pid_file: Option<PathBuf>,
     pub console_socket: Option<PathBuf>,
+    /// An already connected console socket (`run` in the foreground relays the pty itself);
+    /// used when process.terminal is set and no --console-socket was given.
+    pub console_fd: Option<OwnedFd>,
     pub no_pivot: bool,
     pub no_new_keyring: bool,
     pub preserve_fds: u32,
@@ -76,7 +79,7 @@ pub fn create(root: &Path, id: &str, opts: &CreateOptions) -> Result<Container> 
     crate::selfprotect::ensure().map_err(|e| Error::sys("protect the berth binary", e))?;
     let Bundle { dir, rootfs, spec } = config::load_bundle(&opts.bundle)?;
     let terminal = spec.process().as_ref().and_then(|p| p.terminal()) == Some(true);
-    if terminal && opts.console_socket.is_none() {
+    if terminal && opts.console_socket.is_none() && opts.console_fd.is_none() {
         return Err(Error::Usage(
             "process.terminal is true: --console-socket is required (or set terminal to false)"
                 .into(),
@@ -84,10 +87,14 @@ pub fn create(root: &Path, id: &str, opts: &CreateOptions) -> Result<Container> 
     }
     let seccomp = compile_seccomp(&spec)?;
     let cgroup = cgroups::for_spec(&spec, id)?;
-    let console = match (&opts.console_socket, terminal) {
-        (Some(p), true) => Some(
+    let console = match (&opts.console_socket, &opts.console_fd, terminal) {
+        (Some(p), _, true) => Some(
             connect_unix(p)
                 .map_err(|e| Error::sys(format!("--console-socket {}", p.display()), e))?,
+        ),
+        (None, Some(fd), true) => Some(
+            fd.try_clone()
+                .map_err(|e| Error::sys("console socket", e))?,
         ),
         _ => None,
     };
@@ -191,6 +198,11 @@ fn build(
         start_listener: listener,
         close_in_child: vec![c.lock_fd()],
         seccomp,
+        lsm: spec
+            .process()
+            .as_ref()
+            .map(crate::linux::lsm::Enabled::detect_for)
+            .unwrap_or_default(),
         parent_hooks,
     };
     let mut parent = ParentSide {
@@ -230,7 +242,7 @@ pub fn compile_seccomp(spec: &Spec) -> Result<Option<berth_seccomp::Compiled>> {
 }
 
 /// $LISTEN_FDS (systemd socket activation) fds are passed on too, as runc does.
-fn listen_fds() -> u32 {
+pub(crate) fn listen_fds() -> u32 {
     std::env::var("LISTEN_FDS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -311,7 +323,7 @@ fn listen_start(c: &Container) -> Result<OwnedFd> {
     Ok(fd)
 }
 
-fn connect_unix(path: &Path) -> std::io::Result<OwnedFd> {
+pub(crate) fn connect_unix(path: &Path) -> std::io::Result<OwnedFd> {
     let fd = socket(
         AddressFamily::Unix,
         SockType::Stream,
@@ -358,7 +370,7 @@ pub fn start(c: &mut Container) -> Result<()> {
             .map_err(|e| Error::sys("wait for the container's init", e))?;
         match reply {
             Some((sync::NOTIFY_FD, fdnum)) => {
-                pass_notify_fd(&spec, &st, &fdnum)?;
+                pass_notify_fd(&spec, &st, st.pid, &fdnum)?;
                 ch.send(sync::NOTIFY_DONE, &[])
                     .map_err(|e| Error::sys("release the container's init", e))?;
             }
@@ -378,9 +390,10 @@ pub fn start(c: &mut Container) -> Result<()> {
     Ok(())
 }
 
-/// Takes the seccomp notify fd out of the init (pidfd_getfd) and sends it, with the container's
+/// Takes the seccomp notify fd out of `holder` (the init, or an exec'd process) with
+/// pidfd_getfd and sends it, with the container's
 /// state, to the agent at `linux.seccomp.listenerPath`.
-fn pass_notify_fd(spec: &Spec, st: &StoredState, fdnum: &[u8]) -> Result<()> {
+pub fn pass_notify_fd(spec: &Spec, st: &StoredState, holder: i32, fdnum: &[u8]) -> Result<()> {
     let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
     let Some(path) = seccomp.and_then(|s| s.listener_path().as_ref()) else {
         return Err(Error::Usage(
@@ -392,7 +405,7 @@ fn pass_notify_fd(spec: &Spec, st: &StoredState, fdnum: &[u8]) -> Result<()> {
             .try_into()
             .map_err(|_| Error::Usage("bad notify fd message".into()))?,
     );
-    let pidfd = crate::linux::sys::pidfd_open(st.pid).map_err(|e| Error::sys("pidfd_open", e))?;
+    let pidfd = crate::linux::sys::pidfd_open(holder).map_err(|e| Error::sys("pidfd_open", e))?;
     let fd = crate::linux::sys::pidfd_getfd(pidfd.as_raw_fd(), num)
         .map_err(|e| Error::sys("take the seccomp notify fd from the init", e))?;
     let state = hook_state(st, Status::Creating);

@@ -184,6 +184,17 @@ impl Container {
         }
     }
 
+    /// The pid of a live init, or None when the container has stopped.
+    pub fn live_pid(&self) -> Option<i32> {
+        let st = self.state.as_ref()?;
+        match proc_stat(st.pid) {
+            Some((start, state)) if start == st.start_time && state != 'Z' && state != 'X' => {
+                Some(st.pid)
+            }
+            _ => None,
+        }
+    }
+
     pub fn start_socket(&self) -> PathBuf {
         self.dir.join(START_SOCKET)
     }

@@ -1,6 +1,7 @@
 //! The container's terminal: a pty created inside the container's own devpts, its master sent
 //! to the engine over `--console-socket` (SCM_RIGHTS), its slave made the process's stdio,
-//! controlling terminal and /dev/console.
+//! controlling terminal and /dev/console. `Relay` is the host side used by `run` in the
+//! foreground without a console socket: Berth's own terminal in raw mode, copied both ways.
 
 use std::io::IoSlice;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -13,6 +14,20 @@ use oci_spec::runtime::Box as ConsoleSize;
 
 /// Creates the pty and wires it up. Runs after pivot_root, as root in the container.
 pub fn setup(socket: &OwnedFd, size: Option<ConsoleSize>) -> Result<(), String> {
+    setup_pty(socket, size, true)
+}
+
+/// The same for a process joining a running container (`exec`): its own pty, but the
+/// container's /dev/console is left alone. The caller must be a session leader (setsid).
+pub fn setup_for_exec(socket: &OwnedFd, size: Option<ConsoleSize>) -> Result<(), String> {
+    setup_pty(socket, size, false)
+}
+
+fn setup_pty(
+    socket: &OwnedFd,
+    size: Option<ConsoleSize>,
+    bind_dev_console: bool,
+) -> Result<(), String> {
     let master = open(
         "/dev/ptmx",
         OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
@@ -27,19 +42,21 @@ pub fn setup(socket: &OwnedFd, size: Option<ConsoleSize>) -> Result<(), String> 
     let slave = open_peer(master_fd)?;
     // /dev/console is the pty: bind the slave's inode (reached through our own fd, never a
     // path the container could swap) over it.
-    let console = std::path::Path::new("/dev/console");
-    if std::fs::symlink_metadata(console).is_err() {
-        std::fs::File::create(console).map_err(|e| format!("create /dev/console: {e}"))?;
+    if bind_dev_console {
+        let console = std::path::Path::new("/dev/console");
+        if std::fs::symlink_metadata(console).is_err() {
+            std::fs::File::create(console).map_err(|e| format!("create /dev/console: {e}"))?;
+        }
+        let src = format!("/proc/self/fd/{}", slave.as_raw_fd());
+        mount(
+            Some(src.as_str()),
+            console,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(|e| format!("bind pty over /dev/console: {e}"))?;
     }
-    let src = format!("/proc/self/fd/{}", slave.as_raw_fd());
-    mount(
-        Some(src.as_str()),
-        console,
-        None::<&str>,
-        MsFlags::MS_BIND,
-        None::<&str>,
-    )
-    .map_err(|e| format!("bind pty over /dev/console: {e}"))?;
     send_fd(socket.as_raw_fd(), master_fd)?;
     drop(master);
     for target in 0..3 {
@@ -116,5 +133,142 @@ pub fn send_fd(sock: RawFd, fd: RawFd) -> Result<(), String> {
     let cmsg = [ControlMessage::ScmRights(&fds)];
     sendmsg::<()>(sock, &iov, &cmsg, MsgFlags::empty(), None)
         .map_err(|e| format!("send pty master over the console socket: {e}"))?;
+    Ok(())
+}
+
+/// Takes a pty master sent over `sock` (SCM_RIGHTS), without waiting: `None` when nothing was
+/// sent (the process has no terminal).
+pub fn try_recv_master(sock: RawFd) -> Option<OwnedFd> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned};
+    let mut buf = [0u8; 64];
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let mut space = nix::cmsg_space!([RawFd; 1]);
+    let msg = recvmsg::<()>(
+        sock,
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .ok()?;
+    msg.cmsgs().ok()?.find_map(|c| match c {
+        // SAFETY: SCM_RIGHTS hands us a new fd that nobody else owns.
+        ControlMessageOwned::ScmRights(fds) => {
+            fds.first().map(|fd| unsafe { OwnedFd::from_raw_fd(*fd) })
+        }
+        _ => None,
+    })
+}
+
+/// Copies between Berth's stdin/stdout and a pty master, with Berth's terminal (if stdin is
+/// one) in raw mode until dropped.
+pub struct Relay {
+    master: OwnedFd,
+    saved: Option<nix::sys::termios::Termios>,
+    stdin_open: bool,
+    master_open: bool,
+}
+
+impl Relay {
+    pub fn new(master: OwnedFd) -> Relay {
+        use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg};
+        let stdin = std::io::stdin();
+        let saved = tcgetattr(&stdin).ok();
+        if let Some(t) = &saved {
+            let mut raw = t.clone();
+            cfmakeraw(&mut raw);
+            let _ = tcsetattr(&stdin, SetArg::TCSANOW, &raw);
+        }
+        let r = Relay {
+            master,
+            saved,
+            stdin_open: true,
+            master_open: true,
+        };
+        r.resize();
+        r
+    }
+
+    /// Gives the container's terminal the size of ours (at start and on SIGWINCH).
+    pub fn resize(&self) {
+        let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+        // SAFETY: TIOCGWINSZ fills a winsize; fd 0 may not be a terminal (then it fails).
+        if unsafe { libc::ioctl(0, libc::TIOCGWINSZ, &mut ws) } == 0 {
+            let _ = set_size(self.master.as_raw_fd(), ws.ws_row, ws.ws_col);
+        }
+    }
+
+    /// The fds to wait on: stdin and the master, while they are open.
+    pub fn poll_fds(&self) -> Vec<RawFd> {
+        let mut v = Vec::new();
+        if self.stdin_open {
+            v.push(0);
+        }
+        if self.master_open {
+            v.push(self.master.as_raw_fd());
+        }
+        v
+    }
+
+    /// Moves what is ready on `fd` (stdin or the master) to the other side.
+    pub fn pump(&mut self, fd: RawFd) {
+        let mut buf = [0u8; 8192];
+        if fd == 0 {
+            match nix::unistd::read(std::io::stdin(), &mut buf) {
+                Ok(0) | Err(_) => self.stdin_open = false,
+                Ok(n) => {
+                    if write_all(self.master.as_raw_fd(), &buf[..n]).is_err() {
+                        self.stdin_open = false;
+                    }
+                }
+            }
+        } else {
+            match nix::unistd::read(&self.master, &mut buf) {
+                // EIO: the last holder of the slave side is gone.
+                Ok(0) | Err(_) => self.master_open = false,
+                Ok(n) => {
+                    let _ = write_all(1, &buf[..n]);
+                }
+            }
+        }
+    }
+
+    /// After the process exited: copies what is left in the master to stdout.
+    pub fn drain(&mut self) {
+        let _ = nix::fcntl::fcntl(
+            &self.master,
+            nix::fcntl::FcntlArg::F_SETFL(OFlag::O_NONBLOCK),
+        );
+        let master = self.master.as_raw_fd();
+        while self.master_open {
+            self.pump(master);
+        }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        if let Some(t) = &self.saved {
+            let _ = nix::sys::termios::tcsetattr(
+                std::io::stdin(),
+                nix::sys::termios::SetArg::TCSANOW,
+                t,
+            );
+        }
+    }
+}
+
+fn write_all(fd: RawFd, mut data: &[u8]) -> std::io::Result<()> {
+    while !data.is_empty() {
+        // SAFETY: `data` is a valid buffer for the length given.
+        let n = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        data = &data[n as usize..];
+    }
     Ok(())
 }

@@ -7,13 +7,13 @@
 //! mknod is not allowed, so the host's device is bind-mounted onto an empty file instead, after
 //! checking it is the device the config describes.
 
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 use nix::fcntl::AtFlags;
 use nix::sys::stat::{fstat, mknodat, umask, Mode, SFlag};
-use nix::unistd::{fchownat, symlinkat, unlinkat, Gid, Uid, UnlinkatFlags};
+use nix::unistd::{fchownat, getegid, geteuid, symlinkat, unlinkat, Gid, Uid, UnlinkatFlags};
 use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, Spec};
 
 use super::mounts::api;
@@ -135,10 +135,36 @@ pub fn in_user_namespace() -> bool {
 pub fn setup(root: BorrowedFd, nodes: &[Node], bind: bool) -> Result<(), RootfsError> {
     // Modes are exactly the configured ones; umask is restored before returning.
     let old = umask(Mode::empty());
-    let r = nodes.iter().try_for_each(|n| make(root, n, bind));
+    let mut dirs = Dirs::default();
+    let r = nodes
+        .iter()
+        .try_for_each(|n| make(root, &mut dirs, n, bind));
     umask(old);
     r?;
-    links(root)
+    let (dev, _) = dirs
+        .get(root, Path::new("/dev"))
+        .map_err(|e| RootfsError::field("linux.devices", format!("/dev: {}", errno_str(&e))))?;
+    links(dev)
+}
+
+/// Parent directories already resolved (most nodes share /dev), and whether each is setgid
+/// (new nodes then take the directory's group).
+#[derive(Default)]
+struct Dirs(Vec<(PathBuf, OwnedFd, bool)>);
+
+impl Dirs {
+    fn get(&mut self, root: BorrowedFd, dir: &Path) -> std::io::Result<(BorrowedFd<'_>, bool)> {
+        let k = match self.0.iter().position(|(p, _, _)| p == dir) {
+            Some(k) => k,
+            None => {
+                let r = safepath::mkdir_all(root, dir, 0o755, IN_ROOT)?;
+                let setgid = fstat(r.fd.as_fd())?.st_mode & libc::S_ISGID != 0;
+                self.0.push((dir.to_path_buf(), r.fd, setgid));
+                self.0.len() - 1
+            }
+        };
+        Ok((self.0[k].1.as_fd(), self.0[k].2))
+    }
 }
 
 fn blame(n: &Node, msg: String) -> RootfsError {
@@ -148,7 +174,7 @@ fn blame(n: &Node, msg: String) -> RootfsError {
     }
 }
 
-fn make(root: BorrowedFd, n: &Node, bind: bool) -> Result<(), RootfsError> {
+fn make(root: BorrowedFd, dirs: &mut Dirs, n: &Node, bind: bool) -> Result<(), RootfsError> {
     let err = |what: &str, e: std::io::Error| {
         blame(
             n,
@@ -160,20 +186,19 @@ fn make(root: BorrowedFd, n: &Node, bind: bool) -> Result<(), RootfsError> {
         .path
         .file_name()
         .ok_or_else(|| blame(n, format!("{}: not a file name", n.path.display())))?;
-    let dir = safepath::mkdir_all(root, parent, 0o755, IN_ROOT)
+    let (dir, setgid) = dirs
+        .get(root, parent)
         .map_err(|e| err("create parent directory", e))?;
     if !bind {
         let dev = nix::sys::stat::makedev(n.major, n.minor);
-        match mknodat(
-            dir.fd.as_fd(),
-            name,
-            n.kind,
-            Mode::from_bits_truncate(n.mode),
-            dev,
-        ) {
+        match mknodat(dir, name, n.kind, Mode::from_bits_truncate(n.mode), dev) {
             Ok(()) => {
+                // A new node already belongs to our fsuid/fsgid (unless the directory is setgid).
+                if !setgid && (n.uid, n.gid) == (geteuid().as_raw(), getegid().as_raw()) {
+                    return Ok(());
+                }
                 return fchownat(
-                    dir.fd.as_fd(),
+                    dir,
                     name,
                     Some(Uid::from_raw(n.uid)),
                     Some(Gid::from_raw(n.gid)),
@@ -187,7 +212,7 @@ fn make(root: BorrowedFd, n: &Node, bind: bool) -> Result<(), RootfsError> {
             Err(e) => return Err(err("mknod", e.into())),
         }
     }
-    bind_host(dir.fd.as_fd(), name.as_ref(), n).map_err(|e| err("bind host device", e))
+    bind_host(dir, name.as_ref(), n).map_err(|e| err("bind host device", e))
 }
 
 /// Binds the host's node at the same path onto an empty file, after checking that it is the
@@ -213,18 +238,20 @@ fn bind_host(dir: BorrowedFd, name: &Path, n: &Node) -> std::io::Result<()> {
 }
 
 /// /dev/ptmx → pts/ptmx and the /proc/self/fd links.
-fn links(root: BorrowedFd) -> Result<(), RootfsError> {
-    let dev = safepath::mkdir_all(root, Path::new("/dev"), 0o755, IN_ROOT)
-        .map_err(|e| RootfsError::field("linux.devices", format!("/dev: {}", errno_str(&e))))?;
+fn links(dev: BorrowedFd) -> Result<(), RootfsError> {
     let fail = |what: String, e: Errno| {
         RootfsError::field("linux.devices", format!("{what}: {}", e.desc()))
     };
-    match unlinkat(dev.fd.as_fd(), "ptmx", UnlinkatFlags::NoRemoveDir) {
-        Ok(()) | Err(Errno::ENOENT) => {}
-        Err(e) => return Err(fail("remove /dev/ptmx".into(), e)),
+    // /dev/ptmx is always the link, replacing whatever the image has there.
+    match symlinkat("pts/ptmx", dev, "ptmx") {
+        Ok(()) => {}
+        Err(Errno::EEXIST) => {
+            unlinkat(dev, "ptmx", UnlinkatFlags::NoRemoveDir)
+                .map_err(|e| fail("remove /dev/ptmx".into(), e))?;
+            symlinkat("pts/ptmx", dev, "ptmx").map_err(|e| fail("symlink /dev/ptmx".into(), e))?;
+        }
+        Err(e) => return Err(fail("symlink /dev/ptmx".into(), e)),
     }
-    symlinkat("pts/ptmx", dev.fd.as_fd(), "ptmx")
-        .map_err(|e| fail("symlink /dev/ptmx".into(), e))?;
     let mut links = vec![
         ("/proc/self/fd", "fd"),
         ("/proc/self/fd/0", "stdin"),
@@ -236,7 +263,7 @@ fn links(root: BorrowedFd) -> Result<(), RootfsError> {
         links.push(("/proc/kcore", "core"));
     }
     for (target, name) in links {
-        match symlinkat(target, dev.fd.as_fd(), name) {
+        match symlinkat(target, dev, name) {
             Ok(()) | Err(Errno::EEXIST) => {}
             Err(e) => return Err(fail(format!("symlink /dev/{name}"), e)),
         }

@@ -1,20 +1,38 @@
 //! AppArmor and SELinux: `process.apparmorProfile` and `process.selinuxLabel` are applied only
 //! when that LSM is enabled on the host (otherwise accepted and ignored, as engines expect: they
-//! only send them where the LSM exists). The label is set for the next execve through the
+//! only send them where the LSM exists). Which LSMs are enabled is read on the host side before
+//! the fork (never from the container's /sys); the label is set for the next execve through the
 //! process's own attr file, opened under a verified procfs (see `procfs`).
 
 use std::path::{Path, PathBuf};
 
 use super::procfs::{self, Fs};
 
-pub fn apparmor_enabled() -> bool {
-    std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
-        .is_ok_and(|s| s.trim() == "Y")
+/// Which LSMs the host has enabled.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Enabled {
+    pub apparmor: bool,
+    pub selinux: bool,
 }
 
-pub fn selinux_enabled() -> bool {
-    nix::sys::statfs::statfs("/sys/fs/selinux")
-        .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::SELINUX_MAGIC)
+impl Enabled {
+    /// Looks only when `p` asks for a label (the common case costs nothing).
+    pub fn detect_for(p: &oci_spec::runtime::Process) -> Enabled {
+        let asks = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.is_empty());
+        if !asks(p.apparmor_profile()) && !asks(p.selinux_label()) {
+            return Enabled::default();
+        }
+        Enabled::detect()
+    }
+
+    pub fn detect() -> Enabled {
+        Enabled {
+            apparmor: std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+                .is_ok_and(|s| s.trim() == "Y"),
+            selinux: nix::sys::statfs::statfs("/sys/fs/selinux")
+                .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::SELINUX_MAGIC),
+        }
+    }
 }
 
 /// What to write where for the next exec, given which LSMs are enabled.
@@ -34,9 +52,13 @@ fn plan(
     out
 }
 
-/// Sets the labels the next execve takes (in the container, after pivot_root).
-pub fn set_exec_labels(apparmor: Option<&str>, selinux: Option<&str>) -> Result<(), String> {
-    let writes = plan(apparmor, selinux, apparmor_enabled(), selinux_enabled());
+/// Sets the labels the next execve takes (in the container, after pivot_root or setns).
+pub fn set_exec_labels(
+    on: Enabled,
+    apparmor: Option<&str>,
+    selinux: Option<&str>,
+) -> Result<(), String> {
+    let writes = plan(apparmor, selinux, on.apparmor, on.selinux);
     if writes.is_empty() {
         if apparmor.is_some_and(|p| !p.is_empty()) || selinux.is_some_and(|l| !l.is_empty()) {
             crate::logging::debug("AppArmor/SELinux label ignored: that LSM is not enabled");

@@ -384,7 +384,7 @@ fn fresh(ctx: &Ctx, i: usize, m: &Mount, ty: &str, o: &Opts) -> R {
     let r = safepath::mkdir_all(ctx.root, dest, 0o755, resolve).map_err(dest_err(i, dest))?;
     let at = check_dest(ctx, i, dest, r.fd.as_fd(), &kind)?;
     let mut data = o.data_string();
-    if ty == "tmpfs" && !r.created {
+    if ty == "tmpfs" && !r.created && !o.data.iter().any(|(_, d)| d.starts_with("mode=")) {
         // A tmpfs keeps the mode of the directory it covers unless told otherwise.
         if let Ok(st) = fstat(r.fd.as_fd()) {
             let mode = format!("mode={:04o}", st.st_mode & 0o7777);
@@ -617,9 +617,9 @@ fn bind_flags(i: usize, tree: BorrowedFd, o: &Opts) -> R {
             i,
             "options",
             format!(
-                "cannot clear {:?} on this bind mount: the kernel locked it (inherited from a more \
+                "cannot clear {} on this bind mount: the kernel locked it (inherited from a more \
                  privileged user namespace)",
-                cur & clear & LOCKABLE
+                names(cur & clear & LOCKABLE)
             ),
         ));
     }
@@ -632,6 +632,16 @@ fn bind_flags(i: usize, tree: BorrowedFd, o: &Opts) -> R {
     }
     attr.attr_clr &= !mnt_attr_of(cur);
     api::mount_setattr(tree, false, &attr).map_err(|e| fail(&e))
+}
+
+/// The option names of MS_* flags, e.g. "nosuid, nodev".
+fn names(f: MsFlags) -> String {
+    FLAGS
+        .iter()
+        .filter(|(n, clear, fl)| !clear && !fl.is_empty() && f.contains(*fl) && *n != "rbind")
+        .map(|(n, _, _)| *n)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The per-mount flags currently on `fd`'s mount (from statfs, as MS_* bits).
@@ -971,8 +981,20 @@ fn cgroup1(ctx: &Ctx, i: usize, m: &Mount, o: &Opts) -> R {
             .file_name()
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from(&h.controllers));
-        let sub = safepath::mkdir_all(tmp.as_fd(), &name, 0o755, NO_SYMLINKS)
-            .map_err(dest_err(i, &dest.join(&name)))?;
+        // The tmpfs is fresh and ours: each directory is made and opened directly in it.
+        let sub = dest.join(&name);
+        match nix::sys::stat::mkdirat(tmp.as_fd(), &name, Mode::from_bits_truncate(0o755)) {
+            Ok(()) | Err(Errno::EEXIST) => {}
+            Err(e) => return Err(dest_err(i, &sub)(e.into())),
+        }
+        let subfd = safepath::open(
+            tmp.as_fd(),
+            &name,
+            OFlag::O_PATH | OFlag::O_DIRECTORY,
+            Mode::empty(),
+            NO_SYMLINKS,
+        )
+        .map_err(dest_err(i, &sub))?;
         if ctx.cgroupns {
             let (source, data) = match h.controllers.strip_prefix("name=") {
                 Some(n) => (n.to_string(), h.controllers.clone()),
@@ -981,7 +1003,7 @@ fn cgroup1(ctx: &Ctx, i: usize, m: &Mount, o: &Opts) -> R {
             let flags = base | (o.set & (MsFlags::MS_RDONLY | ATIME_ENUM));
             mount(
                 Some(source.as_str()),
-                fd_target(sub.fd.as_fd()).as_str(),
+                fd_target(subfd.as_fd()).as_str(),
                 Some("cgroup"),
                 flags,
                 Some(data.as_str()),
@@ -993,20 +1015,22 @@ fn cgroup1(ctx: &Ctx, i: usize, m: &Mount, o: &Opts) -> R {
                     format!(
                         "mount cgroup ({}) on {}: {}",
                         h.controllers,
-                        dest.join(&name).display(),
+                        sub.display(),
                         e.desc()
                     ),
                 )
             })?;
-            let fd = safepath::open(
-                tmp.as_fd(),
-                &name,
-                OFlag::O_PATH | OFlag::O_DIRECTORY,
-                Mode::empty(),
-                NO_SYMLINKS,
-            )
-            .map_err(dest_err(i, &dest.join(&name)))?;
-            propagate(i, fd.as_fd(), o)?;
+            if !o.propagation.is_empty() {
+                let fd = safepath::open(
+                    tmp.as_fd(),
+                    &name,
+                    OFlag::O_PATH | OFlag::O_DIRECTORY,
+                    Mode::empty(),
+                    NO_SYMLINKS,
+                )
+                .map_err(dest_err(i, &sub))?;
+                propagate(i, fd.as_fd(), o)?;
+            }
         } else {
             let own = h
                 .own
@@ -1019,7 +1043,7 @@ fn cgroup1(ctx: &Ctx, i: usize, m: &Mount, o: &Opts) -> R {
                     format!("cgroup: {}: {}", own.display(), errno_str(&e)),
                 )
             })?;
-            attach(i, &tree, sub.fd.as_fd(), &dest.join(&name), &bind_opts)?;
+            attach(i, &tree, subfd.as_fd(), &sub, &bind_opts)?;
         }
     }
     // A hierarchy with several controllers ("cpu,cpuacct") is also reachable by each name.
@@ -1359,6 +1383,14 @@ mod tests {
         assert_eq!(h[0].own, Ok(PathBuf::from("/sys/fs/cgroup/cpu,cpuacct/c1")));
         assert_eq!(h[1].own, Ok(PathBuf::from("/sys/fs/cgroup/memory/a/c1")));
         assert_eq!(h[2].controllers, "name=systemd");
+    }
+
+    #[test]
+    fn flag_names_for_messages() {
+        assert_eq!(
+            names(MsFlags::MS_NOSUID | MsFlags::MS_NODEV),
+            "nodev, nosuid"
+        );
     }
 
     #[test]

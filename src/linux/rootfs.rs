@@ -129,6 +129,10 @@ fn open_dir(p: &Path) -> io::Result<OwnedFd> {
 /// Runs in the child, in its new mount namespace, before the createRuntime hooks.
 pub fn prepare(spec: &Spec, rootfs: &Path, opts: &Options) -> Result<(), RootfsError> {
     let prop = root_propagation(spec)?;
+    // As under runc, relative paths in mount sources and data (overlay's lowerdir=…) are
+    // relative to the bundle. Best effort: a bundle this process cannot enter only matters if
+    // such a path is used, and that mount then fails naming its field.
+    let _ = chdir(opts.bundle);
     let nodes = if needs_dev(spec) {
         Some(devices::plan(spec)?)
     } else {
@@ -137,9 +141,15 @@ pub fn prepare(spec: &Spec, rootfs: &Path, opts: &Options) -> Result<(), RootfsE
     // Nothing done from here on may reach the host's mount table.
     let flags = prop.unwrap_or(MsFlags::MS_SLAVE | MsFlags::MS_REC);
     mount(None::<&str>, "/", None::<&str>, flags, None::<&str>).map_err(|e| {
+        let name = spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.rootfs_propagation().clone())
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| "rslave".into());
         RootfsError::field(
             "linux.rootfsPropagation",
-            format!("set propagation {flags:?} on /: {}", e.desc()),
+            format!("make / {name}: {}", e.desc()),
         )
     })?;
     let rec = MsFlags::MS_REC;
@@ -477,12 +487,13 @@ fn open_null(root: BorrowedFd) -> Result<OwnedFd, String> {
 /// stdio inherited as the host's /dev/null is reopened as the container's (as runc does), so
 /// no fd of the process refers to a host device file.
 fn reopen_null_stdio(root: BorrowedFd) {
+    // Opened for writing only if no symlink is involved (it could name a kernel file).
     let Ok(null) = safepath::open(
         root,
         Path::new("/dev/null"),
-        OFlag::O_RDWR,
+        OFlag::O_RDWR | OFlag::O_NOFOLLOW,
         Mode::empty(),
-        IN_ROOT,
+        IN_ROOT | nix::fcntl::ResolveFlag::RESOLVE_NO_SYMLINKS,
     ) else {
         return;
     };

@@ -106,22 +106,27 @@ pub struct Resolved {
     pub created: bool,
 }
 
-/// Resolves directory `path` inside `root`, creating what is missing (mode `mode`), and
-/// returns an O_PATH fd of it.
-///
-/// The longest existing prefix is resolved with `resolve` (normally [`IN_ROOT`]); each missing
-/// component is then made with mkdirat relative to its parent's fd and opened without following
-/// any symlink, so a component swapped for a symlink in between is refused rather than
-/// followed. A dangling symlink on the way is an error (it is never created through).
-pub fn mkdir_all(
-    root: BorrowedFd,
-    path: &Path,
-    mode: u32,
-    resolve: ResolveFlag,
-) -> io::Result<Resolved> {
-    let parts = components(path);
+/// How many dangling symlinks one creation may follow (the kernel's MAXSYMLINKS).
+const MAX_LINKS: usize = 40;
+
+/// Outcome of one pass of [`mkdir_all`]'s walk.
+enum Walk {
+    Done(OwnedFd, bool),
+    /// Component `at` is a symlink to something missing: its target, and the parent's fd.
+    Dangling {
+        at: usize,
+        target: PathBuf,
+        parent: OwnedFd,
+    },
+}
+
+fn invalid(msg: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, msg)
+}
+
+/// One pass: resolve the longest existing prefix, then create the rest component by component.
+fn walk(root: BorrowedFd, parts: &[&OsStr], mode: u32, resolve: ResolveFlag) -> io::Result<Walk> {
     let dir_flags = OFlag::O_PATH | OFlag::O_DIRECTORY;
-    // Find the longest prefix that exists (usually the whole path, or its parent).
     let mut have = parts.len();
     let mut fd = loop {
         match open(
@@ -137,72 +142,154 @@ pub fn mkdir_all(
         }
     };
     let created = have < parts.len();
-    for part in &parts[have..] {
+    for (k, part) in parts.iter().enumerate().skip(have) {
         if *part == ".." {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "\"..\" after a missing component",
-            ));
+            return Err(invalid("\"..\" after a missing component".into()));
         }
         match nix::sys::stat::mkdirat(fd.as_fd(), *part, Mode::from_bits_truncate(mode)) {
             Ok(()) | Err(Errno::EEXIST) => {}
             Err(e) => return Err(e.into()),
         }
-        fd = open(
+        match open(
             fd.as_fd(),
             Path::new(part),
             dir_flags,
             Mode::empty(),
             NO_SYMLINKS,
-        )
-        .map_err(|e| match e.raw_os_error() {
-            Some(libc::ELOOP) => io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!(
-                    "{:?} is a symlink to a missing target; refusing to create through it",
-                    part
-                ),
-            ),
-            _ => e,
-        })?;
+        ) {
+            Ok(next) => fd = next,
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                let target = nix::fcntl::readlinkat(fd.as_fd(), *part)?;
+                return Ok(Walk::Dangling {
+                    at: k,
+                    target: PathBuf::from(target),
+                    parent: fd,
+                });
+            }
+            Err(e) => return Err(e),
+        }
     }
-    Ok(Resolved { fd, created })
+    Ok(Walk::Done(fd, created))
+}
+
+/// The path that replaces `parts` when component `at` is a symlink to `target` whose parent
+/// directory is `parent`: the target (absolute, or relative to where the parent really is)
+/// followed by the rest of the components. `..` is left for openat2 to resolve in the root.
+fn retarget(
+    root_path: &Path,
+    parts: &[&OsStr],
+    at: usize,
+    target: &Path,
+    parent: BorrowedFd,
+) -> io::Result<PathBuf> {
+    let mut p = if target.is_absolute() {
+        target.to_path_buf()
+    } else {
+        let base = inside(root_path, parent)
+            .ok_or_else(|| invalid("a component resolved outside the root".into()))?;
+        base.join(target)
+    };
+    for c in &parts[at + 1..] {
+        p.push(c);
+    }
+    Ok(p)
+}
+
+/// Resolves directory `path` inside `root`, creating what is missing (mode `mode`), and
+/// returns an O_PATH fd of it.
+///
+/// The longest existing prefix is resolved with `resolve` (normally [`IN_ROOT`]); each missing
+/// component is then made with mkdirat relative to its parent's fd and opened without following
+/// any symlink, so a component swapped for a symlink in between is never followed blindly. A
+/// symlink to something missing is followed the way the kernel would inside the root (its
+/// target re-resolved from the root), unless `resolve` forbids symlinks.
+pub fn mkdir_all(
+    root: BorrowedFd,
+    path: &Path,
+    mode: u32,
+    resolve: ResolveFlag,
+) -> io::Result<Resolved> {
+    let mut path = path.to_path_buf();
+    let mut followed = false;
+    for _ in 0..MAX_LINKS {
+        let parts = components(&path);
+        match walk(root, &parts, mode, resolve)? {
+            Walk::Done(fd, created) => {
+                return Ok(Resolved {
+                    fd,
+                    created: created || followed,
+                })
+            }
+            Walk::Dangling { at, target, parent } => {
+                if resolve.contains(ResolveFlag::RESOLVE_NO_SYMLINKS) {
+                    return Err(invalid(format!(
+                        "{:?} is a symlink; refusing to follow it here",
+                        parts[at]
+                    )));
+                }
+                path = retarget(&fd_path(root), &parts, at, &target, parent.as_fd())?;
+                followed = true;
+            }
+        }
+    }
+    Err(io::Error::from_raw_os_error(libc::ELOOP))
 }
 
 /// Resolves file `path` inside `root`, creating an empty regular file (and missing parent
-/// directories) when nothing is there; returns an O_PATH fd of whatever the path names.
+/// directories) when nothing is there; returns an O_PATH fd of whatever the path names. A final
+/// component that is a symlink to something missing is followed inside the root.
 pub fn create_file(
     root: BorrowedFd,
     path: &Path,
     mode: u32,
     resolve: ResolveFlag,
 ) -> io::Result<Resolved> {
-    match open(root, path, OFlag::O_PATH, Mode::empty(), resolve) {
-        Ok(fd) => return Ok(Resolved { fd, created: false }),
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
-        Err(e) => return Err(e),
+    let mut path = path.to_path_buf();
+    for _ in 0..MAX_LINKS {
+        match open(root, &path, OFlag::O_PATH, Mode::empty(), resolve) {
+            Ok(fd) => return Ok(Resolved { fd, created: false }),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+            Err(e) => return Err(e),
+        }
+        let parts = components(&path);
+        let Some((name, dirs)) = parts.split_last() else {
+            return Err(invalid("empty path".into()));
+        };
+        if *name == ".." {
+            return Err(invalid("path ends in \"..\"".into()));
+        }
+        let parent = mkdir_all(root, &join(dirs), 0o755, resolve)?;
+        // O_CREAT without O_EXCL: a file made meanwhile by someone else is fine; a symlink is
+        // never followed by this open (O_NOFOLLOW, RESOLVE_NO_SYMLINKS).
+        match open(
+            parent.fd.as_fd(),
+            Path::new(name),
+            OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_NOCTTY,
+            Mode::from_bits_truncate(mode),
+            NO_SYMLINKS,
+        ) {
+            Ok(fd) => return Ok(Resolved { fd, created: true }),
+            Err(e)
+                if e.raw_os_error() == Some(libc::ELOOP)
+                    && !resolve.contains(ResolveFlag::RESOLVE_NO_SYMLINKS) =>
+            {
+                let target = PathBuf::from(nix::fcntl::readlinkat(parent.fd.as_fd(), *name)?);
+                let mut p = if target.is_absolute() {
+                    target
+                } else {
+                    inside(&fd_path(root), parent.fd.as_fd())
+                        .ok_or_else(|| invalid("a component resolved outside the root".into()))?
+                        .join(target)
+                };
+                if p.as_os_str().is_empty() {
+                    p.push(".");
+                }
+                path = p;
+            }
+            Err(e) => return Err(e),
+        }
     }
-    let parts = components(path);
-    let Some((name, dirs)) = parts.split_last() else {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty path"));
-    };
-    if *name == ".." {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "path ends in \"..\"",
-        ));
-    }
-    let parent = mkdir_all(root, &join(dirs), 0o755, resolve)?;
-    // O_CREAT without O_EXCL: a file made meanwhile by someone else is fine, a symlink is not
-    // (O_NOFOLLOW plus RESOLVE_NO_SYMLINKS).
-    let fd = open(
-        parent.fd.as_fd(),
-        Path::new(name),
-        OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_NOCTTY,
-        Mode::from_bits_truncate(mode),
-        NO_SYMLINKS,
-    )?;
-    Ok(Resolved { fd, created: true })
+    Err(io::Error::from_raw_os_error(libc::ELOOP))
 }
 
 /// The path the kernel has for `fd` (for messages and for checking where a resolution ended).
@@ -260,14 +347,37 @@ mod tests {
     }
 
     #[test]
-    fn dangling_symlinks_are_not_created_through() {
+    fn dangling_symlinks_are_followed_inside_the_root() {
         let (t, root) = dir();
         symlink("/nowhere/x", t.path().join("dangling")).unwrap();
-        let e = mkdir_all(root.as_fd(), Path::new("/dangling/y"), 0o755, IN_ROOT)
+        symlink("../elsewhere", t.path().join("tmpd")).unwrap();
+        let r = mkdir_all(root.as_fd(), Path::new("/dangling/y"), 0o755, IN_ROOT).unwrap();
+        assert!(r.created);
+        assert_eq!(fd_path(r.fd.as_fd()), t.path().join("nowhere/x/y"));
+        let r = mkdir_all(root.as_fd(), Path::new("/tmpd/z"), 0o755, IN_ROOT).unwrap();
+        assert_eq!(fd_path(r.fd.as_fd()), t.path().join("elsewhere/z"));
+        // A dangling final component of a file, with a relative target climbing out.
+        std::fs::create_dir(t.path().join("etc")).unwrap();
+        symlink("../../../../run/r.conf", t.path().join("etc/resolv.conf")).unwrap();
+        let r = create_file(root.as_fd(), Path::new("/etc/resolv.conf"), 0o644, IN_ROOT).unwrap();
+        assert!(r.created);
+        assert!(t.path().join("run/r.conf").is_file());
+        // Without symlinks allowed, nothing is followed.
+        symlink("/nowhere2", t.path().join("dangling2")).unwrap();
+        let e = mkdir_all(root.as_fd(), Path::new("/dangling2/y"), 0o755, NO_SYMLINKS)
             .err()
             .expect("refused");
-        assert!(e.to_string().contains("symlink"), "{e}");
-        assert!(!t.path().join("nowhere").exists());
+        assert_eq!(e.raw_os_error(), Some(libc::ELOOP), "{e}");
+        assert!(!t.path().join("nowhere2").exists());
+    }
+
+    #[test]
+    fn symlink_loops_end() {
+        let (t, root) = dir();
+        symlink("/b", t.path().join("a")).unwrap();
+        symlink("/a", t.path().join("b")).unwrap();
+        assert!(mkdir_all(root.as_fd(), Path::new("/a/x"), 0o755, IN_ROOT).is_err());
+        assert!(create_file(root.as_fd(), Path::new("/a"), 0o644, IN_ROOT).is_err());
     }
 
     #[test]

@@ -6,8 +6,8 @@
 //!  3. become root of a new user namespace; time namespace offsets; new session
 //!  4. mounts into the rootfs (before pivot_root)
 //!  5. prestart/createRuntime hooks (run by the parent), createContainer hooks (here)
-//!  6. pivot_root; console; read-only root, masked and read-only paths
-//!  7. hostname, domainname, sysctl, session keyring, oom score, rlimits, personality
+//!  6. pivot_root; console; sysctl; read-only root, masked and read-only paths
+//!  7. hostname, domainname, session keyring, oom score, rlimits, personality
 //!  8. READY → wait on start.sock for `start`; startContainer hooks
 //!  9. user, capabilities, no_new_privileges, seccomp, cwd, close fds; execve
 
@@ -222,7 +222,13 @@ fn start_and_exec(cfg: &InitConfig, conn: &Channel) -> Result<Infallible, String
         filter,
         hand_over_notify_fd: &hand_over,
     });
-    exec_user_process(process, cfg.preserve_fds, "process", seccomp.as_ref())
+    exec_user_process(
+        process,
+        cfg.preserve_fds,
+        "process",
+        seccomp.as_ref(),
+        cfg.lsm,
+    )
 }
 
 /// A filter to load, and how to hand its notify fd (SCMP_ACT_NOTIFY) to whoever passes it on to
@@ -247,11 +253,12 @@ fn load_seccomp(sc: &Seccomp) -> Result<(), String> {
 /// execve. Without no_new_privileges the kernel only accepts a filter while the process still
 /// has CAP_SYS_ADMIN, so it is loaded before the identity switch (and the rest runs under it,
 /// as with runc); with it, the filter is loaded last, just before execve.
-pub fn exec_user_process(
+pub(crate) fn exec_user_process(
     p: &Process,
     preserve_fds: u32,
     at: &str,
     seccomp: Option<&Seccomp>,
+    lsm_on: lsm::Enabled,
 ) -> Result<Infallible, String> {
     let argv: Vec<CString> = p
         .args()
@@ -273,6 +280,7 @@ pub fn exec_user_process(
     let path = lookup(&argv[0], &env)?;
     let nnp = p.no_new_privileges() == Some(true);
     lsm::set_exec_labels(
+        lsm_on,
         p.apparmor_profile().as_deref(),
         p.selinux_label().as_deref(),
     )?;
@@ -385,7 +393,7 @@ fn verify_cwd_inside() -> Result<(), String> {
     Ok(())
 }
 
-fn set_dumpable(on: bool) -> Result<(), String> {
+pub(crate) fn set_dumpable(on: bool) -> Result<(), String> {
     // SAFETY: prctl with integer arguments only.
     let r = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, on as libc::c_ulong, 0, 0, 0) };
     if r != 0 {
@@ -420,7 +428,7 @@ fn set_domainname(d: &str) -> Result<(), String> {
 
 /// A fresh session keyring per container, so containers do not share the host's keys (as runc
 /// does unless --no-new-keyring). Failure is not fatal (keyrings may be unavailable).
-fn join_session_keyring(id: &str) {
+pub(crate) fn join_session_keyring(id: &str) {
     const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
     let name = CString::new(format!("_ses.{id}")).unwrap_or_default();
     // SAFETY: keyctl reads the NUL-terminated name, which outlives the call.

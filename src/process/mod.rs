@@ -2,6 +2,7 @@
 //! sync channel) and the child's setup sequence (`init`), which ends in execve of the user's
 //! program. Berth never re-executes itself: the child is a fork of this very process.
 
+pub mod exec;
 pub mod init;
 pub mod sync;
 
@@ -57,6 +58,8 @@ pub struct InitConfig<'a> {
     pub close_in_child: Vec<RawFd>,
     /// The seccomp filter, compiled (or read from the cache) before any side effect.
     pub seccomp: Option<berth_seccomp::Compiled>,
+    /// Which LSMs the host has enabled (for process.apparmorProfile / selinuxLabel).
+    pub lsm: crate::linux::lsm::Enabled,
     /// Whether the parent has createRuntime/prestart hooks to run (a round trip is needed).
     pub parent_hooks: bool,
 }
