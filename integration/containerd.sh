@@ -77,21 +77,11 @@ it_expect "task ps lists the init" 0 "(^|[[:space:]])${pid:-none}[[:space:]]"
 it_run "${CTR[@]}" tasks pause c-bg
 it_expect_ok "task pause"
 st=$(task_field c-bg 3)
-fz=$(it_cgroup_read "${pid:-0}" freezer freezer.state)
-if [ "$st" = PAUSED ] && [ "$fz" = FROZEN ]; then
-    it_pass "task pause: status PAUSED, cgroup FROZEN"
-else
-    it_fail "task pause: status PAUSED, cgroup FROZEN" "status '$st', freezer.state '$fz'"
-fi
+it_expect_frozen "task pause: status PAUSED, cgroup FROZEN" "$st" PAUSED "${pid:-0}" FROZEN
 it_run "${CTR[@]}" tasks resume c-bg
 it_expect_ok "task resume"
 st=$(task_field c-bg 3)
-fz=$(it_cgroup_read "${pid:-0}" freezer freezer.state)
-if [ "$st" = RUNNING ] && [ "$fz" = THAWED ]; then
-    it_pass "task resume: status RUNNING, cgroup THAWED"
-else
-    it_fail "task resume: status RUNNING, cgroup THAWED" "status '$st', freezer.state '$fz'"
-fi
+it_expect_frozen "task resume: status RUNNING, cgroup THAWED" "$st" RUNNING "${pid:-0}" THAWED
 it_run "${CEXEC[@]}" --exec-id e3 c-bg true
 it_expect_ok "task exec after resume"
 

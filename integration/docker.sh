@@ -95,10 +95,7 @@ it_expect "run -it: a terminal, exit code" 4 '/dev/pts/[0-9]+'
 
 it_run "${D[@]}" update --memory 64m --memory-swap 128m --cpus 0.5 --pids-limit 50 d-bg
 it_expect_ok "update --memory --cpus --pids-limit"
-it_eq "update --memory: memory.limit_in_bytes" 67108864 "$(it_cgroup_read "${pid:-0}" memory memory.limit_in_bytes)"
-it_eq "update --pids-limit: pids.max" 50 "$(it_cgroup_read "${pid:-0}" pids pids.max)"
-it_eq "update --cpus: cpu.cfs_quota_us/cpu.cfs_period_us" "50000/100000" \
-    "$(it_cgroup_read "${pid:-0}" cpu cpu.cfs_quota_us)/$(it_cgroup_read "${pid:-0}" cpu cpu.cfs_period_us)"
+it_expect_limits "update " "${pid:-0}"
 
 it_run "${D[@]}" stats --no-stream --format '{{.Name}} {{.MemUsage}} pids={{.PIDs}}' d-bg
 it_expect "stats: usage against the new limit" 0 '^d-bg [0-9.]+[KMG]?i?B / 64MiB pids=1$'
@@ -106,21 +103,11 @@ it_expect "stats: usage against the new limit" 0 '^d-bg [0-9.]+[KMG]?i?B / 64MiB
 it_run "${D[@]}" pause d-bg
 it_expect_ok "pause"
 read -r st _ <<<"$(state d-bg)"
-fz=$(it_cgroup_read "${pid:-0}" freezer freezer.state)
-if [ "$st" = paused ] && [ "$fz" = FROZEN ]; then
-    it_pass "pause: status paused, cgroup FROZEN"
-else
-    it_fail "pause: status paused, cgroup FROZEN" "status '$st', freezer.state '$fz'"
-fi
+it_expect_frozen "pause: status paused, cgroup FROZEN" "$st" paused "${pid:-0}" FROZEN
 it_run "${D[@]}" unpause d-bg
 it_expect_ok "unpause"
 read -r st _ <<<"$(state d-bg)"
-fz=$(it_cgroup_read "${pid:-0}" freezer freezer.state)
-if [ "$st" = running ] && [ "$fz" = THAWED ]; then
-    it_pass "unpause: status running, cgroup THAWED"
-else
-    it_fail "unpause: status running, cgroup THAWED" "status '$st', freezer.state '$fz'"
-fi
+it_expect_frozen "unpause: status running, cgroup THAWED" "$st" running "${pid:-0}" THAWED
 
 # sleep as pid 1 ignores SIGTERM: stop must fall back to SIGKILL after the timeout.
 t0=$SECONDS

@@ -106,21 +106,11 @@ it_expect "run -it: a terminal, exit code" 4 '/dev/pts/[0-9]+'
 it_run "${P[@]}" pause p-bg
 it_expect_ok "pause"
 read -r st _ <<<"$(state p-bg)"
-fz=$(it_cgroup_read "${pid:-0}" freezer freezer.state)
-if [ "$st" = paused ] && [ "$fz" = FROZEN ]; then
-    it_pass "pause: status paused, cgroup FROZEN"
-else
-    it_fail "pause: status paused, cgroup FROZEN" "status '$st', freezer.state '$fz'"
-fi
+it_expect_frozen "pause: status paused, cgroup FROZEN" "$st" paused "${pid:-0}" FROZEN
 it_run "${P[@]}" unpause p-bg
 it_expect_ok "unpause"
 read -r st _ <<<"$(state p-bg)"
-fz=$(it_cgroup_read "${pid:-0}" freezer freezer.state)
-if [ "$st" = running ] && [ "$fz" = THAWED ]; then
-    it_pass "unpause: status running, cgroup THAWED"
-else
-    it_fail "unpause: status running, cgroup THAWED" "status '$st', freezer.state '$fz'"
-fi
+it_expect_frozen "unpause: status running, cgroup THAWED" "$st" running "${pid:-0}" THAWED
 
 # sleep as pid 1 ignores SIGTERM: stop must fall back to SIGKILL after the timeout.
 t0=$SECONDS
@@ -163,10 +153,7 @@ it_expect "kill -s USR1: the handler's exit code" 0 '^7$'
 it_run "${PRUN[@]}" -d --name p-res --memory 64m --pids-limit 50 --cpus 0.5 "$IMG" sleep 600
 it_expect_ok "run --memory --pids-limit --cpus"
 read -r st pid _ <<<"$(state p-res)"
-it_eq "--memory: memory.limit_in_bytes" 67108864 "$(it_cgroup_read "${pid:-0}" memory memory.limit_in_bytes)"
-it_eq "--pids-limit: pids.max" 50 "$(it_cgroup_read "${pid:-0}" pids pids.max)"
-it_eq "--cpus: cpu.cfs_quota_us/cpu.cfs_period_us" "50000/100000" \
-    "$(it_cgroup_read "${pid:-0}" cpu cpu.cfs_quota_us)/$(it_cgroup_read "${pid:-0}" cpu cpu.cfs_period_us)"
+it_expect_limits "" "${pid:-0}"
 
 it_run "${P[@]}" rm -f -t 0 p-trap p-kill p-kill2 p-res
 it_expect_ok "rm -f"

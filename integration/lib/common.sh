@@ -371,6 +371,28 @@ it_cgroup_read() {
     esac
 }
 
+# it_expect_frozen NAME STATUS WANT_STATUS PID WANT_FREEZER: passes when the engine reports
+# WANT_STATUS and PID's freezer cgroup is in WANT_FREEZER (FROZEN or THAWED).
+it_expect_frozen() {
+    local name=$1 st=$2 want_st=$3 pid=$4 want_fz=$5 fz
+    fz=$(it_cgroup_read "$pid" freezer freezer.state)
+    if [ "$st" = "$want_st" ] && [ "$fz" = "$want_fz" ]; then
+        it_pass "$name"
+    else
+        it_fail "$name" "status '$st', freezer.state '$fz'"
+    fi
+}
+
+# it_expect_limits PREFIX PID: PID's cgroups hold a 64 MiB memory limit, 50 pids and half a CPU
+# (what the suites ask for with --memory 64m --pids-limit 50 --cpus 0.5).
+it_expect_limits() {
+    local prefix=$1 pid=$2
+    it_eq "$prefix--memory: memory.limit_in_bytes" 67108864 "$(it_cgroup_read "$pid" memory memory.limit_in_bytes)"
+    it_eq "$prefix--pids-limit: pids.max" 50 "$(it_cgroup_read "$pid" pids pids.max)"
+    it_eq "$prefix--cpus: cpu.cfs_quota_us/cpu.cfs_period_us" "50000/100000" \
+        "$(it_cgroup_read "$pid" cpu cpu.cfs_quota_us)/$(it_cgroup_read "$pid" cpu cpu.cfs_period_us)"
+}
+
 # --- daemons ---------------------------------------------------------------------------------
 
 # it_daemon VAR LOG CMD…: starts CMD in the background (its own session, so that a terminal's
