@@ -117,7 +117,7 @@ OUT=$(cat "$W/c-term.out")
 it_expect "task kill (SIGTERM): the handler's exit code" 7 'ready'
 
 # -- a tty
-it_run script -qec "${CRUN[*]} --rm -t $IMG c-tty sh -c 'tty; stty size; exit 4'" /dev/null
+it_run_tty "${CRUN[*]} --rm -t $IMG c-tty sh -c 'read x; tty; stty size; exit 4'"
 it_expect "run -t: a terminal, exit code" 4 '/dev/pts/[0-9]+'
 
 # -- memory limit, in the container's cgroup

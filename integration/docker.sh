@@ -87,10 +87,10 @@ fi
 it_run "${D[@]}" exec d-bg sh -c 'echo exec output; exit 5'
 it_expect "exec: output and exit code" 5 '^exec output$'
 
-it_run script -qec "${D[*]} exec -it d-bg sh -c 'tty; exit 6'" /dev/null
+it_run_tty "${D[*]} exec -it d-bg sh -c 'read x; tty; exit 6'"
 it_expect "exec -it: a terminal, exit code" 6 '/dev/pts/[0-9]+'
 
-it_run script -qec "${DRUN[*]} --rm -it $IMG sh -c 'tty; exit 4'" /dev/null
+it_run_tty "${DRUN[*]} --rm -it $IMG sh -c 'read x; tty; exit 4'"
 it_expect "run -it: a terminal, exit code" 4 '/dev/pts/[0-9]+'
 
 it_run "${D[@]}" update --memory 64m --memory-swap 128m --cpus 0.5 --pids-limit 50 d-bg
@@ -123,6 +123,7 @@ fi
 # -- restart: the same container id runs again (the runtime must have deleted the old one)
 it_run "${DRUN[@]}" -d --name d-trap "$IMG" sh -c 'trap "exit 0" TERM; trap "exit 7" USR1; sleep 600 & wait'
 read -r _ pid1 _ started1 <<<"$(state d-trap)"
+it_wait_for 10 it_handles "${pid1:-0}" 15
 t0=$SECONDS
 it_run "${D[@]}" restart -t 20 d-trap
 took=$((SECONDS - t0))
@@ -135,6 +136,7 @@ else
 fi
 
 # -- kill
+it_wait_for 10 it_handles "${pid2:-0}" 10
 it_run "${D[@]}" kill -s USR1 d-trap
 it_expect_ok "kill -s USR1"
 it_run "${D[@]}" wait d-trap

@@ -97,10 +97,10 @@ fi
 it_run "${P[@]}" exec p-bg sh -c 'echo exec output; exit 5'
 it_expect "exec: output and exit code" 5 '^exec output$'
 
-it_run script -qec "${P[*]} exec -it p-bg sh -c 'tty; exit 6'" /dev/null
+it_run_tty "${P[*]} exec -it p-bg sh -c 'read x; tty; exit 6'"
 it_expect "exec -it: a terminal, exit code" 6 '/dev/pts/[0-9]+'
 
-it_run script -qec "${PRUN[*]} --rm -it $IMG sh -c 'tty; exit 4'" /dev/null
+it_run_tty "${PRUN[*]} --rm -it $IMG sh -c 'read x; tty; exit 4'"
 it_expect "run -it: a terminal, exit code" 4 '/dev/pts/[0-9]+'
 
 it_run "${P[@]}" pause p-bg
@@ -127,6 +127,8 @@ it_expect_ok "rm"
 
 # A container that handles SIGTERM stops at once, with its handler's exit code.
 it_run "${PRUN[@]}" -d --name p-trap "$IMG" sh -c 'trap "exit 0" TERM; sleep 600 & wait'
+read -r _ pid _ <<<"$(state p-trap)"
+it_wait_for 10 it_handles "${pid:-0}" 15
 t0=$SECONDS
 it_run "${P[@]}" stop -t 20 p-trap
 took=$((SECONDS - t0))
@@ -144,6 +146,8 @@ it_expect_ok "kill"
 it_run "${P[@]}" wait p-kill
 it_expect "kill: exit code 137" 0 '^137$'
 it_run "${PRUN[@]}" -d --name p-kill2 "$IMG" sh -c 'trap "exit 7" USR1; sleep 600 & wait'
+read -r _ pid _ <<<"$(state p-kill2)"
+it_wait_for 10 it_handles "${pid:-0}" 10
 it_run "${P[@]}" kill -s USR1 p-kill2
 it_expect_ok "kill -s USR1"
 it_run "${P[@]}" wait p-kill2

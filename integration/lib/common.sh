@@ -89,6 +89,17 @@ it_run() {
     return 0
 }
 
+# it_run_tty COMMAND_LINE: runs the command line (one string, for the shell) on a new
+# pseudo-terminal (util-linux `script`), with "go" typed on it; sets OUT and RC like it_run.
+# The containers these run start with `read`: they print nothing until the engine has attached
+# to their terminal (podman loses what a `run -it` container writes before it attaches).
+it_run_tty() {
+    it_trace_mark
+    OUT=$(printf 'go\n' | timeout -k 5 30 script -qec "$1" /dev/null 2>&1)
+    RC=$?
+    return 0
+}
+
 # it_expect NAME RC REGEX: passes when the last it_run exited RC and its output matches REGEX.
 it_expect() {
     local name=$1 want_rc=$2 re=$3
@@ -369,6 +380,15 @@ it_cgroup_read() {
     /*) cat "$f" 2>/dev/null || printf 'missing: %s\n' "$f" ;;
     *) printf '%s\n' "$f" ;;
     esac
+}
+
+# it_handles PID SIGNAL_NUMBER: true once PID has a handler for the signal (its SigCgt mask):
+# a container's shell may not have run its `trap` yet when the engine says it started, and
+# pid 1 ignores a signal it has no handler for.
+it_handles() {
+    local mask
+    mask=$(awk '$1 == "SigCgt:" {print $2}' "/proc/$1/status" 2>/dev/null) || return 1
+    [ -n "$mask" ] && (((0x$mask >> ($2 - 1)) & 1))
 }
 
 # it_expect_frozen NAME STATUS WANT_STATUS PID WANT_FREEZER: passes when the engine reports
