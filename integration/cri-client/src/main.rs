@@ -421,6 +421,28 @@ fn cgroup_file(pid: i64, controller: &str, file: &str) -> Result<String, String>
     Err(format!("pid {pid} has no {controller} cgroup"))
 }
 
+const SIGTERM: u32 = 15;
+
+/// True when `pid` has a handler for signal `sig` (bit sig-1 of SigCgt in /proc/PID/status).
+fn handles(pid: i64, sig: u32) -> bool {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return false;
+    };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigCgt:"))
+        .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+        .is_some_and(|mask| mask >> (sig - 1) & 1 == 1)
+}
+
+/// Polls `cond` every 10 ms until it holds or `limit` passes; the check that follows says which.
+async fn until_true(limit: Duration, mut cond: impl FnMut() -> bool) {
+    let t0 = Instant::now();
+    while !cond() && t0.elapsed() < limit {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 fn exec_out(r: &ExecSyncResponse) -> String {
     format!(
         "exit code {}, stdout {:?}, stderr {:?}",
@@ -536,6 +558,8 @@ async fn checks(s: &mut Suite, rep: &mut Report) {
                 mem.as_deref() == Ok("67108864") && quota.as_deref() == Ok("50000"),
                 || format!("memory.limit_in_bytes {mem:?}, cpu.cfs_quota_us {quota:?}"),
             );
+            // Its shell may not have run `trap` yet; pid 1 ignores SIGTERM until it has.
+            until_true(Duration::from_secs(10), || handles(pid, SIGTERM)).await;
         }
         Err(e) => rep.fail("resources in the container's cgroup", &e),
     }
@@ -561,10 +585,17 @@ async fn checks(s: &mut Suite, rep: &mut Report) {
         ),
         Err(e) => rep.fail("ContainerStatus: exited 0, promptly", &e),
     }
-    let log = std::fs::read_to_string(format!("{}/c1.log", sandbox.log_directory));
+    // containerd copies the output to the log asynchronously.
+    let log_path = format!("{}/c1.log", sandbox.log_directory);
+    let has_output = |l: &str| l.contains(" stdout F started");
+    until_true(Duration::from_secs(5), || {
+        std::fs::read_to_string(&log_path).is_ok_and(|l| has_output(&l))
+    })
+    .await;
+    let log = std::fs::read_to_string(&log_path);
     rep.check(
         "container log holds its output",
-        log.as_ref().is_ok_and(|l| l.contains(" stdout F started")),
+        log.as_ref().is_ok_and(|l| has_output(l)),
         || format!("{log:?}"),
     );
     rep.step("RemoveContainer", s.remove(&c1).await);
