@@ -8,19 +8,6 @@ mod mountinfo;
 use common::*;
 use serde_json::json;
 
-fn run_ok(rt: &Runtime, name: &str, b: &Bundle) -> String {
-    let id = unique_id(name);
-    let o = rt.run_timeout(&id, b, &[]);
-    assert!(
-        o.status.success(),
-        "{name}: exit {}\nstdout: {}\nstderr: {}",
-        o.status,
-        stdout(&o),
-        stderr(&o)
-    );
-    stdout(&o)
-}
-
 /// `stat` of each path as "type major:minor mode uid:gid" (busybox prints major/minor in hex).
 const STAT: &str = "stat -c '%n %F %t:%T %a %u:%g'";
 
@@ -33,7 +20,7 @@ fn the_default_devices_and_links_exist() {
          [ -e /dev/core -o -L /dev/core ] && echo core $(readlink /dev/core); \
          echo hi > /dev/null && head -c 4 /dev/zero | wc -c"
     ));
-    let out = run_ok(&rt, "defaults", &b);
+    let out = rt.run_stdout("defaults", &b);
     for (dev, num) in [
         ("null", "1:3"),
         ("zero", "1:5"),
@@ -78,7 +65,7 @@ fn configured_devices_get_their_mode_owner_and_directories() {
             {"path": "/dev/zero", "type": "c", "major": 1, "minor": 5, "fileMode": 0o444}
         ]);
     });
-    let out = run_ok(&rt, "configured", &b);
+    let out = rt.run_stdout("configured", &b);
     let l: Vec<&str> = out.lines().collect();
     assert_eq!(l[0], "/dev/mynull character special file 1:3 600 1000:10");
     assert_eq!(l[1], "/dev/net/tun character special file a:c8 620 0:0");
@@ -99,7 +86,7 @@ fn a_bound_dev_gets_no_device_nodes() {
         m.push(json!({"destination": "/dev", "type": "bind", "source": hostdev.path(), "options": ["rbind", "rw"]}));
         c["linux"]["maskedPaths"] = json!([]);
     });
-    let out = run_ok(&rt, "bound-dev", &b);
+    let out = rt.run_stdout("bound-dev", &b);
     assert_eq!(out, "host dev\nmarker\n");
     let left: Vec<_> = std::fs::read_dir(hostdev.path())
         .unwrap()
@@ -122,7 +109,7 @@ fn in_a_user_namespace_devices_are_the_hosts_bound() {
         c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
         c["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
     });
-    let out = run_ok(&rt, "userns", &b);
+    let out = rt.run_stdout("userns", &b);
     assert!(
         out.contains("/dev/null character special file 1:3"),
         "{out}"

@@ -24,42 +24,11 @@ struct Running {
     pid: i32,
 }
 
-/// A busybox bundle that runs `script`. The /sys/fs/cgroup mount is dropped: the current
-/// minimal rootfs code cannot mount cgroup v1 on this hybrid host (other suites do the same).
-fn bundle(script: &str) -> Bundle {
-    let mut b = Bundle::sh(script);
-    b.edit(|c| {
-        c["mounts"]
-            .as_array_mut()
-            .unwrap()
-            .retain(|m| m["destination"] != "/sys/fs/cgroup");
-    });
-    b
-}
-
-/// `berth create`, with the container's stdio (inherited from `create`) on files: a pipe
-/// would be held open by the container and never reach end-of-file.
-fn create(rt: &Runtime, b: &Bundle, id: &str) {
-    let log = b.path().join("create.stderr");
-    let o = rt
-        .cmd()
-        .args(["create", "--bundle", b.path().to_str().unwrap(), id])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .status()
-        .unwrap();
-    assert!(
-        o.success(),
-        "create {id}: {o}: {}",
-        std::fs::read_to_string(&log).unwrap_or_default()
-    );
-}
-
 fn start(name: &str, mut b: Bundle, edit: impl FnOnce(&mut Value)) -> Running {
     b.edit(edit);
     let rt = Runtime::new();
     let id = unique_id(name);
-    create(&rt, &b, &id);
+    rt.create(&id, &b);
     rt.ok(&["start", &id]);
     let pid = rt.state(&id)["pid"].as_i64().unwrap() as i32;
     Running {
@@ -71,7 +40,7 @@ fn start(name: &str, mut b: Bundle, edit: impl FnOnce(&mut Value)) -> Running {
 }
 
 fn running(name: &str) -> Running {
-    start(name, bundle("sleep 1000"), |_| {})
+    start(name, Bundle::sh("sleep 1000"), |_| {})
 }
 
 impl Running {
@@ -178,7 +147,7 @@ fn exec_runs_in_every_namespace_of_the_container() {
 
 #[test]
 fn exec_joins_user_and_time_namespaces() {
-    let c = start("userns", bundle("sleep 1000"), |cfg| {
+    let c = start("userns", Bundle::sh("sleep 1000"), |cfg| {
         let ns = cfg["linux"]["namespaces"].as_array_mut().unwrap();
         ns.push(json!({"type": "user"}));
         ns.push(json!({"type": "time"}));
@@ -619,10 +588,10 @@ fn exec_cannot_reach_the_host_through_proc() {
 
 #[test]
 fn exec_into_a_created_container_is_allowed_as_runc_does() {
-    let b = bundle("sleep 1000");
+    let b = Bundle::sh("sleep 1000");
     let rt = Runtime::new();
     let id = unique_id("created");
-    create(&rt, &b, &id);
+    rt.create(&id, &b);
     let pid = rt.state(&id)["pid"].as_i64().unwrap();
     let o = rt.berth(&["exec", &id, "sh", "-c", "readlink /proc/self/ns/pid"]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -633,9 +602,9 @@ fn exec_into_a_created_container_is_allowed_as_runc_does() {
 #[test]
 fn exec_into_a_stopped_or_unknown_container_is_a_clear_error() {
     let rt = Runtime::new();
-    let b = bundle("true");
+    let b = Bundle::sh("true");
     let id = unique_id("stopped");
-    create(&rt, &b, &id);
+    rt.create(&id, &b);
     let pid = rt.state(&id)["pid"].as_i64().unwrap() as i32;
     let fd = pidfd(pid);
     rt.ok(&["start", &id]);
@@ -748,7 +717,7 @@ fn cgroup_flag_places_the_process_in_a_sub_cgroup() {
     // An absolute cgroupsPath puts the container at <hierarchy>/<id> in every hierarchy (without
     // one, runc's placement is relative to the runtime's own cgroup, which differs by host).
     let id = unique_id("subcg");
-    let c = start("subcg", bundle("sleep 1000"), |cfg| {
+    let c = start("subcg", Bundle::sh("sleep 1000"), |cfg| {
         cfg["linux"]["cgroupsPath"] = serde_json::json!(format!("/{id}"))
     });
     let mut subs = SubCgroups(Vec::new());

@@ -23,35 +23,9 @@ fn strings(v: &Value) -> Vec<String> {
         .collect()
 }
 
-/// A busybox bundle without the /sys/fs/cgroup mount, which the current minimal rootfs code
-/// cannot make on this hybrid host.
-fn bundle(script: &str) -> Bundle {
-    let mut b = Bundle::sh(script);
-    b.edit(|c| {
-        c["mounts"]
-            .as_array_mut()
-            .unwrap()
-            .retain(|m| m["destination"] != "/sys/fs/cgroup");
-    });
-    b
-}
-
-/// create + start with the container's stdio on /dev/null and a file (a pipe would be held
-/// open by the container).
+/// create + start (the container's stdio on files: a pipe would be held open by it).
 fn create_start(rt: &Runtime, b: &Bundle, id: &str) {
-    let log = b.path().join("create.stderr");
-    let st = rt
-        .cmd()
-        .args(["create", "--bundle", b.path().to_str().unwrap(), id])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .status()
-        .unwrap();
-    assert!(
-        st.success(),
-        "create: {}",
-        std::fs::read_to_string(&log).unwrap_or_default()
-    );
+    rt.create(id, b);
     rt.ok(&["start", id]);
 }
 
@@ -105,7 +79,7 @@ fn every_listed_capability_can_be_given_with_exec_cap() {
     let want = (0..=last).filter(|b| bnd & (1 << b) != 0).count();
     assert_eq!(caps.len(), want, "{caps:?}");
     let rt = Runtime::new();
-    let b = bundle("sleep 1000");
+    let b = Bundle::sh("sleep 1000");
     let id = unique_id("featcaps");
     create_start(&rt, &b, &id);
     let mut args = vec!["exec".to_string()];
@@ -134,7 +108,7 @@ fn every_listed_namespace_can_be_created() {
         assert!(listed.contains(&n.to_string()), "{n} on this kernel");
     }
     let rt = Runtime::new();
-    let mut b = bundle("sleep 1000");
+    let mut b = Bundle::sh("sleep 1000");
     b.edit(|c| {
         c["linux"]["namespaces"] =
             Value::Array(listed.iter().map(|n| json!({"type": n})).collect());
@@ -165,7 +139,7 @@ fn every_listed_mount_option_mounts() {
     let opts = strings(&f["mountOptions"]);
     let src = tempfile::tempdir().unwrap();
     let rt = Runtime::new();
-    let mut b = bundle("sleep 1000");
+    let mut b = Bundle::sh("sleep 1000");
     b.edit(|c| {
         let mounts = c["mounts"].as_array_mut().unwrap();
         for o in &opts {
@@ -202,7 +176,7 @@ fn every_listed_hook_runs() {
     let f = features();
     let hooks = strings(&f["hooks"]);
     let rt = Runtime::new();
-    let mut b = bundle("true");
+    let mut b = Bundle::sh("true");
     let host_log = b.rootfs().join("tmp/hooks.log");
     b.edit(|c| {
         // startContainer writes inside the container's (otherwise read-only) root.
@@ -278,7 +252,7 @@ fn every_listed_seccomp_action_loads_and_every_supported_flag_is_accepted() {
         if action == "SCMP_ACT_ERRNO" || action == "SCMP_ACT_TRACE" {
             rule["errnoRet"] = json!(1);
         }
-        let mut b = bundle("true");
+        let mut b = Bundle::sh("true");
         b.edit(|c| {
             c["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [rule]})
         });
@@ -289,7 +263,7 @@ fn every_listed_seccomp_action_loads_and_every_supported_flag_is_accepted() {
         if flag == "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV" {
             continue; // only meaningful (and accepted) together with a NOTIFY listener
         }
-        let mut b = bundle("true");
+        let mut b = Bundle::sh("true");
         b.edit(|c| {
             c["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_ALLOW", "flags": [flag],
                 "syscalls": [{"names": ["acct"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]})

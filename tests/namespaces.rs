@@ -6,19 +6,6 @@ use common::*;
 
 use serde_json::json;
 
-/// Runs `script` in `b` to completion and returns its stdout (panics on failure).
-fn run_out(rt: &Runtime, b: &Bundle, name: &str) -> String {
-    let id = unique_id(name);
-    let o = rt.run_timeout(&id, b, &[]);
-    assert!(
-        o.status.success(),
-        "{name}: exit {:?}: {}",
-        o.status.code(),
-        stderr(&o)
-    );
-    stdout(&o)
-}
-
 fn host_ns(ns: &str) -> String {
     ns_link(std::process::id() as i32, ns)
 }
@@ -27,7 +14,7 @@ fn host_ns(ns: &str) -> String {
 fn pid_namespace_makes_the_process_pid_1_and_hides_the_host() {
     let rt = Runtime::new();
     let b = sh("echo pid=$$; ls /proc | grep -c '^[0-9]'");
-    let out = run_out(&rt, &b, "pidns");
+    let out = rt.run_stdout("pidns", &b);
     let l: Vec<&str> = out.lines().collect();
     assert_eq!(l[0], "pid=1", "{out}");
     // The shell, ls, grep: nothing of the host.
@@ -40,7 +27,7 @@ fn ps_shows_the_process_as_pid_1() {
     let rt = Runtime::new();
     let mut b = sh("");
     b.args(&["ps", "-o", "pid,comm"]);
-    let out = run_out(&rt, &b, "ps");
+    let out = rt.run_stdout("ps", &b);
     let rows: Vec<Vec<&str>> = out
         .lines()
         .skip(1)
@@ -53,7 +40,7 @@ fn ps_shows_the_process_as_pid_1() {
 fn network_namespace_has_only_loopback() {
     let rt = Runtime::new();
     let b = sh("tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '; readlink /proc/self/ns/net");
-    let out = run_out(&rt, &b, "netns");
+    let out = rt.run_stdout("netns", &b);
     let l: Vec<&str> = out.lines().collect();
     assert_eq!(&l[..l.len() - 1], ["lo"], "{out}");
     assert_ne!(l[l.len() - 1], host_ns("net"));
@@ -66,7 +53,7 @@ fn ipc_uts_mount_cgroup_namespaces_are_new() {
     for n in ["ipc", "uts", "mount", "cgroup", "pid", "network"] {
         b.namespace(n, None);
     }
-    let out = run_out(&rt, &b, "newns");
+    let out = rt.run_stdout("newns", &b);
     let l: Vec<&str> = out.lines().collect();
     for (i, n) in ["ipc", "uts", "mnt", "cgroup", "pid", "net"]
         .iter()
@@ -82,7 +69,7 @@ fn an_absent_namespace_type_is_shared_with_the_host() {
     let rt = Runtime::new();
     let mut b = sh("readlink /proc/self/ns/net; readlink /proc/self/ns/ipc");
     b.without_namespace("network").without_namespace("ipc");
-    let out = run_out(&rt, &b, "sharedns");
+    let out = rt.run_stdout("sharedns", &b);
     let l: Vec<&str> = out.lines().collect();
     assert_eq!(l[0], host_ns("net"));
     assert_eq!(l[1], host_ns("ipc"));
@@ -97,7 +84,7 @@ fn uts_namespace_sets_hostname_and_domainname() {
         c["domainname"] = json!("example.test");
     });
     let host_before = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
-    let out = run_out(&rt, &b, "uts");
+    let out = rt.run_stdout("uts", &b);
     assert_eq!(out, "box-name\nexample.test\n");
     assert_eq!(
         std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap(),
@@ -151,7 +138,7 @@ fn user_namespace_maps_ids() {
     let b = userns_bundle(
         "id -u; id -g; cat /proc/self/uid_map /proc/self/gid_map; touch /out/made-inside",
     );
-    let out = run_out(&rt, &b, "userns");
+    let out = rt.run_stdout("userns", &b);
     let l: Vec<Vec<&str>> = out
         .lines()
         .map(|l| l.split_whitespace().collect())
@@ -195,7 +182,7 @@ fn cgroup_namespace_roots_the_containers_cgroup() {
     let rt = Runtime::new();
     let mut b = sh("cat /proc/self/cgroup");
     b.namespace("cgroup", None);
-    let out = run_out(&rt, &b, "cgroupns");
+    let out = rt.run_stdout("cgroupns", &b);
     for l in out.lines() {
         assert!(
             l.ends_with(":/"),
@@ -222,7 +209,7 @@ fn time_namespace_applies_time_offsets() {
         .unwrap()
         .parse()
         .unwrap();
-    let out = run_out(&rt, &b, "timens");
+    let out = rt.run_stdout("timens", &b);
     let inside: f64 = out.trim().parse().expect(&out);
     let shift = inside - host;
     assert!(
@@ -244,7 +231,7 @@ fn joining_another_containers_network_namespace_by_path() {
     b.namespace("network", Some(&format!("/proc/{pa}/ns/net")));
     b.namespace("uts", Some(&format!("/proc/{pa}/ns/uts")));
     b.edit(|c| drop(c.as_object_mut().unwrap().remove("hostname")));
-    let out = run_out(&rt, &b, "nsjoiner");
+    let out = rt.run_stdout("nsjoiner", &b);
     let l: Vec<&str> = out.lines().collect();
     assert_eq!(l[0], a_net, "B is not in A's network namespace");
     assert_eq!(l[1], ns_link(pa, "uts"), "B is not in A's uts namespace");
@@ -263,7 +250,7 @@ fn joining_another_containers_pid_namespace_by_path() {
     let pa = rt.pid(&ida);
     let mut b = sh("readlink /proc/self/ns/pid; echo pid=$$");
     b.namespace("pid", Some(&format!("/proc/{pa}/ns/pid")));
-    let out = run_out(&rt, &b, "pidjoiner");
+    let out = rt.run_stdout("pidjoiner", &b);
     let l: Vec<&str> = out.lines().collect();
     assert_eq!(l[0], ns_link(pa, "pid"));
     assert_ne!(l[1], "pid=1", "a joiner is not the namespace's init");

@@ -6,18 +6,6 @@ use common::*;
 
 use serde_json::json;
 
-fn run_out(rt: &Runtime, b: &Bundle, name: &str) -> String {
-    let id = unique_id(name);
-    let o = rt.run_timeout(&id, b, &[]);
-    assert!(
-        o.status.success(),
-        "{name}: exit {:?}: {}",
-        o.status.code(),
-        stderr(&o)
-    );
-    stdout(&o)
-}
-
 /// The value of `Key:` in /proc/self/status output.
 fn status_field<'a>(status: &'a str, key: &str) -> &'a str {
     status
@@ -34,7 +22,7 @@ fn user_uid_gid_and_additional_gids() {
     b.edit(|c| {
         c["process"]["user"] = json!({"uid": 1000, "gid": 1001, "additionalGids": [20, 30]})
     });
-    let st = run_out(&rt, &b, "user");
+    let st = rt.run_stdout("user", &b);
     let ids = |k| {
         status_field(&st, k)
             .split_whitespace()
@@ -54,7 +42,7 @@ fn user_without_additional_gids_has_only_its_etc_group_groups() {
     let rt = Runtime::new();
     let mut b = sh("cat /proc/self/status");
     b.edit(|c| c["process"]["user"] = json!({"uid": 65534, "gid": 65534}));
-    let st = run_out(&rt, &b, "nobody");
+    let st = rt.run_stdout("nobody", &b);
     assert_eq!(status_field(&st, "Groups"), "", "nobody is in no group");
 }
 
@@ -63,14 +51,14 @@ fn home_comes_from_etc_passwd_unless_set() {
     let rt = Runtime::new();
     let mut b = sh("echo $HOME");
     b.edit(|c| c["process"]["user"] = json!({"uid": 1000, "gid": 1000}));
-    assert_eq!(run_out(&rt, &b, "home"), "/home/user\n");
+    assert_eq!(rt.run_stdout("home", &b), "/home/user\n");
     b.edit(|c| {
         c["process"]["env"]
             .as_array_mut()
             .unwrap()
             .push(json!("HOME=/elsewhere"))
     });
-    assert_eq!(run_out(&rt, &b, "home2"), "/elsewhere\n");
+    assert_eq!(rt.run_stdout("home2", &b), "/elsewhere\n");
 }
 
 #[test]
@@ -78,14 +66,14 @@ fn umask_is_applied() {
     let rt = Runtime::new();
     let mut b = sh("umask");
     b.edit(|c| c["process"]["user"]["umask"] = json!(0o077));
-    assert_eq!(run_out(&rt, &b, "umask").trim(), "0077");
+    assert_eq!(rt.run_stdout("umask", &b).trim(), "0077");
 }
 
 #[test]
 fn default_umask_is_0022() {
     let rt = Runtime::new();
     let b = sh("umask");
-    assert_eq!(run_out(&rt, &b, "umask0").trim(), "0022");
+    assert_eq!(rt.run_stdout("umask0", &b).trim(), "0022");
 }
 
 #[test]
@@ -99,7 +87,7 @@ fn rlimits_are_applied() {
             {"type": "RLIMIT_CORE", "soft": 0, "hard": 0}
         ])
     });
-    let out = run_out(&rt, &b, "rlimits");
+    let out = rt.run_stdout("rlimits", &b);
     let row = |name: &str| -> Vec<String> {
         let l = out.lines().find(|l| l.starts_with(name)).expect(&out);
         l[name.len()..]
@@ -134,7 +122,7 @@ const CAP_AUDIT_WRITE: u64 = 1 << 29;
 fn default_spec_capabilities() {
     let rt = Runtime::new();
     let b = sh("cat /proc/self/status");
-    let st = run_out(&rt, &b, "defcaps");
+    let st = rt.run_stdout("defcaps", &b);
     let want = CAP_KILL | CAP_NET_BIND_SERVICE | CAP_AUDIT_WRITE;
     assert_eq!(
         caps_of(&st),
@@ -155,7 +143,7 @@ fn capability_sets_are_applied_exactly() {
             "inheritable": ["CAP_KILL"]
         })
     });
-    let st = run_out(&rt, &b, "caps");
+    let st = rt.run_stdout("caps", &b);
     // For uid 0, execve(2) raises the effective set to the permitted one (the kernel's "root"
     // rule; runc shows the same).
     assert_eq!(
@@ -182,7 +170,7 @@ fn ambient_capabilities_reach_a_non_root_user() {
             "bounding": raw, "permitted": raw, "effective": raw, "inheritable": raw, "ambient": raw
         });
     });
-    let st = run_out(&rt, &b, "ambient");
+    let st = rt.run_stdout("ambient", &b);
     assert_eq!(caps_of(&st), [CAP_NET_RAW; 5], "Inh Prm Eff Bnd Amb");
 }
 
@@ -191,7 +179,7 @@ fn a_non_root_user_without_ambient_capabilities_has_none_effective() {
     let rt = Runtime::new();
     let mut b = sh("cat /proc/self/status");
     b.edit(|c| c["process"]["user"] = json!({"uid": 1000, "gid": 1000}));
-    let st = run_out(&rt, &b, "nonroot");
+    let st = rt.run_stdout("nonroot", &b);
     let [inh, prm, eff, _bnd, amb] = caps_of(&st);
     assert_eq!((inh, prm, eff, amb), (0, 0, 0, 0), "{st}");
 }
@@ -200,10 +188,10 @@ fn a_non_root_user_without_ambient_capabilities_has_none_effective() {
 fn no_new_privileges() {
     let rt = Runtime::new();
     let mut b = sh("cat /proc/self/status");
-    let st = run_out(&rt, &b, "nnp1");
+    let st = rt.run_stdout("nnp1", &b);
     assert_eq!(status_field(&st, "NoNewPrivs"), "1");
     b.edit(|c| c["process"]["noNewPrivileges"] = json!(false));
-    let st = run_out(&rt, &b, "nnp0");
+    let st = rt.run_stdout("nnp0", &b);
     assert_eq!(status_field(&st, "NoNewPrivs"), "0");
 }
 
@@ -212,7 +200,7 @@ fn oom_score_adj() {
     let rt = Runtime::new();
     let mut b = sh("cat /proc/self/oom_score_adj");
     b.edit(|c| c["process"]["oomScoreAdj"] = json!(500));
-    assert_eq!(run_out(&rt, &b, "oom").trim(), "500");
+    assert_eq!(rt.run_stdout("oom", &b).trim(), "500");
 }
 
 #[test]
@@ -250,7 +238,7 @@ fn cwd_is_entered_and_created_if_missing() {
     let rt = Runtime::new();
     let mut b = sh("pwd");
     b.edit(|c| c["process"]["cwd"] = json!("/var/lib/app/data"));
-    assert_eq!(run_out(&rt, &b, "cwd"), "/var/lib/app/data\n");
+    assert_eq!(rt.run_stdout("cwd", &b), "/var/lib/app/data\n");
     assert!(b.rootfs().join("var/lib/app/data").is_dir());
 }
 
@@ -262,7 +250,7 @@ fn cwd_created_for_a_non_root_user_is_usable() {
         c["process"]["cwd"] = json!("/home/user/work");
         c["process"]["user"] = json!({"uid": 1000, "gid": 1000});
     });
-    assert_eq!(run_out(&rt, &b, "cwduser"), "/home/user/work\n");
+    assert_eq!(rt.run_stdout("cwduser", &b), "/home/user/work\n");
 }
 
 #[test]
@@ -279,7 +267,7 @@ fn args_are_passed_verbatim() {
         "",
         "$HOME",
     ]);
-    assert_eq!(run_out(&rt, &b, "args"), "[zero][a b][c'd][][$HOME]");
+    assert_eq!(rt.run_stdout("args", &b), "[zero][a b][c'd][][$HOME]");
 }
 
 #[test]
@@ -310,7 +298,7 @@ fn sysctls_are_set_in_the_containers_namespaces_only() {
     b.edit(|c| c["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": "1", "kernel.shmmni": "1234"}));
     let host_fwd = std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap();
     let host_shm = std::fs::read_to_string("/proc/sys/kernel/shmmni").unwrap();
-    assert_eq!(run_out(&rt, &b, "sysctl"), "1\n1234\n");
+    assert_eq!(rt.run_stdout("sysctl", &b), "1\n1234\n");
     assert_eq!(
         std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap(),
         host_fwd
@@ -326,7 +314,7 @@ fn process_starts_in_its_own_session() {
     let rt = Runtime::new();
     // /proc/self/stat: field 6 is the session id; in a pid namespace the init leads session 1.
     let b = sh("set -- $(cat /proc/$$/stat); echo sid=$6");
-    assert_eq!(run_out(&rt, &b, "session"), "sid=1\n");
+    assert_eq!(rt.run_stdout("session", &b), "sid=1\n");
 }
 
 #[test]
@@ -337,7 +325,7 @@ fn personality_domain_and_flags() {
     b.edit(|c| {
         c["linux"]["personality"] = json!({"domain": "LINUX32", "flags": ["ADDR_NO_RANDOMIZE"]})
     });
-    let out = run_out(&rt, &b, "persona");
+    let out = rt.run_stdout("persona", &b);
     let mut lines = out.lines();
     assert_eq!(lines.next(), Some("i686"), "{out}");
     // PER_LINUX32 (0x8) | ADDR_NO_RANDOMIZE (0x40000), as /proc/PID/personality prints it.

@@ -18,20 +18,6 @@ fn push_mount(b: &mut Bundle, m: Value) {
     b.edit(|c| c["mounts"].as_array_mut().unwrap().push(m));
 }
 
-/// Runs the bundle to completion and returns its stdout, panicking on failure.
-fn run_ok(rt: &Runtime, name: &str, b: &Bundle) -> String {
-    let id = unique_id(name);
-    let o = rt.run_timeout(&id, b, &[]);
-    assert!(
-        o.status.success(),
-        "{name}: exit {}\nstdout: {}\nstderr: {}",
-        o.status,
-        stdout(&o),
-        stderr(&o)
-    );
-    stdout(&o)
-}
-
 /// Creates the container (its init waits for `start`), hands its pid to `f`, deletes it.
 fn with_created<T>(rt: &Runtime, name: &str, b: &Bundle, f: impl FnOnce(i32) -> T) -> T {
     let id = unique_id(name);
@@ -46,7 +32,7 @@ fn with_created<T>(rt: &Runtime, name: &str, b: &Bundle, f: impl FnOnce(i32) -> 
 fn the_default_spec_gets_runcs_mount_table() {
     let rt = Runtime::new();
     let b = Bundle::sh("cat /proc/self/mountinfo");
-    let mi = mountinfo::parse(&run_ok(&rt, "defaults", &b));
+    let mi = mountinfo::parse(&rt.run_stdout("defaults", &b));
 
     let root = must(&mi, "/");
     assert!(root.has("ro"), "root.readonly: {root:?}");
@@ -135,7 +121,7 @@ fn every_mount_flag_reaches_the_mount() {
         &mut b,
         tmpfs("/t4", &["nosymfollow", "lazytime", "defaults"]),
     );
-    let out = run_ok(&rt, "flags", &b);
+    let out = rt.run_stdout("flags", &b);
     assert!(!out.contains("WROTE"), "a read-only tmpfs was writable");
     let mi = mountinfo::parse(&out);
     let t1 = must(&mi, "/t1");
@@ -200,7 +186,7 @@ fn bind_mounts_of_directories_and_single_files() {
         &mut b,
         json!({"destination": "/etc/hostname", "type": "none", "source": h("hostname"), "options": ["bind"]}),
     );
-    let out = run_ok(&rt, "binds", &b);
+    let out = rt.run_stdout("binds", &b);
     assert!(
         out.starts_with("from the host\n127.0.0.1 berth-test\nnameserver 192.0.2.53\nberth-test\n"),
         "{out}"
@@ -245,7 +231,7 @@ fn a_data_volume_is_shared_between_containers() {
     rt.create(&a, &writer);
     rt.ok(&["start", &a]);
     assert!(rt.wait_status(&a, "stopped", SECS10));
-    assert_eq!(run_ok(&rt, "vol-b", &reader), "from-a\n");
+    assert_eq!(rt.run_stdout("vol-b", &reader), "from-a\n");
     rt.ok(&["delete", &a]);
 }
 
@@ -268,7 +254,7 @@ fn bind_flags_replace_the_sources_unless_remount() {
         &mut b,
         json!({"destination": "/remount", "type": "bind", "source": s, "options": ["rbind", "remount", "ro"]}),
     );
-    let mi = mountinfo::parse(&run_ok(&rt, "bindflags", &b));
+    let mi = mountinfo::parse(&rt.run_stdout("bindflags", &b));
     let plain = must(&mi, "/plain");
     assert!(
         plain.has("rw") && plain.has("nosuid") && plain.has("nodev"),
@@ -316,7 +302,7 @@ fn rbind_takes_submounts_and_rro_makes_them_read_only() {
         &mut b,
         json!({"destination": "/rro", "type": "bind", "source": t, "options": ["rbind", "rro"]}),
     );
-    let out = run_ok(&rt, "rbind", &b);
+    let out = rt.run_stdout("rbind", &b);
     assert!(
         out.starts_with("sub\n"),
         "bind (not rbind) shows the empty directory, rbind the submount: {out}"
@@ -396,7 +382,7 @@ fn overlay_mounts_write_to_the_upper_directory() {
         &mut b,
         json!({"destination": "/ov2", "type": "overlay", "source": "overlay", "options": ["lowerdir=lower2:../../../../../../bin"]}),
     );
-    let out = run_ok(&rt, "overlay", &b);
+    let out = rt.run_stdout("overlay", &b);
     assert!(out.starts_with("lower\nlower2\n"), "{out}");
     assert_eq!(
         std::fs::read_to_string(d.path().join("upper/new")).unwrap(),
@@ -433,7 +419,7 @@ fn tmpcopyup_copies_the_directory_into_the_tmpfs() {
         &mut b,
         json!({"destination": "/etc/conf.d", "type": "tmpfs", "source": "tmpfs", "options": ["tmpcopyup", "nosuid", "size=1m"]}),
     );
-    let out = run_ok(&rt, "copyup", &b);
+    let out = rt.run_stdout("copyup", &b);
     let l: Vec<&str> = out.lines().collect();
     assert_eq!(&l[..4], ["A", "B", "a", "640 0:0"], "{out}");
     assert_eq!(l[4], "755 1000:1000", "{out}");
@@ -476,7 +462,7 @@ fn cgroup_mount_binds_the_containers_own_cgroup_without_a_cgroup_namespace() {
 fn cgroup_mount_is_fresh_cgroupfs_inside_a_cgroup_namespace() {
     let rt = Runtime::new();
     let b = Bundle::sh("ls /sys/fs/cgroup/memory/ /sys/fs/cgroup/pids/; cat /proc/self/mountinfo");
-    let out = run_ok(&rt, "cg-ns", &b);
+    let out = rt.run_stdout("cg-ns", &b);
     assert!(
         out.contains("memory.limit_in_bytes") && out.contains("pids.max"),
         "{out}"
@@ -499,7 +485,7 @@ fn read_only_root_and_rootfs_propagation() {
          awk '$5 == \"/\"' /proc/self/mountinfo",
     );
     b.edit(|c| c["linux"]["rootfsPropagation"] = json!("rshared"));
-    let out = run_ok(&rt, "root-ro", &b);
+    let out = rt.run_stdout("root-ro", &b);
     assert!(out.contains("ROOT-RO") && out.contains("DEV-RW"), "{out}");
     let mi = mountinfo::parse(&out);
     let root = must(&mi, "/");
@@ -510,7 +496,7 @@ fn read_only_root_and_rootfs_propagation() {
         c["root"]["readonly"] = json!(false);
         c["linux"]["rootfsPropagation"] = json!("private");
     });
-    let out = run_ok(&rt, "root-rw", &b);
+    let out = rt.run_stdout("root-rw", &b);
     assert!(out.contains("ROOT-RW"), "{out}");
     let root = &mountinfo::parse(&out)[0];
     assert!(
@@ -530,7 +516,7 @@ fn read_only_tmpfs_and_dev_become_read_only_after_setup() {
             }
         }
     });
-    let out = run_ok(&rt, "dev-ro", &b);
+    let out = rt.run_stdout("dev-ro", &b);
     assert_eq!(out, "DEVICES\nDEV-RO\n");
 }
 
@@ -565,7 +551,7 @@ fn relative_bind_sources_are_relative_to_the_bundle() {
         &mut b,
         json!({"destination": "/rel", "type": "bind", "source": "reldata", "options": ["rbind"]}),
     );
-    assert_eq!(run_ok(&rt, "relsrc", &b), "relative\n");
+    assert_eq!(rt.run_stdout("relsrc", &b), "relative\n");
 }
 
 /// Each bad mount fails `run` with one line naming the JSON path and leaves nothing behind.
@@ -652,7 +638,7 @@ fn locked_flags_survive_bind_flags_in_a_user_namespace() {
         &mut b,
         json!({"destination": "/locked", "type": "bind", "source": s, "options": ["rbind", "ro", "noexec"]}),
     );
-    let mi = mountinfo::parse(&run_ok(&rt, "locked", &b));
+    let mi = mountinfo::parse(&rt.run_stdout("locked", &b));
     let l = must(&mi, "/locked");
     for o in ["ro", "noexec", "nosuid", "nodev"] {
         assert!(l.has(o), "/locked lacks {o}: {l:?}");
@@ -691,7 +677,7 @@ fn readonly_and_masked_paths_cover_files_and_directories() {
         c["linux"]["readonlyPaths"] = json!(["/etc/motd", "/ro-dir", "/no/such/path"]);
         c["linux"]["maskedPaths"] = json!(["/etc/secret", "/secrets", "/no/such/file"]);
     });
-    let out = run_ok(&rt, "paths", &b);
+    let out = rt.run_stdout("paths", &b);
     assert_eq!(
         out, "MOTD-RO\nOTHER-RW\nSUBDIR-RO\n[]\nMASK-RO\n1\n",
         "masked file reads empty, masked dir is empty and read-only"

@@ -309,14 +309,19 @@ fn start_socket_addr(c: &Container) -> Result<UnixAddr> {
     UnixAddr::new(p.as_str()).map_err(|e| Error::sys("start socket address", e))
 }
 
-fn listen_start(c: &Container) -> Result<OwnedFd> {
-    let fd = socket(
+/// A unix SOCK_SEQPACKET socket (message boundaries kept, close-on-exec).
+fn seqpacket_socket() -> Result<OwnedFd> {
+    socket(
         AddressFamily::Unix,
         SockType::SeqPacket,
         SockFlag::SOCK_CLOEXEC,
         None,
     )
-    .map_err(|e| Error::sys("start socket", e))?;
+    .map_err(|e| Error::sys("start socket", e))
+}
+
+fn listen_start(c: &Container) -> Result<OwnedFd> {
+    let fd = seqpacket_socket()?;
     bind(fd.as_raw_fd(), &start_socket_addr(c)?).map_err(|e| Error::sys("bind start socket", e))?;
     listen(&fd, Backlog::new(1).expect("valid backlog"))
         .map_err(|e| Error::sys("listen on start socket", e))?;
@@ -351,13 +356,7 @@ pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
 pub fn start(c: &mut Container) -> Result<()> {
     c.require(&[Status::Created], "start")?;
     let st = c.state.clone().expect("created container has state");
-    let fd = socket(
-        AddressFamily::Unix,
-        SockType::SeqPacket,
-        SockFlag::SOCK_CLOEXEC,
-        None,
-    )
-    .map_err(|e| Error::sys("start socket", e))?;
+    let fd = seqpacket_socket()?;
     connect(fd.as_raw_fd(), &start_socket_addr(c)?)
         .map_err(|e| Error::sys("connect to the container's init", e))?;
     let ch = sync::Channel(fd);

@@ -83,6 +83,21 @@ impl Runtime {
         self.berth(&["run", "--bundle", bundle.path().to_str().unwrap(), id])
     }
 
+    /// Runs `bundle` to completion as a container named after `name` and returns its stdout,
+    /// panicking (with both streams) if it failed.
+    pub fn run_stdout(&self, name: &str, bundle: &Bundle) -> String {
+        let id = unique_id(name);
+        let o = self.run_timeout(&id, bundle, &[]);
+        assert!(
+            o.status.success(),
+            "{name}: exit {}\nstdout: {}\nstderr: {}",
+            o.status,
+            stdout(&o),
+            stderr(&o)
+        );
+        stdout(&o)
+    }
+
     /// `berth state ID` parsed.
     pub fn state(&self, id: &str) -> Value {
         serde_json::from_str(&self.ok(&["state", id])).expect("state is JSON")
