@@ -874,3 +874,30 @@ fn run_stdio_is_the_containers_stdio() {
     assert_eq!(stdout(&o), "got hello\n");
     assert_eq!(stderr(&o), "oops\n");
 }
+
+#[test]
+fn a_bad_command_line_is_logged_to_the_json_log_too() {
+    // containerd shows its users the last error line of --log: a usage error must be there.
+    let rt = Runtime::new();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log.json");
+    let o = rt.berth(&[
+        "--log",
+        log.to_str().unwrap(),
+        "--log-format",
+        "json",
+        "exec",
+        "--bogus-flag",
+        "c1",
+        "true",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let text = std::fs::read_to_string(&log).unwrap();
+    let last: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!(last["level"], "error");
+    assert!(
+        last["msg"].as_str().unwrap().contains("--bogus-flag"),
+        "{last}"
+    );
+    assert!(!stderr(&o).contains("does not exist"), "{}", stderr(&o));
+}

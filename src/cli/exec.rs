@@ -65,22 +65,22 @@ pub struct Args {
     /// Allow exec into a paused container (the process starts when it is resumed)
     #[arg(long = "ignore-paused")]
     pub ignore_paused: bool,
-    /// Container id, then the command and its arguments
+    /// Container id (flags must come before it: an unknown flag is an error, as with runc)
+    pub id: String,
+    /// The command and its arguments (everything after the id, flags included)
     #[arg(
-        value_name = "ID [COMMAND [ARGS]...]",
-        required = true,
-        num_args = 1..,
+        value_name = "COMMAND [ARGS]...",
         trailing_var_arg = true,
         allow_hyphen_values = true
     )]
-    pub id_and_command: Vec<String>,
+    pub command: Vec<String>,
 }
 
 impl Args {
     fn options(&self) -> ExecOptions {
         ExecOptions {
             process_file: self.process.clone(),
-            args: self.id_and_command[1..].to_vec(),
+            args: self.command.clone(),
             overrides: Overrides {
                 cwd: self.cwd.clone(),
                 env: self.env.clone(),
@@ -115,7 +115,7 @@ pub fn run(g: &Global, a: Args) -> Result<i32, Error> {
 }
 
 fn exec_and_wait(g: &Global, a: &Args) -> Result<i32, Error> {
-    let id = &a.id_and_command[0];
+    let id = &a.id;
     let mut opts = a.options();
     if a.detach {
         exec::exec(&g.root, id, &opts)?;
@@ -155,7 +155,8 @@ mod tests {
         ]);
         assert!(a.tty);
         assert_eq!(a.env, ["A=1"]);
-        assert_eq!(a.id_and_command, ["c1", "sh", "-c", "-t", "--x"]);
+        assert_eq!(a.id, "c1");
+        assert_eq!(a.command, ["sh", "-c", "-t", "--x"]);
     }
 
     #[test]
@@ -195,12 +196,15 @@ mod tests {
             "l",
             "c1",
         ]);
-        assert_eq!(a.id_and_command, ["c1"]);
+        assert_eq!(a.id, "c1");
+        assert!(a.command.is_empty());
         assert!(a.detach && a.ignore_paused && a.no_new_privs);
         assert_eq!(a.additional_gids, [10, 11]);
         assert_eq!(a.cap, ["CAP_NET_ADMIN", "CAP_SYS_TIME"]);
         assert_eq!(a.cgroup, ["cpu,memory:sub"]);
         assert_eq!(a.preserve_fds, 2);
         assert!(Cli::try_parse_from(["berth", "exec"]).is_err());
+        // An unknown flag before the id is an error, not a container named "--bogus".
+        assert!(Cli::try_parse_from(["berth", "exec", "--bogus", "c1", "true"]).is_err());
     }
 }

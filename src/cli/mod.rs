@@ -144,8 +144,17 @@ pub fn main() -> i32 {
             return 0;
         }
         Err(e) => {
-            // One line, like every other Berth error (runc also exits 1 here).
-            eprintln!("berth: {}", usage_error_line(&e.render().to_string()));
+            // One line, like every other Berth error (runc also exits 1 here). Engines read
+            // errors from --log (containerd shows its last error line), so it goes there too:
+            // the log flags are found without the parser that failed.
+            let line = usage_error_line(&e.render().to_string());
+            let args: Vec<String> = std::env::args().collect();
+            match log_flags(&args) {
+                (Some(log), json) if crate::logging::init(Some(&log), json, false).is_ok() => {
+                    crate::logging::fatal(&line)
+                }
+                _ => eprintln!("berth: {line}"),
+            }
             return 1;
         }
     };
@@ -169,6 +178,27 @@ pub fn main() -> i32 {
             1
         }
     }
+}
+
+/// `--log FILE` and `--log-format json` from raw arguments (both `--flag v` and `--flag=v`).
+fn log_flags(args: &[String]) -> (Option<String>, bool) {
+    let mut log = None;
+    let mut json = false;
+    let mut it = args.iter().skip(1);
+    while let Some(a) = it.next() {
+        let (name, inline) = match a.split_once('=') {
+            Some((n, v)) => (n, Some(v.to_string())),
+            None => (a.as_str(), None),
+        };
+        match name {
+            "--log" => log = inline.or_else(|| it.next().cloned()),
+            "--log-format" => {
+                json = inline.or_else(|| it.next().cloned()).as_deref() == Some("json")
+            }
+            _ => {}
+        }
+    }
+    (log, json)
 }
 
 fn dispatch(g: &Global, cmd: Cmd) -> Result<i32, Error> {
@@ -200,6 +230,20 @@ fn dispatch(g: &Global, cmd: Cmd) -> Result<i32, Error> {
 mod tests {
     use super::*;
     use clap::CommandFactory;
+
+    #[test]
+    fn log_flags_are_found_without_the_parser() {
+        let a = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            log_flags(&a(&["berth", "--log", "/l", "--log-format=json", "bogus"])),
+            (Some("/l".to_string()), true)
+        );
+        assert_eq!(
+            log_flags(&a(&["berth", "--log=/x", "exec"])),
+            (Some("/x".to_string()), false)
+        );
+        assert_eq!(log_flags(&a(&["berth", "exec"])), (None, false));
+    }
 
     #[test]
     fn command_line_definition_is_consistent() {
