@@ -9,8 +9,24 @@ use std::collections::HashSet;
 use caps::{CapSet, Capability as Cap};
 use oci_spec::runtime::{Capability as OciCap, LinuxCapabilities};
 
+/// The capabilities this kernel knows, computed once per process (one read of
+/// /proc/sys/kernel/cap_last_cap, or probing with prctl where that fails). `prime` runs it before
+/// the fork, so the child (whose /proc is the container's) inherits the answer.
+fn supported() -> &'static HashSet<Cap> {
+    static SUPPORTED: std::sync::OnceLock<HashSet<Cap>> = std::sync::OnceLock::new();
+    SUPPORTED.get_or_init(|| {
+        caps::runtime::procfs_all_supported(None)
+            .unwrap_or_else(|_| caps::runtime::thread_all_supported())
+    })
+}
+
+/// Computes what the child will need before it is forked.
+pub fn prime() {
+    let _ = supported();
+}
+
 fn to_caps(set: Option<&HashSet<OciCap>>) -> Result<HashSet<Cap>, String> {
-    let supported = caps::runtime::thread_all_supported();
+    let supported = supported();
     let mut out = HashSet::new();
     for c in set.into_iter().flatten() {
         let name = format!(
@@ -33,7 +49,7 @@ fn to_caps(set: Option<&HashSet<OciCap>>) -> Result<HashSet<Cap>, String> {
 pub fn apply_bounding(c: Option<&LinuxCapabilities>) -> Result<(), String> {
     let Some(c) = c else { return Ok(()) };
     let keep = to_caps(c.bounding().as_ref())?;
-    for cap in caps::runtime::thread_all_supported() {
+    for &cap in supported() {
         if !keep.contains(&cap) {
             caps::drop(None, CapSet::Bounding, cap)
                 .map_err(|e| format!("process.capabilities.bounding: drop {cap}: {e}"))?;

@@ -704,6 +704,7 @@ fn spawn(cfg: &ExecConfig, t: &Target) -> Result<i32> {
     } else {
         None
     };
+    crate::linux::capabilities::prime();
     let forked = clone3_fork(0, cgroup_fd);
     if !matches!(forked, Ok(Forked::Child)) {
         if let Some(own) = &own_pidns {

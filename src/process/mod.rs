@@ -84,6 +84,7 @@ pub fn spawn(
     parent: &mut dyn Parent,
 ) -> Result<i32, crate::error::Error> {
     let (ours, theirs) = sync::pair().map_err(sys("socketpair"))?;
+    crate::linux::capabilities::prime();
     let flags = cfg.ns.clone_flags.bits() as u64;
     let forked = clone3_fork(flags, cgroup_fd).map_err(sys("clone3"))?;
     let child = match forked {
