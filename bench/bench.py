@@ -25,6 +25,7 @@ import ctypes
 import json
 import os
 import platform
+import random
 import re
 import resource
 import select
@@ -106,9 +107,12 @@ class Sample:
     cpu_ms: float
     maxrss_kib: int
     code: int = 0
+    minflt: int = 0  # page faults
+    nvcsw: int = 0  # voluntary context switches (blocking waits)
 
     def __add__(self, o: "Sample") -> "Sample":
-        return Sample(self.wall_ms + o.wall_ms, self.cpu_ms + o.cpu_ms, max(self.maxrss_kib, o.maxrss_kib))
+        return Sample(self.wall_ms + o.wall_ms, self.cpu_ms + o.cpu_ms, max(self.maxrss_kib, o.maxrss_kib),
+                      0, self.minflt + o.minflt, self.nvcsw + o.nvcsw)
 
 
 @dataclass
@@ -116,13 +120,14 @@ class Variant:
     name: str  # row label
     runtime: str  # berth, crun, runc, youki
     binary: str
-    ns: str  # "private" or "host"
+    ns: str  # "private" (cgroup v1 only) or "hybrid" (the host's cgroup mounts as they are)
     root: str = ""
     env: dict = field(default_factory=dict)
     note: str = ""
     supports_exec: bool = True
     run_leaves_state: bool = False
     seccomp_cache: str | None = None  # berth only: BERTH_SECCOMP_CACHE
+    source: str = ""  # the installed binary this variant runs (a copy of)
     block_sigchld: bool = False  # start the runtime with SIGCHLD blocked (youki 0.7.0's `run`)
 
 
@@ -154,20 +159,29 @@ class Runner:
 
     # --- namespaces -------------------------------------------------------------------------
 
-    def setup_namespaces(self, ro_binary: str | None) -> None:
-        """Opens the host's mount namespace, then creates and enters the private one."""
+    def setup_namespaces(self, state: str, ro_binaries: list[str]) -> None:
+        """Two mount namespaces, both private to the driver (they go away with it):
+
+        - "hybrid": `/` made rprivate, a tmpfs on `state` (the runtimes' --root directories,
+          as /run is a tmpfs on a normal host); the host's cgroup mounts as they are.
+        - "private": a copy of "hybrid" (same tmpfs) where /sys/fs/cgroup/unified, the cgroup2
+          part of the hybrid layout that crun refuses, is replaced by an empty tmpfs, and the
+          "protected install" binaries are bind-mounted read-only onto themselves.
+        """
         self.ns_fd["host"] = os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
         sys_unshare(CLONE_NEWNS)
         sys_mount(None, "/", None, MS_REC | MS_PRIVATE)
+        sys_mount("tmpfs", state, "tmpfs", MS_NOSUID | MS_NODEV, "mode=755")
+        self.ns_fd["hybrid"] = os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+        sys_unshare(CLONE_NEWNS)
         unified = "/sys/fs/cgroup/unified"
         if os.path.ismount(unified):
             sys_umount2(unified, MNT_DETACH)
             sys_mount("tmpfs", unified, "tmpfs", MS_NOSUID | MS_NODEV, "mode=755")
             self.fake_unified = unified
-        if ro_binary:
-            # The "protected install": the binary on a read-only mount (bind onto itself).
-            sys_mount(ro_binary, ro_binary, None, MS_BIND)
-            sys_mount(None, ro_binary, None, MS_REMOUNT | MS_BIND | MS_RDONLY)
+        for b in ro_binaries:
+            sys_mount(b, b, None, MS_BIND)
+            sys_mount(None, b, None, MS_REMOUNT | MS_BIND | MS_RDONLY)
         self.ns_fd["private"] = os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
         self.current_ns = "private"
 
@@ -194,7 +208,9 @@ class Runner:
     def log_tail(self, v: Variant, n: int = 12) -> str:
         p = self.log_path(v)
         try:
-            return "\n".join(p.read_text(errors="replace").splitlines()[-n:])
+            lines = p.read_text(errors="replace").splitlines()
+            # Berth's warnings about runc's default ambient capabilities are noise here.
+            return "\n".join([ln for ln in lines if "capabilities.ambient" not in ln][-n:])
         except OSError:
             return ""
 
@@ -202,17 +218,17 @@ class Runner:
     def env_of(v: Variant) -> dict:
         return {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", **v.env}
 
-    def spawn(self, v: Variant, args: list[str]) -> int:
+    def spawn(self, v: Variant, args: list[str], wrap: list[str] = ()) -> int:
         """Starts a runtime command straight from the driver (the parallel lanes)."""
         self.enter(v.ns)
-        argv = [v.binary, "--root", v.root, *args]
+        argv = [*wrap, v.binary, "--root", v.root, *args]
         actions = [
             (os.POSIX_SPAWN_DUP2, self.devnull, 0),
             (os.POSIX_SPAWN_DUP2, self.devnull, 1),
             (os.POSIX_SPAWN_DUP2, self.log_fd(v), 2),
         ]
         mask = [signal.SIGCHLD] if v.block_sigchld else []
-        return os.posix_spawn(v.binary, argv, self.env_of(v), file_actions=actions, setsigmask=mask)
+        return os.posix_spawn(argv[0], argv, self.env_of(v), file_actions=actions, setsigmask=mask)
 
     def launcher(self, v: Variant) -> subprocess.Popen:
         """The variant's own spawnd: started in its mount namespace, with its environment."""
@@ -224,26 +240,25 @@ class Runner:
             self.spawnd[v.name] = p
         return p
 
-    def timed(self, v: Variant, args: list[str], check: bool = True) -> Sample:
+    def timed(self, v: Variant, args: list[str], check: bool = True, wrap: list[str] = ()) -> Sample:
         """Runs one runtime command to completion through the variant's launcher: wall time,
         CPU (user + sys) of the runtime and every descendant it reaped, peak RSS."""
         p = self.launcher(v)
         ms = str(int(self.timeout * 1000))
-        strings = [ms, "1" if v.block_sigchld else "0", "/dev/null", str(self.log_path(v)), v.binary, "--root", v.root, *args]
+        strings = [ms, "1" if v.block_sigchld else "0", "/dev/null", str(self.log_path(v)),
+                   *wrap, v.binary, "--root", v.root, *args]
         req = f"{len(strings)}\n".encode() + b"".join(x.encode() + b"\0" for x in strings)
         p.stdin.write(req)
         p.stdin.flush()
         line = p.stdout.readline().decode()
         if not line:
             raise BenchError(f"{v.name}: the launcher died")
-        code, wall_ns, ut, st, rss, timed_out = (int(x) for x in line.split())
+        code, wall_ns, ut, st, rss, timed_out, minflt, nvcsw, _ = (int(x) for x in line.split())
         if timed_out:
             raise Hang(f"{v.name}: `{' '.join(args)}` still running after {self.timeout:g}s; killed")
         if check and code != 0:
             raise BenchError(f"{v.name}: `{' '.join(args)}` exited {code}\n{self.log_tail(v)}")
-        s = Sample(wall_ns / 1e6, (ut + st) / 1000.0, rss)
-        s.code = code
-        return s
+        return Sample(wall_ns / 1e6, (ut + st) / 1000.0, rss, code, minflt, nvcsw)
 
     def status(self, v: Variant, args: list[str]) -> int:
         return self.timed(v, args, check=False).code
@@ -390,9 +405,14 @@ def summary(values: list[float]) -> dict:
     }
 
 
-def rotations(variants: list[Variant], i: int) -> list[Variant]:
-    k = i % len(variants)
-    return variants[k:] + variants[:k]
+def shuffled(variants: list[Variant], i: int, seed: int) -> list[Variant]:
+    """Iteration i's order: a shuffle seeded by (seed, i). Rotating a fixed order would keep
+    the same neighbours in every iteration, and a runtime can leave work behind that slows the
+    next one (kernel clean-up after its container, an RCU grace period in flight): here youki
+    once added ~12 ms to every Berth `create` that followed it. Shuffling spreads that evenly."""
+    order = list(variants)
+    random.Random(seed * 1_000_003 + i).shuffle(order)
+    return order
 
 
 # ---------------------------------------------------------------------------------------------
@@ -465,7 +485,7 @@ class Bench:
 
     def iterate(self, measure: str, variants: list[Variant], n: int, fn) -> None:
         for i in range(-self.a.warmup, n):
-            for v in rotations(variants, i):
+            for v in shuffled(variants, i, self.a.seed):
                 before = set(self.r.live.get(v.name, ()))
                 try:
                     fn(v, i >= 0)
@@ -489,6 +509,8 @@ class Bench:
             self.record(name, vn, "wall_ms", [s.wall_ms for s in ss])
             self.record(name, vn, "cpu_ms", [s.cpu_ms for s in ss])
             self.record(name, vn, "maxrss_kib", [float(s.maxrss_kib) for s in ss])
+            self.record(name, vn, "minflt", [float(s.minflt) for s in ss])
+            self.record(name, vn, "nvcsw", [float(s.nvcsw) for s in ss])
 
     # 2. each phase: create, start, state, kill, delete
     def measure_phases(self) -> None:
@@ -573,7 +595,7 @@ class Bench:
         seq = {v.name: [] for v in self.variants}
         par = {v.name: [] for v in self.variants}
         for i in range(rounds):
-            for v in rotations(self.variants, i):
+            for v in shuffled(self.variants, i, self.a.seed):
                 before = set(self.r.live.get(v.name, ()))
                 try:
                     t0 = time.perf_counter_ns()
@@ -641,6 +663,76 @@ class Bench:
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         return Sample((t1 - t0) / 1e6, cpu_ms(after) - cpu_ms(before), 0)
 
+    # 8. syscalls per command (strace -f -c): where the work is, compared
+    def profile(self) -> None:
+        strace = shutil.which("strace")
+        if not strace:
+            self.progress("profile: strace is not installed; skipped")
+            return
+        self.progress("profile: strace -f -c of `run` and of each phase")
+        out: dict = {}
+        for v in self.variants:
+            for attempt in range(3):
+                before = set(self.r.live.get(v.name, ()))
+                try:
+                    out[v.name] = self.profile_one(v, strace)
+                    break
+                except Hang as e:
+                    self.hang("profile", v, before, e)
+        self.results["syscalls"] = out
+
+    def profile_one(self, v: Variant, strace: str) -> dict:
+        def wrap(tag: str) -> tuple[list[str], Path]:
+            f = self.r.work / f"strace-{re.sub('[^a-z0-9-]+', '-', v.name)}-{tag}.txt"
+            return [strace, "-f", "-c", "-o", str(f)], f
+
+        res = {}
+        self.prepare(v)
+        cid = self.r.new_id(v)
+        self.r.track(v, cid)
+        w, f = wrap("run")
+        self.r.timed(v, ["run", "--bundle", str(self.bundles["true"]), cid], wrap=w)
+        if v.run_leaves_state:
+            self.r.timed(v, ["delete", cid])
+        self.r.untrack(v, cid)
+        res["run"] = parse_strace_c(f.read_text())
+        # The phases, on the sleep bundle. `create` is traced with its init (-f), so its
+        # strace only ends when the init does: strace is started without waiting, and the
+        # container is driven on once the runtime process under it has exited.
+        cid = self.r.new_id(v)
+        self.r.track(v, cid)
+        w, fc = wrap("create")
+        pid = self.r.spawn(v, ["create", "--bundle", str(self.bundles["sleep"]), cid], wrap=w)
+        pidfd = os.pidfd_open(pid)
+        done = False
+        try:
+            runtime_pid = traced_child(pid, v.binary, self.r.timeout)
+            rfd = os.pidfd_open(runtime_pid)
+            try:
+                if not select.select([rfd], [], [], self.r.timeout)[0]:
+                    raise Hang(f"{v.name}: traced `create` still running after {self.r.timeout:g}s")
+            finally:
+                os.close(rfd)
+            for phase, args in (("start", ["start", cid]), ("state", ["state", cid]), ("kill", ["kill", cid, "KILL"])):
+                w, fp = wrap(phase)
+                self.r.timed(v, args, wrap=w)
+                res[phase] = parse_strace_c(fp.read_text())
+            if not select.select([pidfd], [], [], self.r.timeout)[0]:
+                raise Hang(f"{v.name}: traced `create` outlived its container")
+            done = True
+        finally:
+            if not done:
+                os.kill(pid, 9)  # strace; its tracees are detached by the kernel
+            os.close(pidfd)
+            os.wait4(pid, 0)
+        self.r.reap_strays()
+        res["create"] = parse_strace_c(fc.read_text())
+        w, fd = wrap("delete")
+        self.r.timed(v, ["delete", cid], wrap=w)
+        self.r.untrack(v, cid)
+        res["delete"] = parse_strace_c(fd.read_text())
+        return res
+
     def cleanup(self) -> list[str]:
         """Force-deletes whatever is still tracked, then anything left in the private roots."""
         problems = []
@@ -680,6 +772,46 @@ def binary_facts(path: str) -> dict:
     return {"path": real, "bytes": os.stat(real).st_size, "libs": libs}
 
 
+def traced_child(tracer: int, binary: str, timeout: float) -> int:
+    """The pid of the process a just-started strace runs: its child whose argv[0] is
+    `binary` (strace also forks short-lived children of its own to probe the kernel)."""
+    deadline = time.monotonic() + timeout
+    path = f"/proc/{tracer}/task/{tracer}/children"
+    while time.monotonic() < deadline:
+        try:
+            kids = Path(path).read_text().split()
+        except OSError:
+            kids = []
+        for k in kids:
+            try:
+                argv0 = Path(f"/proc/{k}/cmdline").read_bytes().split(b"\0")[0].decode()
+            except OSError:
+                continue
+            if argv0 == binary:
+                return int(k)
+        time.sleep(0.001)
+    raise Hang(f"strace {tracer} started nothing within {timeout:g}s")
+
+
+def parse_strace_c(text: str) -> dict:
+    """`strace -c` output → {"calls": N, "errors": N, "by_syscall": {name: calls}}."""
+    by = {}
+    total = {"calls": 0, "errors": 0}
+    for line in text.splitlines():
+        f = line.split()
+        if len(f) < 5 or not f[0].replace(".", "").isdigit():
+            continue
+        name = f[-1]
+        nums = f[3:-1]  # calls [errors]
+        calls = int(nums[0])
+        errors = int(nums[1]) if len(nums) > 1 else 0
+        if name == "total":
+            total = {"calls": calls, "errors": errors}
+        else:
+            by[name] = calls
+    return {**total, "by_syscall": dict(sorted(by.items(), key=lambda kv: -kv[1]))}
+
+
 def leftover_cgroups(prefix: str) -> list[str]:
     found = []
     base = Path("/sys/fs/cgroup")
@@ -714,6 +846,8 @@ MEASURE_TITLES = {
 def fmt(x: float, unit: str) -> str:
     if unit == "MiB":
         return f"{x / 1024:.1f}"
+    if unit == "n":
+        return f"{x:.0f}"
     if x >= 100:
         return f"{x:.0f}"
     if x >= 10:
@@ -792,6 +926,26 @@ def markdown(res: dict) -> str:
         title = f"{n} sequential `run`s" if key.startswith("seq") else f"{n} `run`s on 2 parallel lanes"
         out += ["", f"### {title} (per batch)", ""]
         out += table(ms[key], wall_cpu, order)
+    sc = res.get("syscalls")
+    if sc:
+        phases = ("run", "create", "start", "state", "kill", "delete")
+        out += ["", "### System calls per command (`strace -f -c`; `create` includes its init's setup and exec)", "",
+                "| runtime | " + " | ".join(phases) + " |", "|---|" + "---|" * len(phases)]
+        for vn in order:
+            if vn in sc:
+                cells = []
+                for p in phases:
+                    d = sc[vn].get(p)
+                    cells.append("—" if d is None else f"{d['calls']}" + (f" ({d['errors']} failed)" if d["errors"] else ""))
+                out.append(f"| {vn} | " + " | ".join(cells) + " |")
+        out += ["", "Most frequent system calls in `run`:", "", "| runtime | top 8 (count) |", "|---|---|"]
+        for vn in order:
+            if vn in sc and "run" in sc[vn]:
+                top = list(sc[vn]["run"]["by_syscall"].items())[:8]
+                out.append(f"| {vn} | " + ", ".join(f"{k} {n}" for k, n in top) + " |")
+    if "run" in ms and any("minflt" in mm for mm in ms["run"].values()):
+        out += ["", "### `run`: page faults and voluntary context switches (blocking waits), from rusage", ""]
+        out += table(ms["run"], [("page faults", "minflt", "n"), ("vol. ctx switches", "nvcsw", "n")], order)
     out += ["", "### Peak RSS (ru_maxrss of the runtime process tree)", ""]
     rss = {}
     for key, label in (("run", "run"), ("phase:create", "create"), ("exec", "exec")):
@@ -906,6 +1060,10 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=100, help="runs per batch (sequential and 2 lanes)")
     ap.add_argument("--batch-rounds", type=int, default=3)
     ap.add_argument("--no-seccomp", dest="seccomp", action="store_false")
+    ap.add_argument("--profile", action="store_true",
+                    help="also count system calls per command with strace -f -c (not timed)")
+    ap.add_argument("--keep-work", action="store_true", help="keep the work directory (logs, strace output)")
+    ap.add_argument("--seed", type=int, default=1, help="seed of the per-iteration run order")
     ap.add_argument("--timeout", type=float, default=20.0,
                     help="seconds after which a runtime command counts as hung and is killed")
     ap.add_argument("--json", default=str(HERE / "results/latest.json"))
@@ -945,14 +1103,19 @@ def main() -> int:
     a.berth = os.path.abspath(a.berth)
     shutil.copy2(a.berth, berth)
     shutil.copy2(a.berth, berth_ro)
+    ro_binaries = [berth_ro]
+    if "crun" in peers:
+        ro_binaries.append(str(work / "ro/crun"))
+        shutil.copy2(peers["crun"], ro_binaries[-1])
+    (work / "state").mkdir()
 
     variants: list[Variant] = []
 
     def add(name: str, runtime: str, binary: str, ns: str, note: str = "") -> Variant | None:
         if not wanted(name, runtime):
             return None
-        v = Variant(name, runtime, binary, ns, note=note)
-        v.root = str(work / f"root-{name}")
+        v = Variant(name, runtime, binary, ns, note=note, source=a.berth if runtime == "berth" else peers[runtime])
+        v.root = str(work / "state" / f"root-{name}")
         if runtime == "berth":
             v.seccomp_cache = str(work / f"seccomp-cache-{name}")
             v.env["BERTH_SECCOMP_CACHE"] = v.seccomp_cache
@@ -961,10 +1124,13 @@ def main() -> int:
 
     add("berth", "berth", berth, "private", "plain install: one self-protection re-exec per create")
     add("berth-ro", "berth", berth_ro, "private", "protected install (binary on a read-only bind mount): no re-exec")
-    add("berth-native", "berth", berth, "host", "plain install, host mount namespace, native hybrid cgroups")
+    add("berth-native", "berth", berth, "hybrid", "plain install, on this machine's hybrid cgroup layout as it is")
     for rt in ("crun", "runc", "youki"):
         if rt in peers:
             v = add(rt, rt, peers[rt], "private")
+            if rt == "crun":
+                add("crun-ro", "crun", ro_binaries[-1], "private",
+                    "protected install (binary on a read-only bind mount): no re-exec")
             if v and rt == "youki":
                 # youki 0.7.0's foreground `run` blocks signals only after `start`: when the
                 # container exits first, SIGCHLD is discarded and `run` waits forever (about
@@ -982,13 +1148,17 @@ def main() -> int:
         set_child_subreaper()
         runc_for_spec = a.runc if a.runc and os.access(a.runc, os.X_OK) else None
         bundles = make_bundles(work, runc_for_spec, berth)
-        runner.setup_namespaces(berth_ro)
+        runner.setup_namespaces(str(work / "state"), ro_binaries)
+        for v in variants:
+            os.makedirs(v.root, exist_ok=True)
         bench = Bench(a, runner, variants, bundles)
         bench.calibrate()
         bench.measure_run("run", "true", variants)
         bench.measure_phases()
         bench.measure_exec()
         bench.measure_batches()
+        if a.profile:
+            bench.profile()
         if a.seccomp:
             # Every runtime as is; Berth's compile cache is warm (filled by the warm-up runs).
             bench.measure_run("seccomp", "seccomp", variants)
@@ -1017,7 +1187,10 @@ def main() -> int:
                 os.rmdir(p)
             except OSError:
                 pass
-        shutil.rmtree(work, ignore_errors=True)
+        if a.keep_work:
+            print(f"[bench] work directory kept: {work}", file=sys.stderr)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
 
     loadavg_end = os.getloadavg()
     res["environment"] = {
@@ -1029,13 +1202,15 @@ def main() -> int:
         "noisy": max(loadavg_start[0], loadavg_end[0]) > (os.cpu_count() or 1) * 0.5,
     }
     res["variants"] = [
-        {"name": v.name, "runtime": v.runtime, "ns": v.ns, "note": v.note, "version": version_of(v.binary if v.runtime != "berth" else a.berth),
+        {"name": v.name, "runtime": v.runtime, "ns": v.ns, "note": v.note, "version": version_of(v.source),
          "run_leaves_state": v.run_leaves_state, "supports_exec": v.supports_exec}
         for v in variants
     ]
     if bench:
         res["measures"] = bench.results["measures"]
         res["hangs"] = bench.results["hangs"]
+        if "syscalls" in bench.results:
+            res["syscalls"] = bench.results["syscalls"]
         if "seccomp" in res["measures"]:
             res["variants_seccomp"] = list(res["measures"]["seccomp"])
     else:

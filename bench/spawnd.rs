@@ -10,7 +10,8 @@
 //!   request:  a line "N" then N NUL-terminated strings: timeout in ms, "1" to start the
 //!             command with SIGCHLD blocked (else "0"), stdout path, stderr path, then argv (argv[0] is the executable's path; the environment is passed
 //!             through as is)
-//!   response: one line "exit_code wall_ns utime_us stime_us maxrss_kib timed_out"
+//!   response: one line "exit_code wall_ns utime_us stime_us maxrss_kib timed_out minflt
+//!             nvcsw nivcsw" (page faults, voluntary and involuntary context switches)
 //!             (exit_code is 128+N when killed by signal N; a command still running after the
 //!             timeout is killed with SIGKILL and reported with timed_out = 1)
 
@@ -29,6 +30,7 @@ struct Rusage {
     ru_utime: Timeval,
     ru_stime: Timeval,
     ru_maxrss: c_long,
+    /// ixrss idrss isrss minflt majflt nswap inblock oublock msgsnd msgrcv nsignals nvcsw nivcsw
     rest: [c_long; 13],
 }
 
@@ -117,7 +119,7 @@ fn run(strings: Vec<Vec<u8>>) -> String {
         )
     };
     if fd0 < 0 || fd1 < 0 || fd2 < 0 {
-        return "127 0 0 0 0 0\n".into();
+        return "127 0 0 0 0 0 0 0 0\n".into();
     }
     let t0 = now_ns();
     // SAFETY: the child calls only async-signal-safe functions (dup2, execv, _exit).
@@ -173,7 +175,7 @@ fn run(strings: Vec<Vec<u8>>) -> String {
         close(fd2);
     }
     if r < 0 {
-        return "127 0 0 0 0 0\n".into();
+        return "127 0 0 0 0 0 0 0 0\n".into();
     }
     let code = if status & 0x7f == 0 {
         (status >> 8) & 0xff
@@ -182,11 +184,14 @@ fn run(strings: Vec<Vec<u8>>) -> String {
     };
     let us = |t: &Timeval| t.tv_sec as i64 * 1_000_000 + t.tv_usec as i64;
     format!(
-        "{code} {} {} {} {} {timed_out}\n",
+        "{code} {} {} {} {} {timed_out} {} {} {}\n",
         t1 - t0,
         us(&ru.ru_utime),
         us(&ru.ru_stime),
-        ru.ru_maxrss
+        ru.ru_maxrss,
+        ru.rest[3],
+        ru.rest[11],
+        ru.rest[12]
     )
 }
 
