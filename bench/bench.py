@@ -1051,6 +1051,8 @@ def version_of(binary: str) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--berth", required=True, help="the Berth binary to measure")
+    ap.add_argument("--extra", action="append", default=[], metavar="NAME=PATH",
+                    help="another Berth build to compare (e.g. a branch): adds NAME and NAME-ro")
     ap.add_argument("--runc", default=shutil.which("runc"))
     ap.add_argument("--crun", default=shutil.which("crun"))
     ap.add_argument("--youki", default=None)
@@ -1104,8 +1106,20 @@ def main() -> int:
     shutil.copy2(a.berth, berth)
     shutil.copy2(a.berth, berth_ro)
     ro_binaries = [berth_ro]
+    extras = []
+    for spec in a.extra:
+        name, _, path = spec.partition("=")
+        if not re.fullmatch(r"[a-z][a-z0-9-]*", name) or not os.access(path, os.X_OK):
+            print(f"bench: --extra {spec}: want NAME=PATH to an executable, NAME in [a-z0-9-]", file=sys.stderr)
+            return 2
+        (work / "ro" / name).mkdir()
+        plain, ro = str(work / "bin" / name), str(work / "ro" / name / "berth")
+        shutil.copy2(path, plain)
+        shutil.copy2(path, ro)
+        ro_binaries.append(ro)
+        extras.append((name, os.path.abspath(path), plain, ro))
     if "crun" in peers:
-        ro_binaries.append(str(work / "ro/crun"))
+        ro_binaries.append(str(work / "ro/crun"))  # last: add() below relies on it
         shutil.copy2(peers["crun"], ro_binaries[-1])
     (work / "state").mkdir()
 
@@ -1125,6 +1139,13 @@ def main() -> int:
     add("berth", "berth", berth, "private", "plain install: one self-protection re-exec per create")
     add("berth-ro", "berth", berth_ro, "private", "protected install (binary on a read-only bind mount): no re-exec")
     add("berth-native", "berth", berth, "hybrid", "plain install, on this machine's hybrid cgroup layout as it is")
+    for name, source, plain, ro in extras:
+        for n, b, note in ((name, plain, "plain install"), (f"{name}-ro", ro, "protected install")):
+            v = Variant(n, "berth", b, "private", note=f"--extra {source}: {note}", source=source)
+            v.root = str(work / "state" / f"root-{n}")
+            v.seccomp_cache = str(work / f"seccomp-cache-{n}")
+            v.env["BERTH_SECCOMP_CACHE"] = v.seccomp_cache
+            variants.append(v)
     for rt in ("crun", "runc", "youki"):
         if rt in peers:
             v = add(rt, rt, peers[rt], "private")
@@ -1220,6 +1241,8 @@ def main() -> int:
         res["binaries"]["berth"] = binary_facts(a.berth)
     for rt, p in peers.items():
         res["binaries"][rt] = binary_facts(p)
+    for name, source, _, _ in extras:
+        res["binaries"][name] = binary_facts(source)
 
     Path(a.json).parent.mkdir(parents=True, exist_ok=True)
     Path(a.json).write_text(json.dumps(res, indent=1))

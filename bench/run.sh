@@ -9,7 +9,8 @@
 #
 # Options: --smoke, --quick, --runs N, --only LIST, --berth PATH (skip the build),
 # --no-install, --readme (write the table into bench/README.md); anything else goes to
-# bench/bench.py (see `python3 bench/bench.py --help`).
+# bench/bench.py (see `python3 bench/bench.py --help`), e.g. --profile (strace -f -c per
+# command) or --extra NAME=PATH (another Berth build to compare).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -28,7 +29,7 @@ while [ $# -gt 0 ]; do
         --berth=*) berth="${1#*=}" ;;
         --only) only="$2"; args+=(--only "$2"); shift ;;
         --only=*) only="${1#*=}"; args+=("$1") ;;
-        -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
         *) args+=("$1") ;;
     esac
     shift

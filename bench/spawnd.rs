@@ -114,8 +114,16 @@ fn run(strings: Vec<Vec<u8>>) -> String {
     let (fd0, fd1, fd2) = unsafe {
         (
             open(c"/dev/null".as_ptr(), O_RDONLY | O_CLOEXEC, 0),
-            open(out.as_ptr(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644),
-            open(err.as_ptr(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644),
+            open(
+                out.as_ptr(),
+                O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC,
+                0o644,
+            ),
+            open(
+                err.as_ptr(),
+                O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC,
+                0o644,
+            ),
         )
     };
     if fd0 < 0 || fd1 < 0 || fd2 < 0 {
