@@ -61,6 +61,9 @@ if [ -x integration/run-all.sh ] || [ -f integration/run-all.sh ]; then
     fi
 fi
 
+# The benchmark in its smoke mode: it runs and its output parses (timings are never asserted).
+step "bench smoke" bash bench/run.sh --smoke --no-install --berth "$target/debug/berth"
+
 # Last, so that the output ends with its summary lines (nothing is printed after them on
 # success). --all-targets leaves out doc-tests, whose "0 passed" summary would otherwise close
 # the run.

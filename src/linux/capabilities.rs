@@ -94,7 +94,7 @@ pub fn apply(c: Option<&LinuxCapabilities>) -> Result<(), String> {
             caps::raise(None, CapSet::Ambient, cap)
                 .map_err(|e| format!("process.capabilities.ambient: raise {cap}: {e}"))?;
         } else {
-            crate::logging::warn(format!(
+            crate::logging::debug(format!(
                 "process.capabilities.ambient: {cap} ignored: not in both permitted and inheritable"
             ));
         }
