@@ -346,3 +346,61 @@ fn unknown_personality_flag_names_its_path() {
     );
     assert!(rt.ids().is_empty());
 }
+
+#[test]
+fn io_priority_scheduler_and_cpu_affinity() {
+    let rt = Runtime::new();
+    let mut b = sh(
+        "ionice -p $$; cut -d' ' -f19,41 /proc/self/stat; grep Cpus_allowed_list /proc/self/status",
+    );
+    b.edit(|c| {
+        c["process"]["ioPriority"] = json!({"class": "IOPRIO_CLASS_IDLE", "priority": 0});
+        c["process"]["scheduler"] = json!({"policy": "SCHED_BATCH", "nice": 7});
+        c["process"]["execCPUAffinity"] = json!({"initial": "0", "final": "0"});
+    });
+    let out = rt.run_stdout("sched", &b);
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), Some("idle"), "{out}");
+    // nice 7, policy 3 (SCHED_BATCH), as /proc/PID/stat fields 19 and 41 show them.
+    assert_eq!(lines.next(), Some("7 3"), "{out}");
+    assert_eq!(
+        lines.next().map(|l| l.split_whitespace().last()),
+        Some(Some("0")),
+        "{out}"
+    );
+}
+
+#[test]
+fn bad_scheduler_values_name_their_field() {
+    let rt = Runtime::new();
+    let mut b = sh("true");
+    b.edit(|c| c["process"]["scheduler"] = json!({"policy": "SCHED_FIFO", "priority": 0}));
+    let o = rt.run(&unique_id("sched-bad"), &b);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("process.scheduler.priority"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(rt.ids().is_empty());
+}
+
+#[test]
+fn unsupported_linux_fields_are_refused_not_ignored() {
+    let rt = Runtime::new();
+    for (field, value) in [
+        ("intelRdt", json!({"closID": "x"})),
+        ("memoryPolicy", json!({"mode": "MPOL_BIND", "nodes": "0"})),
+    ] {
+        let mut b = sh("true");
+        b.edit(|c| c["linux"][field] = value);
+        let o = rt.run(&unique_id("unsupported"), &b);
+        assert!(!o.status.success(), "{field}");
+        assert!(
+            stderr(&o).contains(&format!("linux.{field}")),
+            "{}",
+            stderr(&o)
+        );
+    }
+    assert!(rt.ids().is_empty());
+}

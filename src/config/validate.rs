@@ -47,6 +47,25 @@ pub fn validate(spec: &Spec, bundle: &Path) -> R<PathBuf> {
             ));
         }
     }
+    // Fields Berth does not implement are refused, never silently ignored.
+    if linux.intel_rdt().is_some() {
+        return Err(bad(
+            "linux.intelRdt",
+            "Intel RDT (resctrl) is not supported by Berth",
+        ));
+    }
+    if linux.memory_policy().is_some() {
+        return Err(bad(
+            "linux.memoryPolicy",
+            "NUMA memory policies are not supported by Berth",
+        ));
+    }
+    if linux.net_devices().as_ref().is_some_and(|d| !d.is_empty()) {
+        return Err(bad(
+            "linux.netDevices",
+            "moving network devices into the container is not supported by Berth",
+        ));
+    }
     if let Some(p) = linux.personality() {
         for (i, f) in p.flags().iter().flatten().enumerate() {
             if crate::linux::identity::personality_flag(f).is_none() {
@@ -157,6 +176,8 @@ pub fn check_process_fields(p: &oci_spec::runtime::Process, at: &str) -> R {
             ));
         }
     }
+    crate::linux::sched::validate(p.io_priority().as_ref(), p.scheduler().as_ref(), at)
+        .map_err(|(field, msg)| bad(field, msg))?;
     if let Some(adj) = p.oom_score_adj() {
         if !(-1000..=1000).contains(&adj) {
             return Err(bad(

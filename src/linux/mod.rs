@@ -11,4 +11,5 @@ pub mod namespaces;
 pub mod procfs;
 pub mod rootfs;
 pub mod safepath;
+pub mod sched;
 pub mod sys;

@@ -789,6 +789,11 @@ fn setup_and_exec(
     // the container: that reaches the host binary and the fds below (CVE-2019-5736 class).
     // execve makes the user's program dumpable again.
     init::set_dumpable(false)?;
+    crate::linux::sched::apply_affinity(
+        cfg.process.exec_cpu_affinity().as_ref(),
+        false,
+        "process",
+    )?;
 
     // 1. Cgroup, while host paths are still ours (and before the cgroup namespace, which
     //    would hide them).

@@ -25,7 +25,7 @@ use super::InitConfig;
 use crate::linux::namespaces;
 use crate::linux::rootfs;
 use crate::linux::sys::{exit_now, Forked};
-use crate::linux::{capabilities, console, identity, lsm};
+use crate::linux::{capabilities, console, identity, lsm, sched};
 
 /// Entry point of the forked child. Never returns: it execs the user's program or exits.
 pub fn run(cfg: &InitConfig, ch: Channel) -> ! {
@@ -58,6 +58,9 @@ fn setup(cfg: &InitConfig, ch: &Channel) -> Result<Channel, String> {
     // /proc/<init>/{exe,mem,fd}: that is the CVE-2019-5736 route to the host binary.
     set_dumpable(false)?;
     ch.expect(sync::GO)?;
+    if let Some(p) = cfg.spec.process() {
+        sched::apply_affinity(p.exec_cpu_affinity().as_ref(), false, "process")?;
+    }
 
     // 2. Namespaces.
     let ns = &cfg.ns;
@@ -288,6 +291,9 @@ pub(crate) fn exec_user_process(
         load_seccomp(sc)?;
     }
 
+    sched::apply_io_priority(p.io_priority().as_ref(), at)?;
+    sched::apply_scheduler(p.scheduler().as_ref(), at)?;
+    sched::apply_affinity(p.exec_cpu_affinity().as_ref(), true, at)?;
     capabilities::apply_bounding(p.capabilities().as_ref())?;
     capabilities::keep_caps(true)?;
     identity::switch(&ident)?;
