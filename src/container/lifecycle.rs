@@ -123,6 +123,7 @@ pub fn create(root: &Path, id: &str, opts: &CreateOptions) -> Result<Container> 
                     created: String::new(),
                     annotations: BTreeMap::new(),
                     cgroup: None,
+                    ..Default::default()
                 };
                 crate::hooks::run_all_warn("poststop", h, &hook_state(&st, Status::Stopped));
             }
@@ -173,6 +174,15 @@ fn build(
         created: crate::timefmt::now_rfc3339(),
         annotations,
         cgroup: None,
+        poststart_hooks: spec
+            .hooks()
+            .as_ref()
+            .is_some_and(|h| h.poststart().as_ref().is_some_and(|v| !v.is_empty())),
+        poststop_hooks: spec
+            .hooks()
+            .as_ref()
+            .is_some_and(|h| h.poststop().as_ref().is_some_and(|v| !v.is_empty())),
+        seccomp_notify: seccomp.as_ref().is_some_and(|s| s.uses_notify()),
     };
     // If this process is killed half-way, there is no state.json yet: `delete --force` then
     // finds the cgroup from the stored config (see `delete`).
@@ -362,14 +372,22 @@ pub fn start(c: &mut Container) -> Result<()> {
     let ch = sync::Channel(fd);
     ch.send(sync::START, &hook_state(&st, Status::Created))
         .map_err(|e| Error::sys("release the container's init", e))?;
-    let spec = load_spec(c)?;
+    // The stored config is parsed only when something below needs it.
+    let spec = if st.poststart_hooks || st.seccomp_notify {
+        Some(load_spec(c)?)
+    } else {
+        None
+    };
     let result = loop {
         let reply = ch
             .recv()
             .map_err(|e| Error::sys("wait for the container's init", e))?;
         match reply {
             Some((sync::NOTIFY_FD, fdnum)) => {
-                pass_notify_fd(&spec, &st, st.pid, &fdnum)?;
+                let spec = spec.as_ref().ok_or_else(|| {
+                    Error::Usage("linux.seccomp: a notify fd was not expected".into())
+                })?;
+                pass_notify_fd(spec, &st, st.pid, &fdnum)?;
                 ch.send(sync::NOTIFY_DONE, &[])
                     .map_err(|e| Error::sys("release the container's init", e))?;
             }
@@ -383,7 +401,11 @@ pub fn start(c: &mut Container) -> Result<()> {
     };
     let _ = std::fs::remove_file(c.start_socket());
     result?;
-    if let Some(h) = spec.hooks().as_ref().and_then(|h| h.poststart().as_ref()) {
+    if let Some(h) = spec
+        .as_ref()
+        .and_then(|s| s.hooks().as_ref())
+        .and_then(|h| h.poststart().as_ref())
+    {
         crate::hooks::run_all_warn("poststart", h, &hook_state(&st, Status::Running));
     }
     Ok(())
@@ -530,7 +552,12 @@ pub fn delete(c: Container, force: bool) -> Result<()> {
             c.require(&[Status::Stopped], "delete")?;
         }
     }
-    let spec = load_spec(&c).ok();
+    // The stored config is needed for poststop hooks, or to find the cgroup of a create that
+    // was killed before it saved its state.
+    let spec = match &c.state {
+        Some(st) if !st.poststop_hooks => None,
+        _ => load_spec(&c).ok(),
+    };
     if let Some(st) = &c.state {
         if let Some(rec) = st.cgroup.as_ref().filter(|_| status != Status::Stopped) {
             // Freeze-kill-thaw (or cgroup.kill): also ends a paused container.

@@ -41,7 +41,7 @@ impl fmt::Display for Status {
 }
 
 /// What Berth keeps about a container between commands (`<root>/<id>/state.json`).
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct StoredState {
     pub id: String,
     /// Host pid of the container's init.
@@ -57,6 +57,14 @@ pub struct StoredState {
     /// The container's cgroup, as the cgroup driver records it.
     #[serde(default)]
     pub cgroup: Option<crate::cgroups::CgroupRecord>,
+    /// What `start` and `delete` need from the stored config: when all are false they do not
+    /// parse it at all (it may hold a 25 KB seccomp profile).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub poststart_hooks: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub poststop_hooks: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub seccomp_notify: bool,
 }
 
 /// A container directory, locked for as long as this value lives.
@@ -330,6 +338,7 @@ mod tests {
             created: "now".into(),
             annotations: BTreeMap::new(),
             cgroup: None,
+            ..Default::default()
         };
         c.save(st).unwrap();
         assert_eq!(c.status(), Status::Running);
@@ -355,6 +364,7 @@ mod tests {
             created: String::new(),
             annotations: BTreeMap::new(),
             cgroup: None,
+            ..Default::default()
         };
         assert_eq!(
             derive_status(Path::new("/nonexistent"), &st),
