@@ -10,6 +10,8 @@
 mod bpf;
 pub mod commands;
 pub mod devices;
+#[cfg(test)]
+mod fakefs;
 mod fs;
 pub mod layout;
 pub mod stats;

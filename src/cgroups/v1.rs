@@ -608,19 +608,7 @@ pub fn hugetlb_stats(d: &Path, s: &mut Stats) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A fake v1 memory cgroup directory with the files the kernel would have.
-    fn fake(files: &[(&str, &str)]) -> tempfile::TempDir {
-        let d = tempfile::tempdir().unwrap();
-        for (f, v) in files {
-            std::fs::write(d.path().join(f), v).unwrap();
-        }
-        d
-    }
-
-    fn get(d: &tempfile::TempDir, f: &str) -> String {
-        std::fs::read_to_string(d.path().join(f)).unwrap()
-    }
+    use crate::cgroups::fakefs::{fake, get};
 
     fn mem(json: &str) -> LinuxMemory {
         serde_json::from_str(json).unwrap()

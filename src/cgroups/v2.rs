@@ -536,20 +536,7 @@ pub fn hugetlb_stats(d: &Path, s: &mut Stats) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A fake cgroup v2 directory laid out like /sys/fs/cgroup/<c> with the files the kernel
-    /// would have (a write to a missing file fails, as it would).
-    fn fake(files: &[(&str, &str)]) -> tempfile::TempDir {
-        let d = tempfile::tempdir().unwrap();
-        for (f, v) in files {
-            std::fs::write(d.path().join(f), v).unwrap();
-        }
-        d
-    }
-
-    fn get(d: &tempfile::TempDir, f: &str) -> String {
-        std::fs::read_to_string(d.path().join(f)).unwrap()
-    }
+    use crate::cgroups::fakefs::{fake, get};
 
     #[test]
     fn conversions_match_runc() {

@@ -745,13 +745,27 @@ fn tmpfs_copyup(
     propagate(i, mnt.as_fd(), o)
 }
 
+/// Gives a copy the owner and permissions of its source.
+fn same_owner_and_mode(
+    d: &impl std::os::fd::AsFd,
+    st: &nix::sys::stat::FileStat,
+    perm: Mode,
+) -> nix::Result<()> {
+    nix::unistd::fchown(
+        d.as_fd(),
+        Some(nix::unistd::Uid::from_raw(st.st_uid)),
+        Some(nix::unistd::Gid::from_raw(st.st_gid)),
+    )?;
+    nix::sys::stat::fchmod(d.as_fd(), perm)
+}
+
 /// Copies the contents of directory `src` into `dst`: directories, regular files, symlinks and
 /// device nodes, with owner and mode. `dst` is a detached filesystem nobody else can reach.
 fn copy_dir(src: OwnedFd, dst: BorrowedFd) -> io::Result<()> {
     use nix::dir::Dir;
     use nix::fcntl::AtFlags;
-    use nix::sys::stat::{fchmod, fchmodat, fstatat, mkdirat, mknodat, FchmodatFlags};
-    use nix::unistd::{fchown, fchownat, symlinkat, Gid, Uid};
+    use nix::sys::stat::{fchmodat, fstatat, mkdirat, mknodat, FchmodatFlags};
+    use nix::unistd::{fchownat, symlinkat, Gid, Uid};
     let mut dir = Dir::from_fd(src)?;
     let names: Vec<std::ffi::CString> = dir
         .iter()
@@ -781,12 +795,7 @@ fn copy_dir(src: OwnedFd, dst: BorrowedFd) -> io::Result<()> {
                     Mode::empty(),
                 )?;
                 copy_dir(s, d.as_fd())?;
-                fchown(
-                    &d,
-                    Some(Uid::from_raw(st.st_uid)),
-                    Some(Gid::from_raw(st.st_gid)),
-                )?;
-                fchmod(&d, perm)?;
+                same_owner_and_mode(&d, &st, perm)?;
             }
             SFlag::S_IFREG => {
                 let s = nix::fcntl::openat(
@@ -803,12 +812,7 @@ fn copy_dir(src: OwnedFd, dst: BorrowedFd) -> io::Result<()> {
                 )?;
                 let (mut s, mut d) = (std::fs::File::from(s), std::fs::File::from(d));
                 io::copy(&mut s, &mut d)?;
-                fchown(
-                    &d,
-                    Some(Uid::from_raw(st.st_uid)),
-                    Some(Gid::from_raw(st.st_gid)),
-                )?;
-                fchmod(&d, perm)?;
+                same_owner_and_mode(&d, &st, perm)?;
             }
             SFlag::S_IFLNK => {
                 let target = nix::fcntl::readlinkat(sfd, name.as_c_str())?;

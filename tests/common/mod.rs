@@ -142,7 +142,7 @@ pub fn force_remove_cgroups(id: &str) {
     if id.is_empty() || id.contains('/') || id.starts_with('.') {
         return;
     }
-    for h in cgroup_hierarchies_of_host() {
+    for h in cgroup_hierarchies() {
         let d = h.join(id);
         if !d.is_dir() {
             continue;
@@ -159,21 +159,6 @@ pub fn force_remove_cgroups(id: &str) {
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
     }
-}
-
-/// The cgroup hierarchy mount points of the host (cgroup v1 controllers and cgroup2).
-fn cgroup_hierarchies_of_host() -> Vec<PathBuf> {
-    let Ok(mi) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return vec![];
-    };
-    mi.lines()
-        .filter_map(|l| {
-            let (pre, post) = l.split_once(" - ")?;
-            let fstype = post.split(' ').next()?;
-            let mp = pre.split(' ').nth(4)?;
-            (fstype == "cgroup" || fstype == "cgroup2").then(|| PathBuf::from(mp))
-        })
-        .collect()
 }
 
 /// An OCI bundle with a busybox root filesystem and the `berth spec` defaults (terminal off).
