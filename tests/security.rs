@@ -205,3 +205,21 @@ fn the_container_cannot_see_the_runtimes_state() {
     );
     assert!(!out.contains(rt.root_str()), "{out}");
 }
+
+/// CVE-2022-29162 (runc exec) / CVE-2022-27650 (crun): processes must not get inheritable
+/// capabilities they were not given, or a file with inheritable file capabilities could raise
+/// them past the container's permitted set.
+#[test]
+fn no_inheritable_capabilities_unless_asked_for_run_and_exec() {
+    let rt = Runtime::new();
+    let b = Bundle::sh("grep CapInh /proc/self/status; sleep 100");
+    let id = unique_id("capinh");
+    rt.create(&id, &b);
+    rt.ok(&["start", &id]);
+    let o = rt.berth(&["exec", &id, "grep", "CapInh", "/proc/self/status"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o).trim(), "CapInh:\t0000000000000000");
+    let init = std::fs::read_to_string(format!("/proc/{}/status", rt.state(&id)["pid"])).unwrap();
+    assert!(init.contains("CapInh:\t0000000000000000"), "{init}");
+    rt.ok(&["delete", "--force", &id]);
+}
