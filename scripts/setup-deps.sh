@@ -10,11 +10,12 @@
 #   procps iproute2 util-linux strace   tools the tests and their diagnostics use (ps, ip, …)
 #   runc crun             reference runtimes (BERTH_TEST_RUNTIME=/usr/sbin/runc compares)
 #   bats                  shell test runner used by some suites
+#   python3               the benchmark driver (bench/bench.py; CI runs its smoke mode)
 set -euo pipefail
 
 packages=(
     busybox-static libseccomp-dev pkg-config gcc libc6-dev git ca-certificates
-    procps iproute2 util-linux strace runc crun bats
+    procps iproute2 util-linux strace runc crun bats python3
 )
 
 if [ "$(id -u)" != 0 ]; then
