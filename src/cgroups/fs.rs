@@ -21,6 +21,17 @@ pub fn write(dir: &Path, file: &str, value: &str) -> io::Result<()> {
     f.write_all(value.as_bytes())
 }
 
+/// Maps an I/O error on a cgroup path to a `CgroupError` that names what and where.
+pub fn io(what: &str, path: &Path) -> impl FnOnce(io::Error) -> CgroupError {
+    let (what, path) = (what.to_string(), path.to_path_buf());
+    move |source| CgroupError::Io { what, path, source }
+}
+
+/// A value of 0 means "not set" in the OCI resource fields it is used for.
+pub fn nz(v: Option<i64>) -> Option<i64> {
+    v.filter(|&x| x != 0)
+}
+
 pub fn read(dir: &Path, file: &str) -> io::Result<String> {
     std::fs::read_to_string(dir.join(file))
 }

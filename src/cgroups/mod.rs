@@ -160,10 +160,7 @@ enum Ctl<'a> {
 
 const F: &str = "linux.resources";
 
-fn io(what: &str, path: &Path) -> impl FnOnce(std::io::Error) -> CgroupError {
-    let (what, path) = (what.to_string(), path.to_path_buf());
-    move |source| CgroupError::Io { what, path, source }
-}
+use fs::io;
 
 fn nz(v: Option<i64>) -> bool {
     v.is_some_and(|x| x != 0)

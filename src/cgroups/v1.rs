@@ -9,20 +9,11 @@ use oci_spec::runtime::{
     LinuxBlockIo, LinuxCpu, LinuxHugepageLimit, LinuxInterfacePriority, LinuxMemory,
 };
 
-use super::fs::{self, set};
+use super::fs::{self, io, nz, set};
 use super::stats::{self, BlkioEntry, Stats};
 use super::{CgroupError, FreezerState};
 
 const F: &str = "linux.resources";
-
-fn nz(v: Option<i64>) -> Option<i64> {
-    v.filter(|&x| x != 0)
-}
-
-fn io(what: &str, dir: &Path) -> impl FnOnce(std::io::Error) -> CgroupError {
-    let (what, path) = (what.to_string(), dir.to_path_buf());
-    move |source| CgroupError::Io { what, path, source }
-}
 
 pub fn memory(d: &Path, m: &LinuxMemory) -> Result<(), CgroupError> {
     const LIMIT: &str = "memory.limit_in_bytes";

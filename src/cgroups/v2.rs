@@ -8,20 +8,11 @@ use std::time::{Duration, Instant};
 
 use oci_spec::runtime::{LinuxBlockIo, LinuxCpu, LinuxHugepageLimit, LinuxMemory};
 
-use super::fs::{self, set};
+use super::fs::{self, io, nz, set};
 use super::stats::{self, BlkioEntry, Stats};
 use super::{CgroupError, FreezerState};
 
 const F: &str = "linux.resources";
-
-fn nz(v: Option<i64>) -> Option<i64> {
-    v.filter(|&x| x != 0)
-}
-
-fn io(what: &str, dir: &Path) -> impl FnOnce(std::io::Error) -> CgroupError {
-    let (what, path) = (what.to_string(), dir.to_path_buf());
-    move |source| CgroupError::Io { what, path, source }
-}
 
 fn not_on_v2(field: &str, what: &str) -> CgroupError {
     CgroupError::Unsupported(format!("{F}.{field}: {what} is not supported on cgroup v2"))

@@ -43,6 +43,8 @@ pub struct Bundle {
     /// Absolute path of the root filesystem.
     pub rootfs: PathBuf,
     pub spec: Spec,
+    /// config.json as read, kept beside the state (no second serialisation).
+    pub raw: Vec<u8>,
 }
 
 /// Reads `<bundle>/config.json` and validates it. Nothing on the system is changed.
@@ -59,7 +61,12 @@ pub fn load_bundle(bundle: &Path) -> Result<Bundle, ConfigError> {
     })?;
     let spec = parse(&bytes)?;
     let rootfs = validate(&spec, &dir)?;
-    Ok(Bundle { dir, rootfs, spec })
+    Ok(Bundle {
+        dir,
+        rootfs,
+        spec,
+        raw: bytes,
+    })
 }
 
 /// Parses config.json bytes into a [`Spec`], naming the JSON path of the offending field.

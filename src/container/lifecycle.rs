@@ -77,7 +77,12 @@ pub fn create(root: &Path, id: &str, opts: &CreateOptions) -> Result<Container> 
     super::validate_id(id)?;
     // The binary about to enter the container must not be writable from it (CVE-2019-5736).
     crate::selfprotect::ensure().map_err(|e| Error::sys("protect the berth binary", e))?;
-    let Bundle { dir, rootfs, spec } = config::load_bundle(&opts.bundle)?;
+    let Bundle {
+        dir,
+        rootfs,
+        spec,
+        raw,
+    } = config::load_bundle(&opts.bundle)?;
     let terminal = spec.process().as_ref().and_then(|p| p.terminal()) == Some(true);
     if terminal && opts.console_socket.is_none() && opts.console_fd.is_none() {
         return Err(Error::Usage(
@@ -104,6 +109,7 @@ pub fn create(root: &Path, id: &str, opts: &CreateOptions) -> Result<Container> 
         bundle: &dir,
         rootfs: &rootfs,
         spec: &spec,
+        raw: &raw,
         console,
         seccomp,
     };
@@ -137,6 +143,7 @@ struct Checked<'a> {
     bundle: &'a Path,
     rootfs: &'a Path,
     spec: &'a Spec,
+    raw: &'a [u8],
     console: Option<OwnedFd>,
     seccomp: Option<berth_seccomp::Compiled>,
 }
@@ -151,13 +158,12 @@ fn build(
         bundle,
         rootfs,
         spec,
+        raw,
         console,
         seccomp,
     } = checked;
-    c.write_file(
-        CONFIG_FILE,
-        &serde_json::to_vec(spec).expect("spec serialises"),
-    )?;
+    // The bytes create already read: the stored copy needs no second serialisation.
+    c.write_file(CONFIG_FILE, raw)?;
     let listener = listen_start(c)?;
     let annotations: BTreeMap<String, String> = spec
         .annotations()

@@ -991,14 +991,19 @@ fn cgroup1(ctx: &Ctx, i: usize, m: &Mount, o: &Opts) -> R {
             Ok(()) | Err(Errno::EEXIST) => {}
             Err(e) => return Err(dest_err(i, &sub)(e.into())),
         }
-        let subfd = safepath::open(
-            tmp.as_fd(),
-            &name,
-            OFlag::O_PATH | OFlag::O_DIRECTORY,
-            Mode::empty(),
-            NO_SYMLINKS,
-        )
-        .map_err(dest_err(i, &sub))?;
+        // Opened again after the mount to reach the new mount's root rather than the directory
+        // under it.
+        let open_sub = || {
+            safepath::open(
+                tmp.as_fd(),
+                &name,
+                OFlag::O_PATH | OFlag::O_DIRECTORY,
+                Mode::empty(),
+                NO_SYMLINKS,
+            )
+            .map_err(dest_err(i, &sub))
+        };
+        let subfd = open_sub()?;
         if ctx.cgroupns {
             let (source, data) = match h.controllers.strip_prefix("name=") {
                 Some(n) => (n.to_string(), h.controllers.clone()),
@@ -1025,14 +1030,7 @@ fn cgroup1(ctx: &Ctx, i: usize, m: &Mount, o: &Opts) -> R {
                 )
             })?;
             if !o.propagation.is_empty() {
-                let fd = safepath::open(
-                    tmp.as_fd(),
-                    &name,
-                    OFlag::O_PATH | OFlag::O_DIRECTORY,
-                    Mode::empty(),
-                    NO_SYMLINKS,
-                )
-                .map_err(dest_err(i, &sub))?;
+                let fd = open_sub()?;
                 propagate(i, fd.as_fd(), o)?;
             }
         } else {
