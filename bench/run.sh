@@ -85,7 +85,8 @@ fi
 [ -x "$youki" ] || youki=""
 
 # --- Berth --------------------------------------------------------------------------------
-target="${CARGO_TARGET_DIR:-$REPO/target}"
+# Cargo's output directory for the target named in .cargo/config.toml (Berth links statically).
+target="${CARGO_TARGET_DIR:-$REPO/target}/x86_64-unknown-linux-gnu"
 if [ -z "$berth" ]; then
     if [ "$smoke" = 1 ]; then
         # Timings do not matter here: any build will do, the release one if it is there.

@@ -28,7 +28,8 @@ else
     it_fail "CRI client builds"
     exit 1
 fi
-CLIENT=$CLIENT_TARGET/debug/berth-cri-check
+# The repository's .cargo/config.toml names the target, so the output has its triple.
+CLIENT=$CLIENT_TARGET/x86_64-unknown-linux-gnu/debug/berth-cri-check
 
 CTRD_PID=""
 engine_stop() {

@@ -8,7 +8,7 @@ scripts/setup-deps.sh
 # shellcheck disable=SC1091
 [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
 cargo build --release
-berth=$PWD/target/release/berth
+berth=$PWD/target/x86_64-unknown-linux-gnu/release/berth  # .cargo/config.toml names the target
 
 bundle=${BUNDLE:-/tmp/berth-example}
 rm -rf "$bundle"

@@ -4,7 +4,7 @@
 # `apt-get update`). The Rust toolchain itself (rustup, cargo) is expected to be present.
 #
 #   busybox-static        the tests' container root filesystems (/bin/busybox)
-#   libseccomp-dev        the seccomp crate links libseccomp (found through pkg-config)
+#   libseccomp-dev        the seccomp crate links libseccomp statically (libseccomp.a)
 #   pkg-config gcc libc6-dev   building the -sys crates
 #   git                   build.rs records the commit for `berth --version`
 #   procps iproute2 util-linux strace   tools the tests and their diagnostics use (ps, ip, …)

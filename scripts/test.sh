@@ -21,7 +21,8 @@ if [ -f "${HOME:-/root}/.cargo/env" ]; then
 fi
 export PATH="${HOME:-/root}/.cargo/bin:$PATH"
 export CARGO_TERM_COLOR=never
-target=${CARGO_TARGET_DIR:-$PWD/target}
+# Cargo's output directory for the target named in .cargo/config.toml (Berth links statically).
+target=${CARGO_TARGET_DIR:-$PWD/target}/x86_64-unknown-linux-gnu
 
 failed=()
 step() {

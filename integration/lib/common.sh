@@ -187,14 +187,15 @@ it_find_runtime() {
         printf '%s\n' "$c"
         return
     fi
-    for c in ${CARGO_TARGET_DIR:+"$CARGO_TARGET_DIR/release/berth"} "$IT_REPO/target/release/berth" \
-        ${CARGO_TARGET_DIR:+"$CARGO_TARGET_DIR/debug/berth"} "$IT_REPO/target/debug/berth"; do
+    # Cargo builds for the target named in .cargo/config.toml (Berth links statically).
+    local out=${CARGO_TARGET_DIR:-$IT_REPO/target}/x86_64-unknown-linux-gnu
+    for c in "$out/release/berth" "$out/debug/berth"; do
         [ -x "$c" ] && {
             printf '%s\n' "$c"
             return
         }
     done
-    printf '%s\n' "$IT_REPO/target/release/berth"
+    printf '%s\n' "$out/release/berth"
 }
 
 # Sets RT_REAL (the runtime binary), RT_NAME (its basename, what podman and the engines call it)

@@ -14,13 +14,24 @@ pub struct Args {
     pub quiet: bool,
 }
 
-/// The owner column: the user name of the state directory's owner.
+/// The owner column: the user name of the state directory's owner, from /etc/passwd (read
+/// directly, as a statically linked runc does: no NSS modules are loaded), or `#UID`.
 fn owner_name(uid: u32) -> String {
-    nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+    std::fs::read_to_string("/etc/passwd")
         .ok()
-        .flatten()
-        .map(|u| u.name)
+        .and_then(|text| passwd_name(&text, uid))
         .unwrap_or_else(|| format!("#{uid}"))
+}
+
+/// The first `name:x:UID:...` line of a passwd file with this uid.
+fn passwd_name(passwd: &str, uid: u32) -> Option<String> {
+    passwd.lines().find_map(|line| {
+        let mut f = line.split(':');
+        let name = f.next()?;
+        let id = f.nth(1)?;
+        (!name.is_empty() && !name.starts_with('#') && id.parse() == Ok(uid))
+            .then(|| name.to_string())
+    })
 }
 
 /// Lays out rows like Go's tabwriter with runc's settings (min width 12, padding 3).
@@ -107,5 +118,13 @@ mod tests {
             vec!["a-very-long-id".into(), "1".into()],
         ]);
         assert_eq!(t, "ID               PID\na-very-long-id   1\n");
+    }
+
+    #[test]
+    fn owner_names_come_from_passwd_lines() {
+        let passwd = "#comment:x:0:0\nroot:x:0:0:root:/root:/bin/sh\nbad line\nbob:x:1000:1000::/home/bob:/bin/sh\n";
+        assert_eq!(super::passwd_name(passwd, 0).as_deref(), Some("root"));
+        assert_eq!(super::passwd_name(passwd, 1000).as_deref(), Some("bob"));
+        assert_eq!(super::passwd_name(passwd, 7), None);
     }
 }
