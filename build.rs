@@ -1,7 +1,51 @@
-// Records the git commit Berth was built from, for `berth --version` (dockerd parses `commit:`).
+// 1. Records the git commit Berth was built from, for `berth --version` (dockerd parses
+//    `commit:`).
+// 2. Assembles the launcher (src/linux/launcher/<arch>.S) into a tiny static executable that
+//    src/linux/launcher.rs embeds. Where no launcher exists for the target architecture, the
+//    `berth_launcher` cfg stays unset and Berth protects itself by re-executing instead.
+use std::path::PathBuf;
 use std::process::Command;
 
 fn main() {
+    commit();
+    launcher();
+}
+
+fn launcher() {
+    println!("cargo:rustc-check-cfg=cfg(berth_launcher)");
+    let arch = std::env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_default();
+    let src = PathBuf::from(format!("src/linux/launcher/{arch}.S"));
+    println!("cargo:rerun-if-changed=src/linux/launcher");
+    if !src.exists() {
+        return;
+    }
+    let out = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR")).join("launcher");
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    println!("cargo:rerun-if-env-changed=CC");
+    // Static, no libc, no build id, non-executable stack, one segment (-n), stripped.
+    let status = Command::new(&cc)
+        .args([
+            "-nostdlib",
+            "-static",
+            "-Wl,--build-id=none",
+            "-Wl,-z,noexecstack",
+            "-Wl,-n",
+            "-s",
+            "-o",
+        ])
+        .arg(&out)
+        .arg(&src)
+        .status()
+        .unwrap_or_else(|e| panic!("run {cc} to assemble {}: {e}", src.display()));
+    assert!(
+        status.success(),
+        "{cc} failed to assemble {}",
+        src.display()
+    );
+    println!("cargo:rustc-cfg=berth_launcher");
+}
+
+fn commit() {
     let commit = std::env::var("BERTH_COMMIT").ok().unwrap_or_else(|| {
         Command::new("git")
             .args(["rev-parse", "HEAD"])

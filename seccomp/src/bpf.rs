@@ -23,34 +23,24 @@ pub const MAX_INSNS: usize = 4096;
 
 // Instruction classes and fields (linux/bpf_common.h).
 pub const LD: u16 = 0x00;
-#[cfg(test)]
 pub const LDX: u16 = 0x01;
-#[cfg(test)]
 pub const ST: u16 = 0x02;
-#[cfg(test)]
 pub const STX: u16 = 0x03;
-#[cfg(test)]
 pub const ALU: u16 = 0x04;
 pub const JMP: u16 = 0x05;
 pub const RET: u16 = 0x06;
-#[cfg(test)]
 pub const MISC: u16 = 0x07;
 pub const W: u16 = 0x00;
-#[cfg(test)]
 pub const IMM: u16 = 0x00;
 pub const ABS: u16 = 0x20;
-#[cfg(test)]
 pub const MEM: u16 = 0x60;
 pub const JA: u16 = 0x00;
 pub const JEQ: u16 = 0x10;
 pub const JGT: u16 = 0x20;
-#[cfg(test)]
 pub const JGE: u16 = 0x30;
 pub const JSET: u16 = 0x40;
 pub const K: u16 = 0x00;
-#[cfg(test)]
 pub const X: u16 = 0x08;
-#[cfg(test)]
 pub const A: u16 = 0x10;
 
 /// Offsets into `struct seccomp_data`.
@@ -108,8 +98,8 @@ pub fn to_bytes(prog: &[SockFilter], out: &mut Vec<u8>) {
 }
 
 /// A cBPF interpreter over `struct seccomp_data`, enough for what libseccomp and the ENOSYS stub
-/// emit. Only used by tests, to check what a program returns without loading it.
-#[cfg(test)]
+/// emit: it tells what a program returns for a system call without loading it (Berth asks
+/// whether a profile lets its launcher's system calls through; the tests check programs).
 pub mod interp {
     use super::*;
 
@@ -148,13 +138,21 @@ pub mod interp {
     }
 
     /// Runs `prog` on `data` and returns the seccomp action value, like the kernel would.
+    #[cfg(test)]
     pub fn run(prog: &[SockFilter], data: &Data) -> u32 {
+        evaluate(prog, data).expect("a program the interpreter understands")
+    }
+
+    /// Runs `prog` on `data`: the seccomp action value, or `None` for a program this
+    /// interpreter does not understand (an instruction it lacks, a jump or load out of range).
+    /// cBPF only jumps forward, so this ends within `prog.len()` steps.
+    pub fn evaluate(prog: &[SockFilter], data: &Data) -> Option<u32> {
         let mem_in = data.bytes();
         let (mut a, mut x) = (0u32, 0u32);
         let mut scratch = [0u32; 16];
         let mut pc = 0usize;
         loop {
-            let i = prog[pc];
+            let i = *prog.get(pc)?;
             pc += 1;
             let class = i.code & 0x07;
             match class {
@@ -162,11 +160,11 @@ pub mod interp {
                     let v = match i.code & 0xe0 {
                         ABS => {
                             let o = i.k as usize;
-                            u32::from_ne_bytes(mem_in[o..o + 4].try_into().unwrap())
+                            u32::from_ne_bytes(mem_in.get(o..o + 4)?.try_into().ok()?)
                         }
                         IMM => i.k,
-                        MEM => scratch[i.k as usize],
-                        m => panic!("unsupported load mode {m:#x} at {}", pc - 1),
+                        MEM => *scratch.get(i.k as usize)?,
+                        _ => return None,
                     };
                     if class == LD {
                         a = v
@@ -174,21 +172,22 @@ pub mod interp {
                         x = v
                     }
                 }
-                ST => scratch[i.k as usize] = a,
-                STX => scratch[i.k as usize] = x,
+                ST => *scratch.get_mut(i.k as usize)? = a,
+                STX => *scratch.get_mut(i.k as usize)? = x,
                 ALU => {
                     let src = if i.code & X != 0 { x } else { i.k };
                     a = match i.code & 0xf0 {
                         0x00 => a.wrapping_add(src),
                         0x10 => a.wrapping_sub(src),
                         0x20 => a.wrapping_mul(src),
+                        0x30 => a.checked_div(src)?,
                         0x40 => a | src,
                         0x50 => a & src,
-                        0x60 => a << src,
-                        0x70 => a >> src,
+                        0x60 => a.checked_shl(src)?,
+                        0x70 => a.checked_shr(src)?,
                         0x80 => a.wrapping_neg(),
                         0xa0 => a ^ src,
-                        op => panic!("unsupported alu op {op:#x}"),
+                        _ => return None,
                     };
                 }
                 JMP => {
@@ -202,11 +201,11 @@ pub mod interp {
                         JGT => a > src,
                         JGE => a >= src,
                         JSET => a & src != 0,
-                        op => panic!("unsupported jump {op:#x}"),
+                        _ => return None,
                     };
                     pc += if taken { i.jt } else { i.jf } as usize;
                 }
-                RET => return if i.code & 0x18 == A { a } else { i.k },
+                RET => return Some(if i.code & 0x18 == A { a } else { i.k }),
                 MISC => {
                     if i.code & 0xf8 == 0 {
                         x = a
@@ -214,7 +213,7 @@ pub mod interp {
                         a = x
                     }
                 }
-                _ => unreachable!(),
+                _ => return None,
             }
         }
     }

@@ -126,7 +126,27 @@ impl Compiled {
     pub fn from_cache(&self) -> bool {
         self.from_cache
     }
+
+    /// Whether the filter lets system call `nr` of the running architecture through (ALLOW or
+    /// LOG) with these arguments, found by running the program. False when it would not, or
+    /// when the program is beyond the interpreter.
+    pub fn lets_through(&self, nr: i64, args: &[u64]) -> bool {
+        let (Some(arch), Ok(nr)) = (NATIVE_AUDIT_ARCH, u32::try_from(nr)) else {
+            return false;
+        };
+        let data = bpf::interp::Data::new(arch, nr).with_args(&args[..args.len().min(6)]);
+        let action = bpf::interp::evaluate(&self.program, &data).map(|r| r & sys::RET_ACTION_FULL);
+        matches!(action, Some(sys::RET_ALLOW | sys::RET_LOG))
+    }
 }
+
+/// AUDIT_ARCH_* of the architecture Berth runs on (`seccomp_data.arch` of its system calls).
+#[cfg(target_arch = "x86_64")]
+const NATIVE_AUDIT_ARCH: Option<u32> = Some(0xc000_003e);
+#[cfg(target_arch = "aarch64")]
+const NATIVE_AUDIT_ARCH: Option<u32> = Some(0xc000_00b7);
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+const NATIVE_AUDIT_ARCH: Option<u32> = None;
 
 /// Validates `linux.seccomp` and compiles it to BPF. Errors name the JSON path of the field,
 /// e.g. `linux.seccomp.syscalls[3].errnoRet: …`.
@@ -241,6 +261,26 @@ mod tests {
 
     fn profile(json: &str) -> LinuxSeccomp {
         serde_json::from_str(json).unwrap()
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn lets_through_runs_the_program() {
+        let c = compile(&profile(
+            r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[
+                {"names":["execve","exit_group"],"action":"SCMP_ACT_ALLOW"},
+                {"names":["writev"],"action":"SCMP_ACT_LOG"},
+                {"names":["fcntl"],"action":"SCMP_ACT_ALLOW",
+                 "args":[{"index":1,"value":2,"op":"SCMP_CMP_EQ"}]}]}"#,
+        ))
+        .unwrap();
+        assert!(c.lets_through(libc::SYS_execve, &[]));
+        assert!(c.lets_through(libc::SYS_exit_group, &[127]));
+        assert!(c.lets_through(libc::SYS_writev, &[3, 0, 2]));
+        assert!(c.lets_through(libc::SYS_fcntl, &[3, 2, 1]));
+        assert!(!c.lets_through(libc::SYS_fcntl, &[3, 4, 1]));
+        assert!(!c.lets_through(libc::SYS_execveat, &[3, 0, 0, 0, 0x1000]));
+        assert!(!c.lets_through(-1, &[]));
     }
 
     #[test]

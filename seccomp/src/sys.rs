@@ -25,6 +25,8 @@ pub const RET_USER_NOTIF: u32 = 0x7fc0_0000;
 pub const RET_TRACE: u32 = 0x7ff0_0000;
 pub const RET_LOG: u32 = 0x7ffc_0000;
 pub const RET_ALLOW: u32 = 0x7fff_0000;
+/// SECCOMP_RET_ACTION_FULL: the action part of a return value (the rest is its data).
+pub const RET_ACTION_FULL: u32 = 0xffff_0000;
 
 /// `seccomp(SECCOMP_SET_MODE_FILTER, flags, &prog)` for the calling thread. Returns the raw
 /// return value: the listener fd with `FLAG_NEW_LISTENER`, 0 otherwise.

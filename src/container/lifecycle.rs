@@ -17,8 +17,10 @@ use super::{Container, Status, StoredState};
 use crate::cgroups::{self, Manager};
 use crate::config::{self, Bundle};
 use crate::error::{Error, Result};
+use crate::linux::launcher;
 use crate::linux::namespaces::NsPlan;
 use crate::process::{self, sync, InitConfig};
+use crate::selfprotect;
 
 /// The runtime-spec version Berth implements (reported in state JSON and `--version`).
 pub const OCI_VERSION: &str = "1.2.1";
@@ -75,8 +77,6 @@ fn hook_state(st: &StoredState, status: Status) -> Vec<u8> {
 /// Returns the locked container (status `created`).
 pub fn create(root: &Path, id: &str, opts: &CreateOptions) -> Result<Container> {
     super::validate_id(id)?;
-    // The binary about to enter the container must not be writable from it (CVE-2019-5736).
-    crate::selfprotect::ensure().map_err(|e| Error::sys("protect the berth binary", e))?;
     let Bundle {
         dir,
         rootfs,
@@ -91,6 +91,14 @@ pub fn create(root: &Path, id: &str, opts: &CreateOptions) -> Result<Container> 
         ));
     }
     let seccomp = compile_seccomp(&spec)?;
+    let lsm = spec
+        .process()
+        .as_ref()
+        .map(crate::linux::lsm::Enabled::detect_for)
+        .unwrap_or_default();
+    // The binary about to enter the container must stay out of its reach (CVE-2019-5736):
+    // decided before any side effect, since it may mean re-executing Berth.
+    let launcher = protect(&spec, spec.process().as_ref(), seccomp.as_ref(), lsm, false)?;
     let cgroup = cgroups::for_spec(&spec, id)?;
     let console = match (&opts.console_socket, &opts.console_fd, terminal) {
         (Some(p), _, true) => Some(
@@ -112,6 +120,8 @@ pub fn create(root: &Path, id: &str, opts: &CreateOptions) -> Result<Container> 
         raw: &raw,
         console,
         seccomp,
+        lsm,
+        launcher,
     };
     match build(&mut c, checked, cgroup.as_ref(), opts) {
         Ok(()) => Ok(c),
@@ -146,6 +156,9 @@ struct Checked<'a> {
     raw: &'a [u8],
     console: Option<OwnedFd>,
     seccomp: Option<berth_seccomp::Compiled>,
+    lsm: crate::linux::lsm::Enabled,
+    /// The final exec goes through the launcher (see `selfprotect`).
+    launcher: bool,
 }
 
 fn build(
@@ -161,6 +174,8 @@ fn build(
         raw,
         console,
         seccomp,
+        lsm,
+        launcher,
     } = checked;
     // The bytes create already read: the stored copy needs no second serialisation.
     c.write_file(CONFIG_FILE, raw)?;
@@ -214,11 +229,8 @@ fn build(
         start_listener: listener,
         close_in_child: vec![c.lock_fd()],
         seccomp,
-        lsm: spec
-            .process()
-            .as_ref()
-            .map(crate::linux::lsm::Enabled::detect_for)
-            .unwrap_or_default(),
+        lsm,
+        launcher,
         parent_hooks,
     };
     let mut parent = ParentSide {
@@ -368,6 +380,37 @@ pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
     Ok(())
 }
 
+/// Decides how the Berth binary is kept out of the reach of a process about to run `process`
+/// in the container `spec` configures (see `selfprotect`); re-executes Berth when that is the
+/// answer. Returns whether the final exec goes through the launcher.
+pub(crate) fn protect(
+    spec: &Spec,
+    process: Option<&oci_spec::runtime::Process>,
+    seccomp: Option<&berth_seccomp::Compiled>,
+    lsm: crate::linux::lsm::Enabled,
+    earlier_privileged_exec: bool,
+) -> Result<bool> {
+    let default = oci_spec::runtime::Process::default();
+    let exposure = selfprotect::Exposure::of(
+        spec,
+        process.unwrap_or(&default),
+        seccomp,
+        lsm,
+        earlier_privileged_exec,
+    );
+    let method =
+        selfprotect::apply(&exposure).map_err(|e| Error::sys("protect the berth binary", e))?;
+    Ok(method == selfprotect::Method::Launcher)
+}
+
+/// The error for a launcher's report that the final execve failed.
+pub(crate) fn launch_failed(payload: &[u8]) -> process::ProcessError {
+    process::ProcessError::Init(match launcher::decode_failure(payload) {
+        Some((errno, path)) => format!("exec {path:?}: {errno}"),
+        None => "exec failed (unreadable report from the launcher)".into(),
+    })
+}
+
 /// Releases a created container's init to exec the user's program, then runs poststart hooks.
 pub fn start(c: &mut Container) -> Result<()> {
     c.require(&[Status::Created], "start")?;
@@ -402,6 +445,7 @@ pub fn start(c: &mut Container) -> Result<()> {
                     String::from_utf8_lossy(&msg).into_owned(),
                 ))
             }
+            Some((launcher::FAILED, msg)) => break Err(launch_failed(&msg)),
             _ => break Ok(()),
         }
     };

@@ -5,6 +5,7 @@ pub mod capabilities;
 pub mod console;
 pub mod devices;
 pub mod identity;
+pub mod launcher;
 pub mod lsm;
 pub mod mounts;
 pub mod namespaces;

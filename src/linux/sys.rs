@@ -119,3 +119,31 @@ pub fn pidfd_send_signal(pidfd: RawFd, sig: i32) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// A memfd holding `data`, sealed against writing, growing, shrinking and further seals, and
+/// executable: MFD_EXEC is asked for where the kernel knows it (6.3+, whose vm.memfd_noexec can
+/// otherwise make new memfds non-executable).
+pub fn sealed_memfd(name: &std::ffi::CStr, data: &[u8]) -> io::Result<std::os::fd::OwnedFd> {
+    use std::io::Write;
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    const MFD_EXEC: libc::c_uint = 0x10;
+    let base = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
+    // SAFETY: memfd_create with a NUL-terminated name; the result is a new fd or -1.
+    let mut fd = unsafe { libc::memfd_create(name.as_ptr(), base | MFD_EXEC) };
+    if fd < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL) {
+        // SAFETY: as above, without the flag older kernels reject.
+        fd = unsafe { libc::memfd_create(name.as_ptr(), base) };
+    }
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a fresh fd returned by the kernel, owned from here on.
+    let file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    (&file).write_all(data)?;
+    let seals = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
+    // SAFETY: fcntl(F_ADD_SEALS) on an fd we own.
+    if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_ADD_SEALS, seals) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(file.into())
+}

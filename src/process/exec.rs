@@ -36,7 +36,7 @@ use crate::config::ConfigError;
 use crate::container::{lifecycle, Container, StateError, Status, StoredState};
 use crate::error::{Error, Result};
 use crate::linux::sys::{clone3_fork, exit_now, Forked};
-use crate::linux::{console, identity};
+use crate::linux::{console, identity, launcher};
 
 /// What `berth exec` was asked for, as the command line gives it.
 #[derive(Debug, Default)]
@@ -110,6 +110,24 @@ pub fn exec(root: &Path, id: &str, opts: &ExecOptions) -> Result<i32> {
             )))
         }
     };
+    // Compiled before any side effect (usually straight from the cache): the container's
+    // seccomp profile applies to exec'd processes too.
+    let seccomp = lifecycle::compile_seccomp(&spec)?;
+    let lsm = crate::linux::lsm::Enabled::detect_for(&process);
+    // The Berth binary must stay out of the container's reach (see `selfprotect`); decided
+    // before connecting to any socket, since it may mean re-executing Berth. A process given
+    // capabilities beyond the config's bounding set is remembered: it could reach later ones.
+    if process_reaches_beyond(&spec, &process) {
+        c.write_file(PRIVILEGED_EXEC, b"")?;
+    }
+    let earlier_privileged = c.read_file(PRIVILEGED_EXEC).is_ok();
+    let launcher = lifecycle::protect(
+        &spec,
+        Some(&process),
+        seccomp.as_ref(),
+        lsm,
+        earlier_privileged,
+    )?;
     let terminal = process.terminal() == Some(true);
     let console_socket = match (&opts.console_socket, terminal) {
         (Some(p), true) => Some(
@@ -141,10 +159,6 @@ pub fn exec(root: &Path, id: &str, opts: &ExecOptions) -> Result<i32> {
         }
         None => None,
     };
-    // The container's seccomp profile applies to exec'd processes too (compiled here, before
-    // any side effect; usually straight from the cache).
-    let seccomp = lifecycle::compile_seccomp(&spec)?;
-    let lsm = crate::linux::lsm::Enabled::detect_for(&process);
     let notify = match (&seccomp, &c.state) {
         (Some(sc), Some(st)) if sc.uses_notify() => Some((&spec, st.clone())),
         _ => None,
@@ -166,6 +180,7 @@ pub fn exec(root: &Path, id: &str, opts: &ExecOptions) -> Result<i32> {
         cgroup,
         sigmask,
         lsm,
+        launcher,
         notify,
     };
     let pid = spawn(&cfg, &target)?;
@@ -179,6 +194,35 @@ pub fn exec(root: &Path, id: &str, opts: &ExecOptions) -> Result<i32> {
         lifecycle::write_pid_file(pf, pid)?;
     }
     Ok(pid)
+}
+
+/// The state-directory file that records an `exec` of a process with capabilities (those
+/// `selfprotect::reaches`) beyond the container's bounding set.
+const PRIVILEGED_EXEC: &str = "privileged-exec";
+
+/// Whether `process` holds a capability that reaches other processes' memory and files which
+/// the container's bounding set does not grant.
+fn process_reaches_beyond(spec: &Spec, process: &Process) -> bool {
+    let bounding = spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.capabilities().as_ref())
+        .and_then(|c| c.bounding().clone())
+        .unwrap_or_default();
+    let Some(c) = process.capabilities() else {
+        return false;
+    };
+    [
+        c.bounding(),
+        c.effective(),
+        c.permitted(),
+        c.inheritable(),
+        c.ambient(),
+    ]
+    .into_iter()
+    .flatten()
+    .flatten()
+    .any(|cap| crate::selfprotect::reaches(cap) && !bounding.contains(cap))
 }
 
 /// Sends a pidfd of `pid` (our child, so its pid cannot be reused yet) over `sock`.
@@ -679,6 +723,8 @@ struct ExecConfig<'a> {
     cgroup: Option<CgroupJoin>,
     sigmask: SigSet,
     lsm: crate::linux::lsm::Enabled,
+    /// The final exec goes through the launcher (see `selfprotect`).
+    launcher: bool,
     /// For SCMP_ACT_NOTIFY: the container's config and state, to hand the notify fd to the
     /// seccomp agent.
     notify: Option<(&'a Spec, crate::container::StoredState)>,
@@ -705,6 +751,9 @@ fn spawn(cfg: &ExecConfig, t: &Target) -> Result<i32> {
         None
     };
     crate::linux::capabilities::prime();
+    // Non-dumpable before the fork, so the child is never, even for an instant, an open
+    // /proc/<pid>/exe to container processes (see `selfprotect`).
+    init::set_dumpable(false).map_err(|e| Error::Usage(format!("exec: {e}")))?;
     let forked = clone3_fork(0, cgroup_fd);
     if !matches!(forked, Ok(Forked::Child)) {
         if let Some(own) = &own_pidns {
@@ -746,6 +795,10 @@ fn spawn(cfg: &ExecConfig, t: &Target) -> Result<i32> {
         Ok(Some((sync::ERROR, msg))) => {
             let _ = waitpid(Pid::from_raw(child), None);
             Err(ProcessError::Init(String::from_utf8_lossy(&msg).into_owned()).into())
+        }
+        Ok(Some((launcher::FAILED, msg))) => {
+            let _ = waitpid(Pid::from_raw(child), None);
+            Err(lifecycle::launch_failed(&msg).into())
         }
         Ok(Some((t, _))) => {
             kill_and_reap(child);
@@ -842,7 +895,14 @@ fn setup_and_exec(
         filter,
         hand_over_notify_fd: &hand_over,
     });
-    init::exec_user_process(p, cfg.preserve_fds, "process", seccomp.as_ref(), cfg.lsm)
+    init::exec_user_process(
+        p,
+        cfg.preserve_fds,
+        "process",
+        seccomp.as_ref(),
+        cfg.lsm,
+        cfg.launcher.then_some(&ch.0),
+    )
 }
 
 /// Joins the init's namespaces through its pidfd. As host root, everything but the user

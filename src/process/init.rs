@@ -22,6 +22,7 @@ use oci_spec::runtime::{LinuxNamespaceType, Process};
 
 use super::sync::{self, Channel};
 use super::InitConfig;
+use crate::linux::launcher::Launcher;
 use crate::linux::namespaces;
 use crate::linux::rootfs;
 use crate::linux::sys::{exit_now, Forked};
@@ -231,6 +232,7 @@ fn start_and_exec(cfg: &InitConfig, conn: &Channel) -> Result<Infallible, String
         "process",
         seccomp.as_ref(),
         cfg.lsm,
+        cfg.launcher.then_some(&conn.0),
     )
 }
 
@@ -256,13 +258,21 @@ fn load_seccomp(sc: &Seccomp) -> Result<(), String> {
 /// execve. Without no_new_privileges the kernel only accepts a filter while the process still
 /// has CAP_SYS_ADMIN, so it is loaded before the identity switch (and the rest runs under it,
 /// as with runc); with it, the filter is loaded last, just before execve.
+///
+/// With `launch_report`, the execve is made by the launcher (see `selfprotect`), which reports
+/// a failure on that socket; its end-of-stream still means the program runs.
 pub(crate) fn exec_user_process(
     p: &Process,
     preserve_fds: u32,
     at: &str,
     seccomp: Option<&Seccomp>,
     lsm_on: lsm::Enabled,
+    launch_report: Option<&OwnedFd>,
 ) -> Result<Infallible, String> {
+    // Made while nothing is dropped or filtered yet (memfd_create may be, by the profile).
+    let launcher = launch_report
+        .map(|_| Launcher::new().map_err(|e| format!("the launcher's memfd: {e}")))
+        .transpose()?;
     let argv: Vec<CString> = p
         .args()
         .iter()
@@ -312,8 +322,20 @@ pub(crate) fn exec_user_process(
             nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
         );
     }
+    if let Some(report) = launch_report {
+        // The launcher inherits the report socket and makes it close-on-exec itself.
+        nix::fcntl::fcntl(
+            report,
+            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+        )
+        .map_err(|e| format!("the launcher's report socket: {e}"))?;
+    }
     if let Some(sc) = seccomp.filter(|_| nnp) {
         load_seccomp(sc)?;
+    }
+    if let (Some(launcher), Some(report)) = (&launcher, launch_report) {
+        let err = launcher.exec(report, &path, &argv, &envp);
+        return Err(format!("exec {:?} through the launcher: {err}", argv[0]));
     }
     let err = nix::unistd::execve(&path, &argv, &envp).unwrap_err();
     Err(format!("exec {:?}: {err}", argv[0]))

@@ -60,6 +60,8 @@ pub struct InitConfig<'a> {
     pub seccomp: Option<berth_seccomp::Compiled>,
     /// Which LSMs the host has enabled (for process.apparmorProfile / selinuxLabel).
     pub lsm: crate::linux::lsm::Enabled,
+    /// The final exec goes through the launcher (see `selfprotect`).
+    pub launcher: bool,
     /// Whether the parent has createRuntime/prestart hooks to run (a round trip is needed).
     pub parent_hooks: bool,
 }
@@ -85,6 +87,9 @@ pub fn spawn(
 ) -> Result<i32, crate::error::Error> {
     let (ours, theirs) = sync::pair().map_err(sys("socketpair"))?;
     crate::linux::capabilities::prime();
+    // Non-dumpable before the fork: the child never is, even for an instant, an open
+    // /proc/<pid>/exe to processes that can see it (see `selfprotect`).
+    init::set_dumpable(false).map_err(crate::error::Error::Usage)?;
     let flags = cfg.ns.clone_flags.bits() as u64;
     let forked = clone3_fork(flags, cgroup_fd).map_err(sys("clone3"))?;
     let child = match forked {
