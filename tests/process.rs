@@ -15,6 +15,18 @@ fn status_field<'a>(status: &'a str, key: &str) -> &'a str {
         .trim()
 }
 
+/// Berth changes no signal disposition the container would inherit: in particular SIGPIPE
+/// is not ignored (Rust's usual start-up ignores it; Berth does without that start-up).
+#[test]
+fn the_process_inherits_no_ignored_or_blocked_signal_from_berth() {
+    let rt = Runtime::new();
+    let st = rt.run_stdout("signals", &sh("cat /proc/self/status"));
+    let mask = |k| u64::from_str_radix(status_field(&st, k), 16).unwrap();
+    let sigpipe = 1u64 << (libc::SIGPIPE - 1);
+    assert_eq!(mask("SigIgn") & sigpipe, 0, "SIGPIPE ignored:\n{st}");
+    assert_eq!(mask("SigBlk"), 0, "signals blocked:\n{st}");
+}
+
 #[test]
 fn user_uid_gid_and_additional_gids() {
     let rt = Runtime::new();

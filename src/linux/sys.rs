@@ -147,3 +147,25 @@ pub fn sealed_memfd(name: &std::ffi::CStr, data: &[u8]) -> io::Result<std::os::f
     }
     Ok(file.into())
 }
+
+/// Whether SIGPIPE was ignored when Berth started (set once, by `ignore_sigpipe`).
+static SIGPIPE_WAS_IGNORED: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// Berth's writes to a pipe whose reader has gone (a hook that exits without reading its
+/// stdin, a closed stdout) fail with EPIPE instead of killing it: SIGPIPE is ignored. What the
+/// caller had set is remembered for [`restore_sigpipe`].
+pub fn ignore_sigpipe() {
+    // SAFETY: signal() with a valid signal number and SIG_IGN; no handler is involved.
+    let old = unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    SIGPIPE_WAS_IGNORED.store(old == libc::SIG_IGN, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Gives SIGPIPE back the disposition Berth's caller had set: called in a container process
+/// before it execs (an ignored signal stays ignored across execve).
+pub fn restore_sigpipe() {
+    if !SIGPIPE_WAS_IGNORED.load(std::sync::atomic::Ordering::Relaxed) {
+        // SAFETY: as above, with SIG_DFL.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
+}

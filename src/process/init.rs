@@ -314,6 +314,7 @@ pub(crate) fn exec_user_process(
     }
     nix::unistd::chdir(cwd).map_err(|e| format!("{at}.cwd: chdir to {cwd:?}: {e}"))?;
     verify_cwd_inside()?;
+    crate::linux::sys::restore_sigpipe();
     // No fd but stdio and the preserved ones survives execve.
     crate::linux::sys::cloexec_from(3 + preserve_fds).map_err(|e| format!("close fds: {e}"))?;
     for fd in 3..3 + preserve_fds as i32 {
