@@ -238,13 +238,21 @@ impl DeviceState {
 
 /// Writes the rules to a v1 devices cgroup, in order.
 pub fn apply_v1(dir: &Path, rules: &[Rule]) -> Result<(), CgroupError> {
+    // Each write(2) is one rule to the kernel, so each file is opened once for all of them.
+    let mut open: [Option<std::fs::File>; 2] = [None, None];
     for r in rules {
-        let file = if r.allow {
-            "devices.allow"
+        let (slot, file) = if r.allow {
+            (0, "devices.allow")
         } else {
-            "devices.deny"
+            (1, "devices.deny")
         };
-        fs::set("linux.resources.devices", dir, file, &r.v1_line())?;
+        let line = r.v1_line();
+        let fail = |e| fs::write_error("linux.resources.devices", dir, file, &line, e);
+        let f = match &mut open[slot] {
+            Some(f) => f,
+            empty => empty.insert(fs::open_for_writes(dir, file).map_err(fail)?),
+        };
+        std::io::Write::write_all(f, line.as_bytes()).map_err(fail)?;
     }
     Ok(())
 }

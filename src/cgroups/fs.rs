@@ -14,11 +14,16 @@ use super::CgroupError;
 /// Writes `value` to `dir/file` as the kernel expects: one write(2), O_WRONLY|O_TRUNC, and never
 /// O_CREAT (a file the kernel lacks must show up as ENOENT, not be created).
 pub fn write(dir: &Path, file: &str, value: &str) -> io::Result<()> {
-    let mut f = std::fs::OpenOptions::new()
+    open_for_writes(dir, file)?.write_all(value.as_bytes())
+}
+
+/// `dir/file` opened as [`write`] does, for files that take one value per write(2) (v1's
+/// devices.allow and devices.deny).
+pub fn open_for_writes(dir: &Path, file: &str) -> io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
         .write(true)
         .truncate(true)
-        .open(dir.join(file))?;
-    f.write_all(value.as_bytes())
+        .open(dir.join(file))
 }
 
 /// Maps an I/O error on a cgroup path to a `CgroupError` that names what and where.
@@ -33,7 +38,7 @@ pub fn nz(v: Option<i64>) -> Option<i64> {
 }
 
 pub fn read(dir: &Path, file: &str) -> io::Result<String> {
-    std::fs::read_to_string(dir.join(file))
+    crate::linux::procfs::read_pseudo(dir.join(file))
 }
 
 pub fn exists(dir: &Path, file: &str) -> bool {

@@ -74,7 +74,7 @@ impl Layout {
     /// Reads this process's view of the host.
     pub fn detect() -> Result<Layout, CgroupError> {
         let read = |p: &str| {
-            std::fs::read_to_string(p).map_err(|source| CgroupError::Io {
+            crate::linux::procfs::read_pseudo(p).map_err(|source| CgroupError::Io {
                 what: "read".into(),
                 path: p.into(),
                 source,
@@ -82,7 +82,7 @@ impl Layout {
         };
         let mountinfo = read("/proc/self/mountinfo")?;
         let own = read("/proc/self/cgroup")?;
-        let subsystems = std::fs::read_to_string("/proc/cgroups").unwrap_or_default();
+        let subsystems = crate::linux::procfs::read_pseudo("/proc/cgroups").unwrap_or_default();
         let names: Vec<&str> = subsystems
             .lines()
             .filter(|l| !l.starts_with('#'))

@@ -312,12 +312,37 @@ impl FsManager {
             .map(Ctl::V2)
     }
 
-    /// Makes `dir` (below `mount`) one level at a time, recording the levels it creates; a new
-    /// cpuset cgroup gets its parent's cpus and mems (it starts with none).
-    fn make_dirs(&self, mount: Option<&Path>, dir: &Path, cpuset: bool) -> Result<(), CgroupError> {
+    /// Makes `dir` (below `mount`), recording the levels it creates; a new cpuset cgroup gets
+    /// its parent's cpus and mems (it starts with none). Returns whether `dir` already existed.
+    /// Usually the parent exists and one mkdir does it; otherwise one level at a time.
+    fn make_dirs(
+        &self,
+        mount: Option<&Path>,
+        dir: &Path,
+        cpuset: bool,
+    ) -> Result<bool, CgroupError> {
         let Some(mount) = mount else {
-            return std::fs::create_dir_all(dir).map_err(io("create", dir));
+            let existed = dir.exists();
+            std::fs::create_dir_all(dir).map_err(io("create", dir))?;
+            return Ok(existed);
         };
+        match std::fs::create_dir(dir) {
+            Ok(()) => {
+                self.created.borrow_mut().push(dir.to_path_buf());
+                if let (true, Some(parent)) = (cpuset, dir.parent()) {
+                    copy_cpuset(parent, dir)?;
+                }
+                return Ok(false);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                if let (true, Some(parent)) = (cpuset, dir.parent()) {
+                    copy_cpuset(parent, dir)?;
+                }
+                return Ok(true);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io("create", dir)(e)),
+        }
         let rel = dir.strip_prefix(mount).map_err(|_| {
             CgroupError::Other(format!(
                 "cgroup {dir:?} is not below its hierarchy {mount:?}"
@@ -342,7 +367,7 @@ impl FsManager {
                 Err(e) => return Err(io("create", &cur)(e)),
             }
         }
-        Ok(())
+        Ok(false)
     }
 
     fn apply_checked(&self, r: &LinuxResources, avail: &[String]) -> Result<(), CgroupError> {
@@ -456,8 +481,15 @@ impl FsManager {
         Ok(())
     }
 
-    /// Removes `dir` and the cgroups below it, waiting for exiting processes.
+    /// Removes `dir` and the cgroups below it, waiting for exiting processes. An empty cgroup
+    /// (the usual case) goes with one rmdir; only a busy one is searched for children.
     fn remove_tree(&self, dir: &Path, deadline: Instant) -> Result<(), CgroupError> {
+        match std::fs::remove_dir(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EBUSY | libc::ENOTEMPTY)) => {}
+            Err(e) => return Err(io("remove", dir)(e)),
+        }
         for sub in fs::subdirs(dir) {
             self.remove_tree(&sub, deadline)?;
         }
@@ -725,8 +757,7 @@ impl Manager for FsManager {
     fn create(&self) -> Result<(), CgroupError> {
         let mut existed = Vec::new();
         for h in &self.v1 {
-            let pre = h.dir.exists();
-            self.make_dirs(
+            let pre = self.make_dirs(
                 h.mount.as_deref(),
                 &h.dir,
                 h.controllers.iter().any(|c| c == "cpuset"),
@@ -736,8 +767,7 @@ impl Manager for FsManager {
             }
         }
         if let Some(u) = &self.unified {
-            let pre = u.exists();
-            self.make_dirs(self.unified_mount.as_deref(), u, false)?;
+            let pre = self.make_dirs(self.unified_mount.as_deref(), u, false)?;
             if let Some(mount) = &self.unified_mount {
                 v2::enable_controllers(mount, u);
             }
@@ -921,8 +951,23 @@ impl Manager for FsManager {
     }
 
     fn destroy(&self) -> Result<(), CgroupError> {
-        // Frozen processes cannot exit.
-        if self.owned.get()
+        let created = self.created.borrow().clone();
+        let ours: Vec<&Path> = self
+            .leaves()
+            .into_iter()
+            .filter(|d| self.owned.get() || created.iter().any(|c| c == d))
+            .collect();
+        // Usually every cgroup is empty by now: one rmdir each. The rest may hold exiting or
+        // frozen processes (frozen ones cannot exit: thaw first).
+        let busy: Vec<&Path> = ours
+            .into_iter()
+            .filter(|d| match std::fs::remove_dir(d) {
+                Ok(()) => false,
+                Err(e) => e.kind() != std::io::ErrorKind::NotFound,
+            })
+            .collect();
+        if !busy.is_empty()
+            && self.owned.get()
             && matches!(
                 self.freezer_state(),
                 Ok(FreezerState::Frozen | FreezerState::Freezing)
@@ -931,12 +976,8 @@ impl Manager for FsManager {
             let _ = self.thaw();
         }
         let deadline = Instant::now() + DESTROY_TIMEOUT;
-        let created = self.created.borrow().clone();
         let mut first_err = None;
-        for d in self.leaves() {
-            if !self.owned.get() && !created.iter().any(|c| c == d) {
-                continue;
-            }
+        for d in busy {
             if let Err(e) = self.remove_tree(d, deadline) {
                 first_err.get_or_insert(e);
             }

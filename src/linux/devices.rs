@@ -123,7 +123,7 @@ fn node(i: usize, d: &LinuxDevice) -> Result<Node, RootfsError> {
 /// True when the process is in a user namespace other than the initial one (mknod is then
 /// refused and devices are bind-mounted from the host instead).
 pub fn in_user_namespace() -> bool {
-    std::fs::read_to_string("/proc/self/uid_map")
+    crate::linux::procfs::read_pseudo("/proc/self/uid_map")
         .map(|m| {
             let f: Vec<&str> = m.split_whitespace().collect();
             f != ["0", "0", "4294967295"]

@@ -45,7 +45,7 @@ pub fn switch(id: &Identity) -> Result<(), String> {
     let groups: Vec<Gid> = id.groups.iter().map(|g| Gid::from_raw(*g)).collect();
     // setgroups is denied in user namespaces whose /proc/PID/setgroups says "deny".
     if let Err(e) = setgroups(&groups) {
-        let denied = std::fs::read_to_string("/proc/self/setgroups")
+        let denied = crate::linux::procfs::read_pseudo("/proc/self/setgroups")
             .map(|s| s.trim() == "deny")
             .unwrap_or(false);
         if !denied || !groups.is_empty() {

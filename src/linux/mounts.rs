@@ -1109,7 +1109,7 @@ fn cgroup2(ctx: &Ctx, i: usize, m: &Mount, o: &Opts) -> R {
     }
     let mut src = PathBuf::from("/sys/fs/cgroup");
     if ctx.cgroupns {
-        if let Some(p) = std::fs::read_to_string("/proc/self/cgroup")
+        if let Some(p) = crate::linux::procfs::read_pseudo("/proc/self/cgroup")
             .ok()
             .and_then(|s| {
                 s.lines()

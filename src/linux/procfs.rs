@@ -16,6 +16,16 @@ use nix::sys::statfs::{fstatfs, FsType, PROC_SUPER_MAGIC, SYSFS_MAGIC};
 
 use super::safepath;
 
+/// Reads a kernel pseudo-file (procfs, cgroupfs, sysfs). They report a size of 0, so std's
+/// `read_to_string` would stat the file and then read it in growing steps from 32 bytes;
+/// this reads into one page-sized buffer: open, read, read (end), close.
+pub fn read_pseudo(path: impl AsRef<Path>) -> io::Result<String> {
+    use std::io::Read;
+    let mut buf = Vec::with_capacity(4096);
+    std::fs::File::open(path)?.read_to_end(&mut buf)?;
+    String::from_utf8(buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
 /// Which pseudo-filesystem a root must be.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Fs {

@@ -196,7 +196,7 @@ pub fn prepare(spec: &Spec, rootfs: &Path, opts: &Options) -> Result<(), RootfsE
 fn parent_mount_private(rootfs: &Path) -> Result<(), RootfsError> {
     let real =
         std::fs::canonicalize(rootfs).map_err(sys(format!("resolve {}", rootfs.display())))?;
-    let mi = std::fs::read_to_string("/proc/self/mountinfo")
+    let mi = crate::linux::procfs::read_pseudo("/proc/self/mountinfo")
         .map_err(sys("read /proc/self/mountinfo"))?;
     let mut best: Option<(PathBuf, bool)> = None;
     for line in mi.lines() {
@@ -261,7 +261,7 @@ pub fn enter(rootfs: &Path, opts: &Options) -> Result<(), RootfsError> {
 fn move_root(rootfs: &Path) -> Result<(), RootfsError> {
     let real =
         std::fs::canonicalize(rootfs).map_err(sys(format!("resolve {}", rootfs.display())))?;
-    let mi = std::fs::read_to_string("/proc/self/mountinfo")
+    let mi = crate::linux::procfs::read_pseudo("/proc/self/mountinfo")
         .map_err(sys("read /proc/self/mountinfo"))?;
     let mut targets = Vec::new();
     for line in mi.lines() {

@@ -583,7 +583,7 @@ fn clean_sub_path(arg: &str, p: &str) -> Result<PathBuf> {
 /// The mount point of the v1 hierarchy that holds `controller` (`name=systemd` style names
 /// too), from /proc/self/mountinfo.
 fn v1_hierarchy(controller: &str) -> Option<PathBuf> {
-    let mi = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let mi = crate::linux::procfs::read_pseudo("/proc/self/mountinfo").ok()?;
     mi.lines().find_map(|l| {
         let (pre, post) = l.split_once(" - ")?;
         let mut post = post.split(' ');
