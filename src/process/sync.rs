@@ -5,7 +5,7 @@
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
-use nix::sys::socket::{recv, send, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
+use nix::sys::socket::{send, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
 
 /// Parent → child: id maps written and the child placed in its cgroup; go on.
 pub const GO: u8 = b'G';
@@ -57,18 +57,15 @@ impl Channel {
 
     /// Receives one message; `None` at end of stream (the other side exited or closed).
     pub fn recv(&self) -> io::Result<Option<(u8, Vec<u8>)>> {
-        let mut buf = vec![0u8; 64 * 1024];
         loop {
-            match recv(self.0.as_raw_fd(), &mut buf, MsgFlags::empty()) {
-                Ok(0) => return Ok(None),
-                Ok(n) => {
-                    buf.truncate(n);
-                    let tag = buf[0];
-                    buf.remove(0);
+            match recv_message(self.0.as_raw_fd()) {
+                Ok(buf) if buf.is_empty() => return Ok(None),
+                Ok(mut buf) => {
+                    let tag = buf.remove(0);
                     return Ok(Some((tag, buf)));
                 }
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => return Err(e.into()),
+                Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
+                Err(e) => return Err(e),
             }
         }
     }
@@ -92,4 +89,30 @@ impl AsFd for Channel {
     fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
         self.0.as_fd()
     }
+}
+
+/// The largest message either side sends (a state JSON with many annotations fits).
+const MAX_MESSAGE: usize = 64 * 1024;
+
+/// One recv(2) into a buffer that is allocated but not zeroed: only the bytes the kernel writes
+/// are touched (zeroing 64 KiB for a one-byte tag cost ~16 page faults per message, twice
+/// over in a freshly forked child).
+fn recv_message(fd: std::os::fd::RawFd) -> io::Result<Vec<u8>> {
+    let mut buf: Vec<u8> = Vec::with_capacity(MAX_MESSAGE);
+    // SAFETY: the kernel writes at most `capacity` bytes into the vector's spare capacity, and
+    // the length is set to exactly what it reports having written.
+    let n = unsafe {
+        libc::recv(
+            fd,
+            buf.as_mut_ptr().cast::<libc::c_void>(),
+            buf.capacity(),
+            0,
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: see above; 0 <= n <= capacity.
+    unsafe { buf.set_len(n as usize) };
+    Ok(buf)
 }
