@@ -80,7 +80,12 @@ impl Layout {
                 source,
             })
         };
-        let mountinfo = read("/proc/self/mountinfo")?;
+        let mountinfo =
+            crate::linux::procfs::host_mountinfo().map_err(|source| CgroupError::Io {
+                what: "read".into(),
+                path: "/proc/self/mountinfo".into(),
+                source,
+            })?;
         let own = read("/proc/self/cgroup")?;
         let subsystems = crate::linux::procfs::read_pseudo("/proc/cgroups").unwrap_or_default();
         let names: Vec<&str> = subsystems
@@ -88,7 +93,7 @@ impl Layout {
             .filter(|l| !l.starts_with('#'))
             .filter_map(|l| l.split_whitespace().next())
             .collect();
-        let l = Layout::parse(&mountinfo, &own, &names);
+        let l = Layout::parse(mountinfo, &own, &names);
         if l.v1.is_empty() && l.unified.is_none() {
             return Err(CgroupError::Unsupported(
                 "no cgroup hierarchy is mounted on this host (neither cgroup v1 nor cgroup2 in /proc/self/mountinfo)".into(),

@@ -942,10 +942,18 @@ pub fn v1_hierarchies(mountinfo: &str, self_cgroup: &str) -> Vec<Hierarchy> {
 fn cgroup1(ctx: &Ctx, i: usize, m: &Mount, o: &Opts) -> R {
     let dest = m.destination();
     let read = |p: &str| {
-        std::fs::read_to_string(p)
+        crate::linux::procfs::read_pseudo(p)
             .map_err(|e| field(i, "", format!("cgroup: read {p}: {}", errno_str(&e))))
     };
-    let hier = v1_hierarchies(&read("/proc/self/mountinfo")?, &read("/proc/self/cgroup")?);
+    // The host's hierarchies: the parent's copy of mountinfo (the same mounts; see procfs).
+    let mountinfo = crate::linux::procfs::host_mountinfo().map_err(|e| {
+        field(
+            i,
+            "",
+            format!("cgroup: read /proc/self/mountinfo: {}", errno_str(&e)),
+        )
+    })?;
+    let hier = v1_hierarchies(mountinfo, &read("/proc/self/cgroup")?);
     let kind = Kind::Fresh("tmpfs");
     check_proc(i, dest, &safepath::clean(dest), &kind)?;
     let r = safepath::mkdir_all(ctx.root, dest, 0o755, IN_ROOT).map_err(dest_err(i, dest))?;
