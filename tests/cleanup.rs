@@ -181,7 +181,12 @@ fn a_killed_create_is_cleaned_up_by_delete_force() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    assert!(wait_for_file(&hook_pid, SECS10), "the hook never ran");
+    // The file appears before `echo` has written to it: wait for the pid itself.
+    assert!(
+        wait_until(SECS10, || std::fs::read_to_string(&hook_pid)
+            .is_ok_and(|s| s.trim().parse::<i32>().is_ok())),
+        "the hook never ran"
+    );
     child.kill().unwrap();
     child.wait().unwrap();
     // The hook is the runtime's child, not the container's: the test ends it itself.

@@ -42,6 +42,8 @@ pub fn run(g: &Global, a: Args) -> Result<i32, Error> {
         unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
     }
     let mut opts = a.create.options();
+    // Started right below, by this process: no start.sock is needed.
+    opts.start_now = true;
     // In the foreground without --console-socket, a process with a terminal gets its pty master
     // sent to Berth itself, which relays it (as runc does).
     let console_pair = if !a.detach && opts.console_socket.is_none() {

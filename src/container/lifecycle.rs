@@ -19,7 +19,7 @@ use crate::config::{self, Bundle};
 use crate::error::{Error, Result};
 use crate::linux::launcher;
 use crate::linux::namespaces::NsPlan;
-use crate::process::{self, sync, InitConfig};
+use crate::process::{self, sync, InitConfig, StartWait};
 use crate::selfprotect;
 
 /// The runtime-spec version Berth implements (reported in state JSON and `--version`).
@@ -35,6 +35,9 @@ pub struct CreateOptions {
     pub no_pivot: bool,
     pub no_new_keyring: bool,
     pub preserve_fds: u32,
+    /// The caller starts the container at once (`run`): the init waits on a socketpair
+    /// instead of a start.sock file.
+    pub start_now: bool,
 }
 
 /// The OCI state of a container, as `state` prints it and hooks read it on stdin. Field order
@@ -179,7 +182,13 @@ fn build(
     } = checked;
     // The bytes create already read: the stored copy needs no second serialisation.
     c.write_file(CONFIG_FILE, raw)?;
-    let listener = listen_start(c)?;
+    let start = if opts.start_now {
+        let (ours, theirs) = sync::pair().map_err(|e| Error::sys("start socketpair", e))?;
+        c.start_conn = Some(ours.0);
+        StartWait::Connected(theirs.0)
+    } else {
+        StartWait::Listener(listen_start(c)?)
+    };
     let annotations: BTreeMap<String, String> = spec
         .annotations()
         .iter()
@@ -226,8 +235,10 @@ fn build(
         no_new_keyring: opts.no_new_keyring,
         preserve_fds: opts.preserve_fds + listen_fds(),
         console_socket: console,
-        start_listener: listener,
-        close_in_child: vec![c.lock_fd()],
+        start,
+        close_in_child: std::iter::once(c.lock_fd())
+            .chain(c.start_conn.as_ref().map(|fd| fd.as_raw_fd()))
+            .collect(),
         seccomp,
         lsm,
         launcher,
@@ -413,11 +424,23 @@ pub(crate) fn launch_failed(payload: &[u8]) -> process::ProcessError {
 
 /// Releases a created container's init to exec the user's program, then runs poststart hooks.
 pub fn start(c: &mut Container) -> Result<()> {
-    c.require(&[Status::Created], "start")?;
+    // A container `run` created is started by the same process, which holds the other end of
+    // its init's socketpair: it is `created` by construction (it has no start.sock to show it).
+    if c.start_conn.is_none() {
+        c.require(&[Status::Created], "start")?;
+    }
     let st = c.state.clone().expect("created container has state");
-    let fd = seqpacket_socket()?;
-    connect(fd.as_raw_fd(), &start_socket_addr(c)?)
-        .map_err(|e| Error::sys("connect to the container's init", e))?;
+    let connected = c.start_conn.take();
+    let from_socket_file = connected.is_none();
+    let fd = match connected {
+        Some(fd) => fd,
+        None => {
+            let fd = seqpacket_socket()?;
+            connect(fd.as_raw_fd(), &start_socket_addr(c)?)
+                .map_err(|e| Error::sys("connect to the container's init", e))?;
+            fd
+        }
+    };
     let ch = sync::Channel(fd);
     ch.send(sync::START, &hook_state(&st, Status::Created))
         .map_err(|e| Error::sys("release the container's init", e))?;
@@ -449,7 +472,9 @@ pub fn start(c: &mut Container) -> Result<()> {
             _ => break Ok(()),
         }
     };
-    let _ = std::fs::remove_file(c.start_socket());
+    if from_socket_file {
+        let _ = std::fs::remove_file(c.start_socket());
+    }
     result?;
     if let Some(h) = spec
         .as_ref()

@@ -73,6 +73,9 @@ pub struct Container {
     pub dir: PathBuf,
     lock: OwnedFd,
     pub state: Option<StoredState>,
+    /// `run` only: the creating process's end of the socketpair its init waits on for `start`
+    /// (no start.sock then; see `process::StartWait`).
+    pub start_conn: Option<OwnedFd>,
 }
 
 fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> StateError {
@@ -125,6 +128,7 @@ impl Container {
             dir,
             lock: fd,
             state: None,
+            start_conn: None,
         })
     }
 
@@ -146,6 +150,7 @@ impl Container {
             dir,
             lock: fd,
             state,
+            start_conn: None,
         })
     }
 

@@ -21,7 +21,7 @@ use nix::unistd::{close, setresgid, setresuid, setsid, Gid, Uid};
 use oci_spec::runtime::{LinuxNamespaceType, Process};
 
 use super::sync::{self, Channel};
-use super::InitConfig;
+use super::{InitConfig, StartWait};
 use crate::linux::launcher::Launcher;
 use crate::linux::namespaces;
 use crate::linux::rootfs;
@@ -194,8 +194,17 @@ fn setup(cfg: &InitConfig, ch: &Channel) -> Result<Channel, String> {
 
     // 8. Created: wait for start.
     ch.send(sync::READY, &[]).map_err(|e| e.to_string())?;
+    let listener = match &cfg.start {
+        StartWait::Listener(l) => l,
+        StartWait::Connected(fd) => {
+            return fd
+                .try_clone()
+                .map(Channel)
+                .map_err(|e| format!("wait for start: {e}"))
+        }
+    };
     let conn = loop {
-        match accept4(cfg.start_listener.as_raw_fd(), SockFlag::SOCK_CLOEXEC) {
+        match accept4(listener.as_raw_fd(), SockFlag::SOCK_CLOEXEC) {
             Ok(fd) => break Channel(unsafe_owned(fd)),
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => return Err(format!("wait for start: {e}")),

@@ -52,8 +52,8 @@ pub struct InitConfig<'a> {
     pub preserve_fds: u32,
     /// A connected --console-socket, when process.terminal is set.
     pub console_socket: Option<OwnedFd>,
-    /// The listening start.sock on which the init waits for `start`.
-    pub start_listener: OwnedFd,
+    /// How the init waits for `start`.
+    pub start: StartWait,
     /// Fds of the parent that the child must close at once (e.g. the container lock).
     pub close_in_child: Vec<RawFd>,
     /// The seccomp filter, compiled (or read from the cache) before any side effect.
@@ -64,6 +64,15 @@ pub struct InitConfig<'a> {
     pub launcher: bool,
     /// Whether the parent has createRuntime/prestart hooks to run (a round trip is needed).
     pub parent_hooks: bool,
+}
+
+/// Where the created init waits for `start`.
+pub enum StartWait {
+    /// start.sock in the state directory, listening (`create`: another `berth start` connects).
+    Listener(OwnedFd),
+    /// One end of a socketpair whose other end the creating process keeps (`run` starts the
+    /// container itself: no socket file is made).
+    Connected(OwnedFd),
 }
 
 /// The parent's callbacks while the child sets up.
