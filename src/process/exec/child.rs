@@ -1,0 +1,161 @@
+//! The forked child's sequence, top to bottom: non-dumpable, the cgroup, the container's
+//! namespaces, then the process's own settings, ending in `init::exec_user_process`. It never
+//! returns: it execs the user's program or reports one error line and exits.
+
+use std::convert::Infallible;
+
+use nix::sched::{setns, CloneFlags};
+use nix::sys::signal::{sigprocmask, SigmaskHow};
+use nix::unistd::{setresgid, setresuid, setsid, Gid, Uid};
+
+use super::{ExecConfig, Target};
+use crate::linux::sys::exit_now;
+use crate::linux::{console, identity};
+use crate::process::init;
+use crate::process::sync::{self, Channel};
+
+/// The child: never returns. It execs the user's program or reports one error line and exits.
+pub(super) fn child_main(cfg: &ExecConfig, t: &Target, ch: Channel, born_in_cgroup: bool) -> ! {
+    match setup_and_exec(cfg, t, born_in_cgroup, &ch) {
+        Ok(never) => match never {},
+        Err(msg) => {
+            ch.send_error(&msg);
+            exit_now(1)
+        }
+    }
+}
+
+/// The child's sequence, top to bottom.
+fn setup_and_exec(
+    cfg: &ExecConfig,
+    t: &Target,
+    born_in_cgroup: bool,
+    ch: &Channel,
+) -> std::result::Result<Infallible, String> {
+    // No container process may open /proc/<us>/{exe,mem,fd,root} while Berth's code runs in
+    // the container: that reaches the host binary and the fds below (CVE-2019-5736 class).
+    // execve makes the user's program dumpable again.
+    init::set_dumpable(false)?;
+    crate::linux::sched::apply_affinity(
+        cfg.process.exec_cpu_affinity().as_ref(),
+        false,
+        "process",
+    )?;
+
+    // 1. Cgroup, while host paths are still ours (and before the cgroup namespace, which
+    //    would hide them).
+    if let Some(cg) = &cfg.cgroup {
+        // cgroup.procs reads pids in the writer's pid namespace: ours is the container's now.
+        let me = nix::unistd::getpid().as_raw();
+        if !born_in_cgroup {
+            cg.manager.add(me).map_err(|e| e.to_string())?;
+        }
+        for procs in &cg.controller_procs {
+            std::fs::write(procs, me.to_string())
+                .map_err(|e| format!("--cgroup: join {}: {e}", procs.display()))?;
+        }
+    }
+
+    // 2. Namespaces: the pid namespace is already ours (we were born in it).
+    enter_namespaces(t)?;
+    if let Some(root) = &t.root {
+        nix::unistd::fchdir(root).map_err(|e| format!("enter the container's root: {e}"))?;
+        nix::unistd::chroot(".").map_err(|e| format!("chroot to the container's root: {e}"))?;
+    }
+    setsid().map_err(|e| format!("setsid: {e}"))?;
+    init::join_session_keyring(cfg.container_id);
+
+    // 3. The process's own settings.
+    let p = cfg.process;
+    if p.terminal() == Some(true) {
+        let sock = cfg
+            .console_socket
+            .as_ref()
+            .ok_or("process.terminal is set but no --console-socket was given")?;
+        console::setup_for_exec(sock, p.console_size()).map_err(|e| format!("console: {e}"))?;
+    }
+    identity::apply_process_limits(p)?;
+
+    // 4. The caller's signal mask (Berth blocked everything to forward signals); then identity,
+    //    capabilities, no_new_privileges, seccomp, cwd (checked inside), fds, execve.
+    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&cfg.sigmask), None)
+        .map_err(|e| format!("restore signal mask: {e}"))?;
+    let hand_over = |fd: std::os::fd::RawFd| -> std::result::Result<(), String> {
+        ch.send(sync::NOTIFY_FD, &fd.to_ne_bytes())
+            .map_err(|e| format!("linux.seccomp: pass the notify fd: {e}"))?;
+        ch.expect(sync::NOTIFY_DONE).map(|_| ())
+    };
+    let seccomp = cfg.seccomp.as_ref().map(|filter| init::Seccomp {
+        filter,
+        hand_over_notify_fd: &hand_over,
+    });
+    init::exec_user_process(
+        p,
+        cfg.preserve_fds,
+        "process",
+        seccomp.as_ref(),
+        cfg.lsm,
+        cfg.launcher.then_some(&ch.0),
+    )
+}
+
+/// Joins the init's namespaces through its pidfd. As host root, everything but the user
+/// namespace first (a namespace the container joined from the host stays reachable), then the
+/// user namespace; if that order is refused (a rootless caller), the other way round.
+fn enter_namespaces(t: &Target) -> std::result::Result<(), String> {
+    let mut others = CloneFlags::CLONE_NEWNET
+        | CloneFlags::CLONE_NEWIPC
+        | CloneFlags::CLONE_NEWUTS
+        | CloneFlags::CLONE_NEWCGROUP;
+    if t.join_mount {
+        others |= CloneFlags::CLONE_NEWNS;
+    }
+    let join = |flags: CloneFlags| {
+        setns(&t.pidfd, flags).map_err(|e| {
+            if e == nix::errno::Errno::ESRCH {
+                format!("the container's init (pid {}) exited", t.pid)
+            } else {
+                format!("join the container's namespaces ({}): {e}", ns_names(flags))
+            }
+        })
+    };
+    match setns(&t.pidfd, others) {
+        Ok(()) => {
+            if t.join_user {
+                join(CloneFlags::CLONE_NEWUSER)?;
+            }
+        }
+        Err(nix::errno::Errno::EPERM) if t.join_user => {
+            join(CloneFlags::CLONE_NEWUSER)?;
+            join(others)?;
+        }
+        Err(_) => join(others)?,
+    }
+    if t.join_user {
+        setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
+            .map_err(|e| format!("become gid 0 in the container's user namespace: {e}"))?;
+        setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
+            .map_err(|e| format!("become uid 0 in the container's user namespace: {e}"))?;
+    }
+    if let Some(time) = &t.time {
+        setns(time, CloneFlags::from_bits_retain(libc::CLONE_NEWTIME))
+            .map_err(|e| format!("join the container's time namespace: {e}"))?;
+    }
+    Ok(())
+}
+
+fn ns_names(flags: CloneFlags) -> String {
+    [
+        (CloneFlags::CLONE_NEWUSER, "user"),
+        (CloneFlags::CLONE_NEWNS, "mount"),
+        (CloneFlags::CLONE_NEWNET, "network"),
+        (CloneFlags::CLONE_NEWIPC, "ipc"),
+        (CloneFlags::CLONE_NEWUTS, "uts"),
+        (CloneFlags::CLONE_NEWCGROUP, "cgroup"),
+    ]
+    .iter()
+    .filter(|(f, _)| flags.contains(*f))
+    .map(|(_, n)| *n)
+    .collect::<Vec<_>>()
+    .join(", ")
+}

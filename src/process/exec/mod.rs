@@ -1,0 +1,421 @@
+//! `exec`: a new process inside a running container (the "tenant"). Kept apart from `init.rs`,
+//! as runc keeps its init and setns paths apart, but ending in the same `exec_user_process`.
+//!
+//! One fork, no helper process, no re-exec:
+//!
+//!  host side (Berth)                          │ the forked child (becomes the user's program)
+//!  ───────────────────────────────────────────┼───────────────────────────────────────────────
+//!  pidfd of the init, checked against the     │
+//!  stored start time; which namespaces differ │
+//!  setns(pidfd, PID): only our *children* go  │
+//!  into the container's pid namespace         │
+//!  clone3 ─────────────────────────────────────▶ non-dumpable; joins the cgroup (host paths)
+//!  setns back to our own pid namespace        │ setns(pidfd, mnt|net|ipc|uts|cgroup), user,
+//!  waits: EOF = execve done; E = error        │ time; setsid; keyring; console; rlimits; LSM;
+//!                                             │ identity, caps, NNP, cwd check, fds; execve
+//!
+//! Its host pid is clone3's return value, so nothing needs to be reported back on success: the
+//! sync socket is close-on-exec, and end-of-stream on it means execve succeeded. A setup error
+//! arrives on it as one line.
+//!
+//! The files: `process_spec` builds the process to run (from the container's config and the
+//! command line, or from `--process`); `target` opens the container's init (pidfd, which
+//! namespaces differ); `cgroup` decides where the process goes (`--cgroup`); `child` is the
+//! forked child's sequence. This file holds the entry point and the parent side.
+
+mod cgroup;
+mod child;
+mod process_spec;
+mod target;
+
+use std::os::fd::{OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+
+use nix::sched::{setns, CloneFlags};
+use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow};
+use nix::sys::wait::waitpid;
+use nix::unistd::Pid;
+use oci_spec::runtime::{Process, Spec};
+
+use super::sync;
+use super::{init, sys, ProcessError};
+use crate::container::{lifecycle, Container, StateError, Status};
+use crate::error::{Error, Result};
+use crate::linux::launcher;
+use crate::linux::sys::{clone3_fork, Forked};
+
+pub use cgroup::CgroupJoin;
+pub use process_spec::{process_from_file, process_from_flags};
+pub use target::Target;
+
+use cgroup::cgroup_join;
+use child::child_main;
+use process_spec::inherit_from_container;
+use target::open_path;
+
+/// What `berth exec` was asked for, as the command line gives it.
+#[derive(Debug, Default)]
+pub struct ExecOptions {
+    /// `--process FILE`: the whole process, as JSON (containerd, docker and conmon use this).
+    pub process_file: Option<PathBuf>,
+    /// The command and its arguments (ignored with `--process`, as runc does).
+    pub args: Vec<String>,
+    pub overrides: Overrides,
+    pub console_socket: Option<PathBuf>,
+    /// Unix socket that receives a pidfd of the new process (SCM_RIGHTS), as runc sends it.
+    pub pidfd_socket: Option<PathBuf>,
+    pub pid_file: Option<PathBuf>,
+    pub preserve_fds: u32,
+    /// `--cgroup [CONTROLLER[,CONTROLLER…]:]PATH`, repeatable.
+    pub cgroup: Vec<String>,
+    pub ignore_paused: bool,
+    /// The signal mask the process gets (the caller's, before it blocked signals to forward
+    /// them).
+    pub sigmask: Option<SigSet>,
+}
+
+/// Command-line changes to the container's own process (without `--process`).
+#[derive(Debug, Default)]
+pub struct Overrides {
+    pub cwd: Option<PathBuf>,
+    pub env: Vec<String>,
+    pub tty: bool,
+    /// `uid[:gid]`
+    pub user: Option<String>,
+    pub additional_gids: Vec<u32>,
+    pub caps: Vec<String>,
+    pub no_new_privs: bool,
+    pub apparmor: Option<String>,
+    pub process_label: Option<String>,
+}
+
+/// Runs a new process in container `id` and returns its host pid once it has called execve
+/// (or failed to: then the error names what went wrong).
+pub fn exec(root: &Path, id: &str, opts: &ExecOptions) -> Result<i32> {
+    let c = Container::load(root, id)?;
+    match c.status() {
+        Status::Stopped => return Err(wrong_state(&c, Status::Stopped, "")),
+        Status::Paused if !opts.ignore_paused => {
+            return Err(wrong_state(
+                &c,
+                Status::Paused,
+                " (resume it, or use --ignore-paused)",
+            ))
+        }
+        _ => {}
+    }
+    let spec = lifecycle::load_spec(&c)?;
+    let process = match (&opts.process_file, spec.process()) {
+        (Some(path), container) => {
+            if !opts.args.is_empty() {
+                crate::logging::debug(
+                    "exec: --process given: the command line's COMMAND is ignored",
+                );
+            }
+            let mut p = process_from_file(path)?;
+            if let Some(c) = container {
+                inherit_from_container(&mut p, c);
+            }
+            p
+        }
+        (None, Some(base)) => process_from_flags(base.clone(), &opts.args, &opts.overrides)?,
+        (None, None) => {
+            return Err(Error::Usage(format!(
+                "container {id:?} has no process in its config: use --process FILE"
+            )))
+        }
+    };
+    // Compiled before any side effect (usually straight from the cache): the container's
+    // seccomp profile applies to exec'd processes too.
+    let seccomp = lifecycle::compile_seccomp(&spec)?;
+    let lsm = crate::linux::lsm::Enabled::detect_for(&process);
+    // The Berth binary must stay out of the container's reach (see `selfprotect`); decided
+    // before connecting to any socket, since it may mean re-executing Berth. A process given
+    // capabilities beyond the config's bounding set is remembered: it could reach later ones.
+    if process_reaches_beyond(&spec, &process) {
+        c.write_file(PRIVILEGED_EXEC, b"")?;
+    }
+    let earlier_privileged = c.read_file(PRIVILEGED_EXEC).is_ok();
+    let launcher = lifecycle::protect(
+        &spec,
+        Some(&process),
+        seccomp.as_ref(),
+        lsm,
+        earlier_privileged,
+    )?;
+    let terminal = process.terminal() == Some(true);
+    let console_socket = match (&opts.console_socket, terminal) {
+        (Some(p), true) => Some(
+            lifecycle::connect_unix(p)
+                .map_err(|e| Error::sys(format!("--console-socket {}", p.display()), e))?,
+        ),
+        (None, true) => {
+            return Err(Error::Usage(
+                "process.terminal is true (--tty): --console-socket is required".into(),
+            ))
+        }
+        _ => None,
+    };
+    let pidfd_socket = match &opts.pidfd_socket {
+        Some(p) => Some(
+            lifecycle::connect_unix(p)
+                .map_err(|e| Error::sys(format!("--pidfd-socket {}", p.display()), e))?,
+        ),
+        None => None,
+    };
+    let preserve_fds = opts.preserve_fds + lifecycle::listen_fds();
+    check_preserved_fds(preserve_fds)?;
+    let cgroup = match c.state.as_ref().and_then(|st| st.cgroup.as_ref()) {
+        Some(rec) => Some(cgroup_join(rec, &opts.cgroup)?),
+        None if !opts.cgroup.is_empty() => {
+            return Err(Error::Usage(format!(
+                "--cgroup: container {id:?} has no cgroup to join"
+            )))
+        }
+        None => None,
+    };
+    let notify = match (&seccomp, &c.state) {
+        (Some(sc), Some(st)) if sc.uses_notify() => Some((&spec, st.clone())),
+        _ => None,
+    };
+    let target = Target::open(&c)?;
+    // The lock is not held while the process starts: it may be frozen in a paused container
+    // (--ignore-paused) until `resume`, which needs the lock.
+    drop(c);
+    let sigmask = match opts.sigmask {
+        Some(m) => m,
+        None => current_sigmask()?,
+    };
+    let cfg = ExecConfig {
+        container_id: id,
+        process: &process,
+        seccomp,
+        preserve_fds,
+        console_socket,
+        cgroup,
+        sigmask,
+        lsm,
+        launcher,
+        notify,
+    };
+    let pid = spawn(&cfg, &target)?;
+    if let Some(sock) = &pidfd_socket {
+        if let Err(e) = send_pidfd(sock, pid) {
+            kill_and_reap(pid);
+            return Err(e);
+        }
+    }
+    if let Some(pf) = &opts.pid_file {
+        lifecycle::write_pid_file(pf, pid)?;
+    }
+    Ok(pid)
+}
+
+/// The state-directory file that records an `exec` of a process with capabilities (those
+/// `selfprotect::reaches`) beyond the container's bounding set.
+const PRIVILEGED_EXEC: &str = "privileged-exec";
+
+/// Whether `process` holds a capability that reaches other processes' memory and files which
+/// the container's bounding set does not grant.
+fn process_reaches_beyond(spec: &Spec, process: &Process) -> bool {
+    let bounding = spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.capabilities().as_ref())
+        .and_then(|c| c.bounding().clone())
+        .unwrap_or_default();
+    let Some(c) = process.capabilities() else {
+        return false;
+    };
+    [
+        c.bounding(),
+        c.effective(),
+        c.permitted(),
+        c.inheritable(),
+        c.ambient(),
+    ]
+    .into_iter()
+    .flatten()
+    .flatten()
+    .any(|cap| crate::selfprotect::reaches(cap) && !bounding.contains(cap))
+}
+
+/// Sends a pidfd of `pid` (our child, so its pid cannot be reused yet) over `sock`.
+fn send_pidfd(sock: &OwnedFd, pid: i32) -> Result<()> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    use std::os::fd::AsRawFd;
+    let pidfd =
+        crate::linux::sys::pidfd_open(pid).map_err(|e| Error::sys("pidfd of the process", e))?;
+    let fds = [pidfd.as_raw_fd()];
+    let iov = [std::io::IoSlice::new(b"pidfd")];
+    sendmsg::<()>(
+        sock.as_raw_fd(),
+        &iov,
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::MSG_NOSIGNAL,
+        None,
+    )
+    .map_err(|e| Error::sys("--pidfd-socket: send the pidfd", e))?;
+    Ok(())
+}
+
+fn wrong_state(c: &Container, status: Status, hint: &'static str) -> Error {
+    StateError::WrongState {
+        id: c.id.clone(),
+        status,
+        op: "exec into",
+        hint,
+    }
+    .into()
+}
+
+fn current_sigmask() -> Result<SigSet> {
+    let mut old = SigSet::empty();
+    sigprocmask(SigmaskHow::SIG_BLOCK, None, Some(&mut old))
+        .map_err(|e| Error::sys("read signal mask", e))?;
+    Ok(old)
+}
+
+/// Fds 3..3+n must be fds our caller handed us (open, not close-on-exec): otherwise one of
+/// Berth's own fds could sit there and be passed into the container.
+fn check_preserved_fds(n: u32) -> Result<()> {
+    for fd in 3..3 + n as RawFd {
+        // SAFETY: F_GETFD only reads the flags of an fd number; no memory is involved.
+        let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+        if flags < 0 {
+            return Err(Error::Usage(format!(
+                "--preserve-fds {n}: fd {fd} is not open"
+            )));
+        }
+        if flags & libc::FD_CLOEXEC != 0 {
+            return Err(Error::Usage(format!(
+                "--preserve-fds {n}: fd {fd} was not passed to berth (it is close-on-exec)"
+            )));
+        }
+    }
+    Ok(())
+}
+
+// ───────────────────────────── spawning ─────────────────────────────
+
+/// Everything the child needs; shared with it by fork.
+struct ExecConfig<'a> {
+    container_id: &'a str,
+    process: &'a Process,
+    seccomp: Option<berth_seccomp::Compiled>,
+    preserve_fds: u32,
+    console_socket: Option<OwnedFd>,
+    cgroup: Option<CgroupJoin>,
+    sigmask: SigSet,
+    lsm: crate::linux::lsm::Enabled,
+    /// The final exec goes through the launcher (see `selfprotect`).
+    launcher: bool,
+    /// For SCMP_ACT_NOTIFY: the container's config and state, to hand the notify fd to the
+    /// seccomp agent.
+    notify: Option<(&'a Spec, crate::container::StoredState)>,
+}
+
+/// Forks the process into the container and waits until it has called execve. Returns its
+/// host pid. On a setup error the child has exited and is reaped before returning.
+fn spawn(cfg: &ExecConfig, t: &Target) -> Result<i32> {
+    let (ours, theirs) = sync::pair().map_err(sys("socketpair"))?;
+    // Born directly in the container's cgroup where the driver offers it (cgroup v2).
+    let cgroup_fd = cfg
+        .cgroup
+        .as_ref()
+        .filter(|c| c.controller_procs.is_empty())
+        .and_then(|c| c.manager.clone_into_fd());
+    // setns(PID) changes the pid namespace of our children only: the fork below is born in the
+    // container's, and we step back at once.
+    let own_pidns = if t.join_pid {
+        let own = open_path("/proc/self/ns/pid", false)?;
+        setns(&t.pidfd, CloneFlags::CLONE_NEWPID)
+            .map_err(|e| Error::sys("join the container's pid namespace", e))?;
+        Some(own)
+    } else {
+        None
+    };
+    crate::linux::capabilities::prime();
+    // Non-dumpable before the fork, so the child is never, even for an instant, an open
+    // /proc/<pid>/exe to container processes (see `selfprotect`).
+    init::set_dumpable(false).map_err(|e| Error::Usage(format!("exec: {e}")))?;
+    let forked = clone3_fork(0, cgroup_fd);
+    if !matches!(forked, Ok(Forked::Child)) {
+        if let Some(own) = &own_pidns {
+            if let Err(e) = setns(own, CloneFlags::CLONE_NEWPID) {
+                crate::logging::warn(format!("return to berth's own pid namespace: {e}"));
+            }
+        }
+    }
+    let child = match forked {
+        Ok(Forked::Child) => {
+            drop(ours);
+            child_main(cfg, t, theirs, cgroup_fd.is_some())
+        }
+        Ok(Forked::Parent(pid)) => pid,
+        Err(e) if e.raw_os_error() == Some(libc::ENOMEM) && t.join_pid => {
+            return Err(ProcessError::Init(format!(
+                "container {:?} is stopping: its pid namespace has no init any more",
+                cfg.container_id
+            ))
+            .into())
+        }
+        Err(e) => return Err(Error::sys("clone3", e)),
+    };
+    drop(theirs);
+    let mut reply = ours.recv();
+    while let (Ok(Some((sync::NOTIFY_FD, fdnum))), Some((spec, st))) = (&reply, &cfg.notify) {
+        if let Err(e) = lifecycle::pass_notify_fd(spec, st, child, fdnum).and_then(|()| {
+            ours.send(sync::NOTIFY_DONE, &[])
+                .map_err(|e| Error::sys("release the exec'd process", e))
+        }) {
+            kill_and_reap(child);
+            return Err(e);
+        }
+        reply = ours.recv();
+    }
+    match reply {
+        // End of stream: the socket was closed by execve (close-on-exec).
+        Ok(None) => Ok(child),
+        Ok(Some((sync::ERROR, msg))) => {
+            let _ = waitpid(Pid::from_raw(child), None);
+            Err(ProcessError::Init(String::from_utf8_lossy(&msg).into_owned()).into())
+        }
+        Ok(Some((launcher::FAILED, msg))) => {
+            let _ = waitpid(Pid::from_raw(child), None);
+            Err(lifecycle::launch_failed(&msg).into())
+        }
+        Ok(Some((t, _))) => {
+            kill_and_reap(child);
+            Err(ProcessError::Init(format!(
+                "protocol error: unexpected message {:?} from the exec'd process",
+                t as char
+            ))
+            .into())
+        }
+        Err(e) => {
+            kill_and_reap(child);
+            Err(Error::sys("read from the exec'd process", e))
+        }
+    }
+}
+
+fn kill_and_reap(pid: i32) {
+    let _ = nix::sys::signal::kill(Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+    let _ = waitpid(Pid::from_raw(pid), None);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+
+    #[test]
+    fn preserved_fds_must_be_inherited_ones() {
+        // Every fd this test process opened itself is close-on-exec (std's default).
+        let f = std::fs::File::open("/proc/self/stat").unwrap();
+        let fd = f.as_raw_fd();
+        assert!(check_preserved_fds((fd - 2) as u32).is_err());
+        assert!(check_preserved_fds(0).is_ok());
+    }
+}
