@@ -1,0 +1,267 @@
+//! `options` of one mount → [`Opts`], the way runc reads them: the tables of plain MS_* flags,
+//! propagation and recursive (`r*`) attributes, and what is left over as filesystem data.
+//! Every kind of mount (and rootfs.rs, for the late read-only pass) starts from [`parse`].
+
+use nix::mount::MsFlags;
+
+use super::{field, R};
+
+/// Parsed `options` of one mount.
+#[derive(Debug, Clone)]
+pub struct Opts {
+    /// MS_* flags requested on.
+    pub set: MsFlags,
+    /// MS_* flags explicitly requested off (`rw`, `suid`, `dev`, `exec`, `atime`, …).
+    pub clear: MsFlags,
+    /// Propagation changes, in order (MS_SHARED/SLAVE/PRIVATE/UNBINDABLE, maybe with MS_REC).
+    pub propagation: Vec<MsFlags>,
+    /// Recursive mount attributes (MOUNT_ATTR_*) set and cleared with AT_RECURSIVE.
+    pub rec_set: u64,
+    pub rec_clr: u64,
+    /// Everything else, passed to the filesystem, with its index in `options`.
+    pub data: Vec<(usize, String)>,
+    pub bind: bool,
+    /// `tmpcopyup`: copy the destination's contents into the new tmpfs.
+    pub copyup: bool,
+}
+
+pub(super) const ATIME_ENUM: MsFlags = MsFlags::MS_NOATIME
+    .union(MsFlags::MS_RELATIME)
+    .union(MsFlags::MS_STRICTATIME);
+/// Flags that are per mount (not per superblock).
+pub(super) const MNT_FLAGS: MsFlags = MsFlags::MS_RDONLY
+    .union(MsFlags::MS_NOSUID)
+    .union(MsFlags::MS_NODEV)
+    .union(MsFlags::MS_NOEXEC)
+    .union(MsFlags::MS_NODIRATIME)
+    .union(ATIME_ENUM)
+    .union(NOSYMFOLLOW);
+pub(super) const NOSYMFOLLOW: MsFlags = MsFlags::from_bits_retain(libc::MS_NOSYMFOLLOW);
+/// Flags the kernel may lock on a mount inherited from a more privileged user namespace.
+pub(super) const LOCKABLE: MsFlags = MsFlags::MS_RDONLY
+    .union(MsFlags::MS_NOSUID)
+    .union(MsFlags::MS_NODEV)
+    .union(MsFlags::MS_NOEXEC)
+    .union(MsFlags::MS_NODIRATIME)
+    .union(ATIME_ENUM);
+
+/// Plain options: (name, clears?, flag).
+const FLAGS: &[(&str, bool, MsFlags)] = &[
+    ("async", true, MsFlags::MS_SYNCHRONOUS),
+    ("atime", true, MsFlags::MS_NOATIME),
+    ("bind", false, MsFlags::MS_BIND),
+    ("defaults", false, MsFlags::empty()),
+    ("dev", true, MsFlags::MS_NODEV),
+    ("diratime", true, MsFlags::MS_NODIRATIME),
+    ("dirsync", false, MsFlags::MS_DIRSYNC),
+    ("exec", true, MsFlags::MS_NOEXEC),
+    ("iversion", false, MsFlags::MS_I_VERSION),
+    ("lazytime", false, MsFlags::MS_LAZYTIME),
+    ("loud", true, MsFlags::MS_SILENT),
+    ("mand", false, MsFlags::MS_MANDLOCK),
+    ("noatime", false, MsFlags::MS_NOATIME),
+    ("nodev", false, MsFlags::MS_NODEV),
+    ("nodiratime", false, MsFlags::MS_NODIRATIME),
+    ("noexec", false, MsFlags::MS_NOEXEC),
+    ("noiversion", true, MsFlags::MS_I_VERSION),
+    ("nolazytime", true, MsFlags::MS_LAZYTIME),
+    ("nomand", true, MsFlags::MS_MANDLOCK),
+    ("norelatime", true, MsFlags::MS_RELATIME),
+    ("nostrictatime", true, MsFlags::MS_STRICTATIME),
+    ("nosuid", false, MsFlags::MS_NOSUID),
+    ("nosymfollow", false, NOSYMFOLLOW),
+    ("rbind", false, MsFlags::MS_BIND.union(MsFlags::MS_REC)),
+    ("relatime", false, MsFlags::MS_RELATIME),
+    ("remount", false, MsFlags::MS_REMOUNT),
+    ("ro", false, MsFlags::MS_RDONLY),
+    ("rw", true, MsFlags::MS_RDONLY),
+    ("silent", false, MsFlags::MS_SILENT),
+    ("strictatime", false, MsFlags::MS_STRICTATIME),
+    ("suid", true, MsFlags::MS_NOSUID),
+    ("symfollow", true, NOSYMFOLLOW),
+    ("sync", false, MsFlags::MS_SYNCHRONOUS),
+];
+
+const PROPAGATION: &[(&str, MsFlags)] = &[
+    ("private", MsFlags::MS_PRIVATE),
+    ("shared", MsFlags::MS_SHARED),
+    ("slave", MsFlags::MS_SLAVE),
+    ("unbindable", MsFlags::MS_UNBINDABLE),
+    ("rprivate", MsFlags::MS_PRIVATE.union(MsFlags::MS_REC)),
+    ("rshared", MsFlags::MS_SHARED.union(MsFlags::MS_REC)),
+    ("rslave", MsFlags::MS_SLAVE.union(MsFlags::MS_REC)),
+    ("runbindable", MsFlags::MS_UNBINDABLE.union(MsFlags::MS_REC)),
+];
+
+use libc::{
+    MOUNT_ATTR_NOATIME as A_NOATIME, MOUNT_ATTR_NODEV as A_NODEV,
+    MOUNT_ATTR_NODIRATIME as A_NODIRATIME, MOUNT_ATTR_NOEXEC as A_NOEXEC,
+    MOUNT_ATTR_NOSUID as A_NOSUID, MOUNT_ATTR_NOSYMFOLLOW as A_NOSYMFOLLOW,
+    MOUNT_ATTR_RDONLY as A_RDONLY, MOUNT_ATTR_RELATIME as A_RELATIME,
+    MOUNT_ATTR_STRICTATIME as A_STRICTATIME, MOUNT_ATTR__ATIME as A_ATIME,
+};
+
+/// Recursive options: (name, clears?, MOUNT_ATTR_*).
+const REC_ATTRS: &[(&str, bool, u64)] = &[
+    ("rro", false, A_RDONLY),
+    ("rrw", true, A_RDONLY),
+    ("rnosuid", false, A_NOSUID),
+    ("rsuid", true, A_NOSUID),
+    ("rnodev", false, A_NODEV),
+    ("rdev", true, A_NODEV),
+    ("rnoexec", false, A_NOEXEC),
+    ("rexec", true, A_NOEXEC),
+    ("rnodiratime", false, A_NODIRATIME),
+    ("rdiratime", true, A_NODIRATIME),
+    ("rrelatime", false, A_RELATIME),
+    ("rnorelatime", true, A_RELATIME),
+    ("rnoatime", false, A_NOATIME),
+    ("ratime", true, A_NOATIME),
+    ("rstrictatime", false, A_STRICTATIME),
+    ("rnostrictatime", true, A_STRICTATIME),
+    ("rnosymfollow", false, A_NOSYMFOLLOW),
+    ("rsymfollow", true, A_NOSYMFOLLOW),
+];
+
+/// Parses `options` of `mounts[i]` the way runc does: known flags, propagation, recursive
+/// attributes and extensions are taken out; anything else is filesystem data.
+pub fn parse(i: usize, options: &[String]) -> R<Opts> {
+    let mut o = Opts::default();
+    for (j, opt) in options.iter().enumerate() {
+        let name = opt.as_str();
+        if let Some(&(_, clear, f)) = FLAGS.iter().find(|(n, _, _)| *n == name) {
+            if f.contains(MsFlags::MS_BIND) {
+                o.bind = true;
+            }
+            if clear {
+                o.set.remove(f);
+                o.clear.insert(f);
+            } else {
+                o.clear.remove(f);
+                o.set.insert(f);
+            }
+        } else if let Some(&(_, p)) = PROPAGATION.iter().find(|(n, _)| *n == name) {
+            o.propagation.push(p);
+        } else if let Some(&(_, clear, a)) = REC_ATTRS.iter().find(|(n, _, _)| *n == name) {
+            // The atime attributes are an enum inside MOUNT_ATTR__ATIME: setting one means
+            // clearing the whole field first.
+            if a & A_ATIME == a {
+                if !clear {
+                    o.rec_clr |= A_ATIME;
+                    o.rec_set = (o.rec_set & !A_ATIME) | a;
+                } else if o.rec_set & A_ATIME == a {
+                    o.rec_set &= !A_ATIME;
+                }
+            } else if clear {
+                o.rec_set &= !a;
+                o.rec_clr |= a;
+            } else {
+                o.rec_clr &= !a;
+                o.rec_set |= a;
+            }
+        } else if name == "tmpcopyup" {
+            o.copyup = true;
+        } else if matches!(name, "idmap" | "ridmap") || name.starts_with("idmap=") {
+            return Err(field(
+                i,
+                &format!("options[{j}]"),
+                format!("{name:?}: idmapped mounts are not supported"),
+            ));
+        } else if name.is_empty() {
+            return Err(field(i, &format!("options[{j}]"), "empty option"));
+        } else {
+            o.data.push((j, opt.clone()));
+        }
+    }
+    Ok(o)
+}
+
+impl Default for Opts {
+    fn default() -> Self {
+        Opts {
+            set: MsFlags::empty(),
+            clear: MsFlags::empty(),
+            propagation: Vec::new(),
+            rec_set: 0,
+            rec_clr: 0,
+            data: Vec::new(),
+            bind: false,
+            copyup: false,
+        }
+    }
+}
+
+impl Opts {
+    pub fn data_string(&self) -> String {
+        let v: Vec<&str> = self.data.iter().map(|(_, s)| s.as_str()).collect();
+        v.join(",")
+    }
+}
+
+/// The option names of MS_* flags, e.g. "nosuid, nodev".
+pub(super) fn names(f: MsFlags) -> String {
+    FLAGS
+        .iter()
+        .filter(|(n, clear, fl)| !clear && !fl.is_empty() && f.contains(*fl) && *n != "rbind")
+        .map(|(n, _, _)| *n)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(v: &[&str]) -> Opts {
+        parse(0, &v.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap()
+    }
+
+    #[test]
+    fn flags_propagation_and_data_are_separated() {
+        let o = opts(&[
+            "rbind", "ro", "nosuid", "rslave", "size=10m", "mode=755", "private",
+        ]);
+        assert!(o.bind);
+        assert!(o.set.contains(
+            MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID
+        ));
+        assert_eq!(
+            o.propagation,
+            vec![MsFlags::MS_SLAVE | MsFlags::MS_REC, MsFlags::MS_PRIVATE]
+        );
+        assert_eq!(o.data_string(), "size=10m,mode=755");
+        assert_eq!(o.data[0].0, 4);
+    }
+
+    #[test]
+    fn later_options_win() {
+        let o = opts(&["ro", "rw", "nosuid", "suid", "noexec"]);
+        assert!(!o.set.contains(MsFlags::MS_RDONLY));
+        assert!(o.clear.contains(MsFlags::MS_RDONLY | MsFlags::MS_NOSUID));
+        assert!(o.set.contains(MsFlags::MS_NOEXEC));
+    }
+
+    #[test]
+    fn recursive_attributes() {
+        let o = opts(&["rro", "rnosuid", "rnoatime", "rstrictatime", "rexec"]);
+        assert_eq!(o.rec_set, A_RDONLY | A_NOSUID | A_STRICTATIME);
+        assert_eq!(o.rec_clr, A_ATIME | A_NOEXEC);
+    }
+
+    #[test]
+    fn idmap_is_refused_with_its_index() {
+        let e = parse(3, &["rbind".into(), "idmap".into()]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "mounts[3].options[1]: \"idmap\": idmapped mounts are not supported"
+        );
+    }
+
+    #[test]
+    fn flag_names_for_messages() {
+        assert_eq!(
+            names(MsFlags::MS_NOSUID | MsFlags::MS_NODEV),
+            "nodev, nosuid"
+        );
+    }
+}
