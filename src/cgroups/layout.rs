@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use super::CgroupError;
+use crate::linux::procfs::unescape_mountinfo;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct V1Hierarchy {
@@ -47,27 +48,6 @@ pub struct Layout {
     pub unified: Option<UnifiedMount>,
     /// The caller's own cgroup, by controller (`""` for the unified hierarchy).
     pub own: BTreeMap<String, String>,
-}
-
-/// Undoes mountinfo's octal escapes (`\040` for a space, …).
-fn unescape(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
-            out.push(v);
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 impl Layout {
@@ -115,7 +95,10 @@ impl Layout {
             if pre.len() < 5 || post.len() < 3 {
                 continue;
             }
-            let (root, mountpoint) = (unescape(pre[3]), PathBuf::from(unescape(pre[4])));
+            let (root, mountpoint) = (
+                unescape_mountinfo(pre[3]),
+                PathBuf::from(unescape_mountinfo(pre[4])),
+            );
             match post[0] {
                 "cgroup" => {
                     let controllers: Vec<String> = post[2]
@@ -340,6 +323,5 @@ mod tests {
         assert_eq!(clean("/a/./b/../c"), (true, vec!["a".into(), "c".into()]));
         assert_eq!(clean("x//y/"), (false, vec!["x".into(), "y".into()]));
         assert_eq!(clean("/../a").1, vec!["a".to_string()]);
-        assert_eq!(unescape("a\\040b"), "a b");
     }
 }

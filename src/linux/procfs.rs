@@ -38,6 +38,30 @@ pub fn host_mountinfo() -> io::Result<&'static str> {
     Ok(MOUNTINFO.get_or_init(|| m))
 }
 
+/// Undoes mountinfo's octal escapes (`\040` for a space, `\011` for a tab, …).
+pub fn unescape_mountinfo(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut k = 0;
+    while k < b.len() {
+        let octal = b
+            .get(k + 1..k + 4)
+            .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match (b[k], octal) {
+            (b'\\', Some(d)) => {
+                let v = d.iter().fold(0u32, |v, c| v * 8 + u32::from(c - b'0'));
+                out.push(v as u8);
+                k += 4;
+            }
+            (c, _) => {
+                out.push(c);
+                k += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// Which pseudo-filesystem a root must be.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Fs {
@@ -136,6 +160,15 @@ pub fn sysctl_path(key: &str) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mountinfo_escapes_are_undone() {
+        assert_eq!(unescape_mountinfo("/a\\040b\\011c"), "/a b\tc");
+        assert_eq!(unescape_mountinfo("a\\040b"), "a b");
+        assert_eq!(unescape_mountinfo("/plain\\"), "/plain\\");
+        assert_eq!(unescape_mountinfo("/x\\04"), "/x\\04");
+        assert_eq!(unescape_mountinfo("\\777"), "\u{fffd}");
+    }
 
     #[test]
     fn sysctl_keys_map_to_proc_sys() {

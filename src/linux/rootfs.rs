@@ -207,7 +207,7 @@ fn parent_mount_private(rootfs: &Path) -> Result<(), RootfsError> {
         if f.len() < 6 {
             continue;
         }
-        let mp = PathBuf::from(mounts::unescape(f[4]));
+        let mp = PathBuf::from(crate::linux::procfs::unescape_mountinfo(f[4]));
         if real.starts_with(&mp)
             && best
                 .as_ref()
@@ -273,7 +273,7 @@ fn move_root(rootfs: &Path) -> Result<(), RootfsError> {
         if f.len() < 5 || f[3] != "/" || !matches!(fstype, "proc" | "sysfs") {
             continue;
         }
-        let mp = PathBuf::from(mounts::unescape(f[4]));
+        let mp = PathBuf::from(crate::linux::procfs::unescape_mountinfo(f[4]));
         if !mp.starts_with(&real) {
             targets.push(mp);
         }

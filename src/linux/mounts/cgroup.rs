@@ -2,10 +2,11 @@
 //! directory per v1 hierarchy, each bound from the container's own cgroup (or mounted fresh
 //! inside a cgroup namespace), plus a symlink per controller of a co-mounted hierarchy
 //! ("cpu" → "cpu,cpuacct"). On a pure v2 host: cgroup2, or a bind of the container's cgroup
-//! where the kernel refuses. Also the mountinfo reading this needs ([`v1_hierarchies`], and
-//! [`unescape`], which rootfs.rs uses too).
+//! where the kernel refuses. Also the mountinfo reading this needs ([`v1_hierarchies`]).
 
 use std::os::fd::AsFd;
+
+use crate::linux::procfs::unescape_mountinfo;
 use std::path::{Path, PathBuf};
 
 use libc::MOUNT_ATTR_RDONLY as A_RDONLY;
@@ -48,29 +49,6 @@ pub struct Hierarchy {
     pub own: Result<PathBuf, String>,
 }
 
-/// Unescapes mountinfo's octal escapes (`\040` for a space, …).
-pub fn unescape(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut k = 0;
-    while k < b.len() {
-        if b[k] == b'\\'
-            && k + 3 < b.len()
-            && b[k + 1..k + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            let v = (b[k + 1] - b'0') as u32 * 64
-                + (b[k + 2] - b'0') as u32 * 8
-                + (b[k + 3] - b'0') as u32;
-            out.push(v as u8);
-            k += 4;
-        } else {
-            out.push(b[k]);
-            k += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// The v1 hierarchies from mountinfo and /proc/self/cgroup text.
 pub fn v1_hierarchies(mountinfo: &str, self_cgroup: &str) -> Vec<Hierarchy> {
     let own: Vec<(Vec<&str>, &str)> = self_cgroup
@@ -95,7 +73,7 @@ pub fn v1_hierarchies(mountinfo: &str, self_cgroup: &str) -> Vec<Hierarchy> {
         if pre.len() < 5 {
             continue;
         }
-        let (root, mp) = (unescape(pre[3]), unescape(pre[4]));
+        let (root, mp) = (unescape_mountinfo(pre[3]), unescape_mountinfo(pre[4]));
         let Some((ctrls, path)) = own
             .iter()
             .find(|(c, _)| c.iter().all(|x| superopts.contains(x)))
@@ -339,11 +317,5 @@ mod tests {
         assert_eq!(h[0].own, Ok(PathBuf::from("/sys/fs/cgroup/cpu,cpuacct/c1")));
         assert_eq!(h[1].own, Ok(PathBuf::from("/sys/fs/cgroup/memory/a/c1")));
         assert_eq!(h[2].controllers, "name=systemd");
-    }
-
-    #[test]
-    fn mountinfo_escapes() {
-        assert_eq!(unescape("/a\\040b\\011c"), "/a b\tc");
-        assert_eq!(unescape("/plain\\"), "/plain\\");
     }
 }

@@ -125,6 +125,16 @@ fn copy_dir(src: OwnedFd, dst: BorrowedFd) -> io::Result<()> {
         let st = fstatat(sfd, name.as_c_str(), AtFlags::AT_SYMLINK_NOFOLLOW)?;
         let kind = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT;
         let perm = Mode::from_bits_truncate(st.st_mode & 0o7777);
+        // The copy's owner is the original's (the entry itself, never a symlink's target).
+        let chown_entry = || {
+            fchownat(
+                dst,
+                name.as_c_str(),
+                Some(Uid::from_raw(st.st_uid)),
+                Some(Gid::from_raw(st.st_gid)),
+                AtFlags::AT_SYMLINK_NOFOLLOW,
+            )
+        };
         let nofollow = OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
         match kind {
             SFlag::S_IFDIR => {
@@ -164,13 +174,7 @@ fn copy_dir(src: OwnedFd, dst: BorrowedFd) -> io::Result<()> {
             SFlag::S_IFLNK => {
                 let target = nix::fcntl::readlinkat(sfd, name.as_c_str())?;
                 symlinkat(target.as_os_str(), dst, name.as_c_str())?;
-                fchownat(
-                    dst,
-                    name.as_c_str(),
-                    Some(Uid::from_raw(st.st_uid)),
-                    Some(Gid::from_raw(st.st_gid)),
-                    AtFlags::AT_SYMLINK_NOFOLLOW,
-                )?;
+                chown_entry()?;
             }
             SFlag::S_IFCHR | SFlag::S_IFBLK | SFlag::S_IFIFO => {
                 mknodat(
@@ -180,13 +184,7 @@ fn copy_dir(src: OwnedFd, dst: BorrowedFd) -> io::Result<()> {
                     Mode::from_bits_truncate(0o600),
                     st.st_rdev,
                 )?;
-                fchownat(
-                    dst,
-                    name.as_c_str(),
-                    Some(Uid::from_raw(st.st_uid)),
-                    Some(Gid::from_raw(st.st_gid)),
-                    AtFlags::AT_SYMLINK_NOFOLLOW,
-                )?;
+                chown_entry()?;
                 fchmodat(dst, name.as_c_str(), perm, FchmodatFlags::FollowSymlink)?;
             }
             _ => {} // sockets are not copied

@@ -44,7 +44,6 @@ mod fresh;
 mod options;
 
 // What rootfs.rs calls besides the entry point: the option parser, mountinfo unescaping.
-pub use cgroup::unescape;
 pub use options::{parse, Opts};
 
 use bind::bind;
