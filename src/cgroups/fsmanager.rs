@@ -217,13 +217,13 @@ impl FsManager {
             Ok(()) => {
                 self.created.borrow_mut().push(dir.to_path_buf());
                 if let (true, Some(parent)) = (cpuset, dir.parent()) {
-                    copy_cpuset(parent, dir)?;
+                    copy_cpuset(parent, dir, true)?;
                 }
                 return Ok(false);
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 if let (true, Some(parent)) = (cpuset, dir.parent()) {
-                    copy_cpuset(parent, dir)?;
+                    copy_cpuset(parent, dir, false)?;
                 }
                 return Ok(true);
             }
@@ -243,12 +243,12 @@ impl FsManager {
                 Ok(()) => {
                     self.created.borrow_mut().push(cur.clone());
                     if cpuset {
-                        copy_cpuset(&parent, &cur)?;
+                        copy_cpuset(&parent, &cur, true)?;
                     }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                     if cpuset && cur == dir {
-                        copy_cpuset(&parent, &cur)?;
+                        copy_cpuset(&parent, &cur, false)?;
                     }
                 }
                 Err(e) => return Err(io("create", &cur)(e)),
@@ -437,10 +437,18 @@ fn wait_empty(dir: &Path, deadline: Instant, round: u32) {
     std::thread::sleep(Duration::from_millis(1 << round.min(6)).min(left));
 }
 
-fn copy_cpuset(parent: &Path, child: &Path) -> Result<(), CgroupError> {
+/// Gives a v1 cpuset cgroup its parent's cpus and mems (a new one has none, and takes no
+/// task without them). A cgroup Berth just made (`fresh`) is empty or, under a parent with
+/// cgroup.clone_children set, already holds exactly these values: it is not read first. An
+/// existing one keeps values it has.
+fn copy_cpuset(parent: &Path, child: &Path, fresh: bool) -> Result<(), CgroupError> {
     for f in ["cpuset.cpus", "cpuset.mems"] {
-        let cur = fs::read(child, f).map_err(io("read", child))?;
-        if cur.trim().is_empty() {
+        let empty = fresh
+            || fs::read(child, f)
+                .map_err(io("read", child))?
+                .trim()
+                .is_empty();
+        if empty {
             let v = fs::read(parent, f).map_err(io("read", parent))?;
             fs::set(&format!("{f} (inherited)"), child, f, v.trim())?;
         }

@@ -67,11 +67,13 @@ impl Layout {
                 source,
             })?;
         let own = read("/proc/self/cgroup")?;
-        let subsystems = crate::linux::procfs::read_pseudo("/proc/cgroups").unwrap_or_default();
-        let names: Vec<&str> = subsystems
+        // A controller bound to a v1 hierarchy is listed on that hierarchy's line here, which
+        // is all the mountinfo filter needs (no read of /proc/cgroups).
+        let names: Vec<&str> = own
             .lines()
-            .filter(|l| !l.starts_with('#'))
-            .filter_map(|l| l.split_whitespace().next())
+            .filter_map(|l| l.split(':').nth(1))
+            .flat_map(|c| c.split(','))
+            .filter(|c| !c.is_empty())
             .collect();
         let l = Layout::parse(mountinfo, &own, &names);
         if l.v1.is_empty() && l.unified.is_none() {
@@ -82,7 +84,7 @@ impl Layout {
         Ok(l)
     }
 
-    /// `subsystems` are the controller names the kernel knows (/proc/cgroups), to tell them
+    /// `subsystems` are the names of the controllers bound to v1 hierarchies, to tell them
     /// from other super options of v1 mounts.
     pub fn parse(mountinfo: &str, self_cgroup: &str, subsystems: &[&str]) -> Layout {
         let mut l = Layout::default();
