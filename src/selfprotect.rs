@@ -106,12 +106,18 @@ impl Exposure {
         };
         // In a user namespace of its own, the container's capabilities do not count in the
         // host's, where our process's memory belongs.
-        let bounding_reaches = spec
+        let bounding_reaches = match spec
             .process()
             .as_ref()
             .and_then(|p| p.capabilities().as_ref())
-            .and_then(|c| c.bounding().as_ref())
-            .is_some_and(|set| set.iter().any(reaches));
+        {
+            // No capabilities object: the process keeps every capability Berth has.
+            None => true,
+            Some(c) => c
+                .bounding()
+                .as_ref()
+                .is_some_and(|set| set.iter().any(reaches)),
+        };
         let label =
             |on: bool, v: &Option<String>| on && v.as_deref().is_some_and(|s| !s.is_empty());
         Exposure {
@@ -349,6 +355,15 @@ mod tests {
         let joined = spec(serde_json::json!({"linux": {"namespaces": [
             {"type": "pid", "path": "/proc/1/ns/pid"}]}}));
         assert!(exposure(&joined).shared_pid_ns);
+    }
+
+    #[test]
+    fn a_process_without_a_capabilities_object_keeps_them_all() {
+        let mut s = Spec::default();
+        let mut p = s.process().clone().unwrap();
+        p.set_capabilities(None);
+        s.set_process(Some(p));
+        assert!(exposure(&s).privileged_peers);
     }
 
     #[test]

@@ -225,7 +225,8 @@ fn process_reaches_beyond(spec: &Spec, process: &Process) -> bool {
         .and_then(|c| c.bounding().clone())
         .unwrap_or_default();
     let Some(c) = process.capabilities() else {
-        return false;
+        // No capabilities object: the process keeps every capability Berth has.
+        return true;
     };
     [
         c.bounding(),
