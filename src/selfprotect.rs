@@ -5,8 +5,9 @@
 //! that file, and each has its defence:
 //!
 //! 1. Opening `/proc/<pid>/exe` of the process while Berth's code runs in it. The process is
-//!    non-dumpable for that whole time (`process::init`, `process::exec`), so only a process
-//!    holding CAP_SYS_PTRACE in the host's user namespace, and able to see it, can open it.
+//!    non-dumpable for that whole time (Berth turns dumpability off before it forks, in
+//!    `process::spawn` and `process::exec`), so only a process holding CAP_SYS_PTRACE in the
+//!    host's user namespace, and able to see it, can open it.
 //! 2. Making the final exec resolve to `/proc/self/exe` (an entrypoint symlinked to it, or a
 //!    `#!/proc/self/exe` script), which would make the container's program Berth itself. The
 //!    final exec goes through the [launcher](crate::linux::launcher), a tiny program in a sealed
@@ -104,8 +105,6 @@ impl Exposure {
                 .and_then(|v| v.iter().find(|n| n.typ() == t))
                 .is_some_and(|n| n.path().is_none())
         };
-        // In a user namespace of its own, the container's capabilities do not count in the
-        // host's, where our process's memory belongs.
         let bounding_reaches = match spec
             .process()
             .as_ref()
@@ -122,6 +121,8 @@ impl Exposure {
             |on: bool, v: &Option<String>| on && v.as_deref().is_some_and(|s| !s.is_empty());
         Exposure {
             shared_pid_ns: !own(LinuxNamespaceType::Pid),
+            // In a user namespace of its own, the container's capabilities do not count in
+            // the host's, where our process's memory belongs.
             privileged_peers: !own(LinuxNamespaceType::User)
                 && (bounding_reaches || earlier_privileged_exec),
             lsm_exec_label: label(lsm.apparmor, process.apparmor_profile())

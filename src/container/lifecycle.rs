@@ -424,23 +424,19 @@ pub(crate) fn launch_failed(payload: &[u8]) -> process::ProcessError {
 
 /// Releases a created container's init to exec the user's program, then runs poststart hooks.
 pub fn start(c: &mut Container) -> Result<()> {
-    // A container `run` created is started by the same process, which holds the other end of
-    // its init's socketpair: it is `created` by construction (it has no start.sock to show it).
-    if c.start_conn.is_none() {
-        c.require(&[Status::Created], "start")?;
-    }
-    let st = c.state.clone().expect("created container has state");
-    let connected = c.start_conn.take();
-    let from_socket_file = connected.is_none();
-    let fd = match connected {
-        Some(fd) => fd,
+    let (fd, from_socket_file) = match c.start_conn.take() {
+        // `run`: this process created the init and holds the other end of its socketpair, so
+        // the container is `created` by construction (no start.sock shows it).
+        Some(fd) => (fd, false),
         None => {
+            c.require(&[Status::Created], "start")?;
             let fd = seqpacket_socket()?;
             connect(fd.as_raw_fd(), &start_socket_addr(c)?)
                 .map_err(|e| Error::sys("connect to the container's init", e))?;
-            fd
+            (fd, true)
         }
     };
+    let st = c.state.clone().expect("created container has state");
     let ch = sync::Channel(fd);
     ch.send(sync::START, &hook_state(&st, Status::Created))
         .map_err(|e| Error::sys("release the container's init", e))?;

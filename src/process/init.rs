@@ -1,7 +1,7 @@
 //! The container's init, in the order the runtime spec requires. It runs in the child that
 //! `spawn` forked, reads top to bottom, and ends in execve of the user's program:
 //!
-//!  1. close the parent's fds, become non-dumpable, wait for GO (id maps and cgroup done)
+//!  1. close the parent's fds (non-dumpable since the fork), wait for GO (id maps and cgroup)
 //!  2. enter namespaces (join by path, unshare, fork once more for a pid namespace)
 //!  3. become root of a new user namespace; time namespace offsets; new session
 //!  4. mounts into the rootfs (before pivot_root)
@@ -55,9 +55,9 @@ fn setup(cfg: &InitConfig, ch: &Channel) -> Result<Channel, String> {
     for fd in &cfg.close_in_child {
         let _ = close(*fd);
     }
-    // While Berth's own code runs in the container, no container process may open
-    // /proc/<init>/{exe,mem,fd}: that is the CVE-2019-5736 route to the host binary.
-    set_dumpable(false)?;
+    // Non-dumpable since before the fork (`spawn`): while Berth's own code runs in the
+    // container, no container process may open /proc/<init>/{exe,mem,fd}, the CVE-2019-5736
+    // route to the host binary.
     ch.expect(sync::GO)?;
     if let Some(p) = cfg.spec.process() {
         sched::apply_affinity(p.exec_cpu_affinity().as_ref(), false, "process")?;
@@ -279,8 +279,12 @@ pub(crate) fn exec_user_process(
     launch_report: Option<&OwnedFd>,
 ) -> Result<Infallible, String> {
     // Made while nothing is dropped or filtered yet (memfd_create may be, by the profile).
-    let launcher = launch_report
-        .map(|_| Launcher::new().map_err(|e| format!("the launcher's memfd: {e}")))
+    let launch = launch_report
+        .map(|report| {
+            Launcher::new()
+                .map(|l| (l, report))
+                .map_err(|e| format!("the launcher's memfd: {e}"))
+        })
         .transpose()?;
     let argv: Vec<CString> = p
         .args()
@@ -332,7 +336,7 @@ pub(crate) fn exec_user_process(
             nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
         );
     }
-    if let Some(report) = launch_report {
+    if let Some((_, report)) = &launch {
         // The launcher inherits the report socket and makes it close-on-exec itself.
         nix::fcntl::fcntl(
             report,
@@ -343,7 +347,7 @@ pub(crate) fn exec_user_process(
     if let Some(sc) = seccomp.filter(|_| nnp) {
         load_seccomp(sc)?;
     }
-    if let (Some(launcher), Some(report)) = (&launcher, launch_report) {
+    if let Some((launcher, report)) = &launch {
         let err = launcher.exec(report, &path, &argv, &envp);
         return Err(format!("exec {:?} through the launcher: {err}", argv[0]));
     }

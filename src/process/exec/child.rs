@@ -32,10 +32,10 @@ fn setup_and_exec(
     born_in_cgroup: bool,
     ch: &Channel,
 ) -> std::result::Result<Infallible, String> {
-    // No container process may open /proc/<us>/{exe,mem,fd,root} while Berth's code runs in
-    // the container: that reaches the host binary and the fds below (CVE-2019-5736 class).
-    // execve makes the user's program dumpable again.
-    init::set_dumpable(false)?;
+    // Non-dumpable since before the fork (`spawn`): no container process may open
+    // /proc/<us>/{exe,mem,fd,root} while Berth's code runs in the container, which would reach
+    // the host binary and the fds below (CVE-2019-5736 class). execve makes the user's
+    // program dumpable again.
     crate::linux::sched::apply_affinity(
         cfg.process.exec_cpu_affinity().as_ref(),
         false,
