@@ -83,67 +83,42 @@ pub fn merge(base: &mut LinuxResources, new: &LinuxResources) {
     fn nz_u(v: Option<u64>) -> Option<u64> {
         v.filter(|&x| x != 0)
     }
+    // `put!(target, value => setter, …)`: each value that is Some is set on `target`.
+    macro_rules! put {
+        ($t:ident, $($v:expr => $set:ident),+ $(,)?) => {
+            $( if let Some(v) = $v { $t.$set(Some(v)); } )+
+        };
+    }
     if let Some(n) = new.memory() {
         let mut m: LinuxMemory = base.memory().unwrap_or_default();
-        if let Some(v) = nz_i(n.limit()) {
-            m.set_limit(Some(v));
-        }
-        if let Some(v) = nz_i(n.reservation()) {
-            m.set_reservation(Some(v));
-        }
-        if let Some(v) = nz_i(n.swap()) {
-            m.set_swap(Some(v));
-        }
         #[allow(deprecated)]
-        if let Some(v) = nz_i(n.kernel()) {
-            m.set_kernel(Some(v));
-        }
-        if let Some(v) = nz_i(n.kernel_tcp()) {
-            m.set_kernel_tcp(Some(v));
-        }
-        if let Some(v) = n.swappiness() {
-            m.set_swappiness(Some(v));
-        }
-        if let Some(v) = n.disable_oom_killer() {
-            m.set_disable_oom_killer(Some(v));
-        }
-        if let Some(v) = n.use_hierarchy() {
-            m.set_use_hierarchy(Some(v));
-        }
-        if let Some(v) = n.check_before_update() {
-            m.set_check_before_update(Some(v));
-        }
+        let kernel = nz_i(n.kernel());
+        put!(m,
+            nz_i(n.limit()) => set_limit,
+            nz_i(n.reservation()) => set_reservation,
+            nz_i(n.swap()) => set_swap,
+            kernel => set_kernel,
+            nz_i(n.kernel_tcp()) => set_kernel_tcp,
+            n.swappiness() => set_swappiness,
+            n.disable_oom_killer() => set_disable_oom_killer,
+            n.use_hierarchy() => set_use_hierarchy,
+            n.check_before_update() => set_check_before_update,
+        );
         base.set_memory(Some(m));
     }
     if let Some(n) = new.cpu() {
         let mut c: LinuxCpu = base.cpu().clone().unwrap_or_default();
-        if let Some(v) = nz_u(n.shares()) {
-            c.set_shares(Some(v));
-        }
-        if let Some(v) = nz_i(n.quota()) {
-            c.set_quota(Some(v));
-        }
-        if let Some(v) = nz_u(n.period()) {
-            c.set_period(Some(v));
-        }
-        if let Some(v) = n.burst() {
-            c.set_burst(Some(v));
-        }
-        if let Some(v) = nz_i(n.realtime_runtime()) {
-            c.set_realtime_runtime(Some(v));
-        }
-        if let Some(v) = nz_u(n.realtime_period()) {
-            c.set_realtime_period(Some(v));
-        }
-        if let Some(v) = n.idle() {
-            c.set_idle(Some(v));
-        }
-        if let Some(v) = n.cpus().clone().filter(|v| !v.is_empty()) {
-            c.set_cpus(Some(v));
-        }
-        if let Some(v) = n.mems().clone().filter(|v| !v.is_empty()) {
-            c.set_mems(Some(v));
-        }
+        put!(c,
+            nz_u(n.shares()) => set_shares,
+            nz_i(n.quota()) => set_quota,
+            nz_u(n.period()) => set_period,
+            n.burst() => set_burst,
+            nz_i(n.realtime_runtime()) => set_realtime_runtime,
+            nz_u(n.realtime_period()) => set_realtime_period,
+            n.idle() => set_idle,
+            n.cpus().clone().filter(|v| !v.is_empty()) => set_cpus,
+            n.mems().clone().filter(|v| !v.is_empty()) => set_mems,
+        );
         base.set_cpu(Some(c));
     }
     if let Some(p) = new.pids().filter(|p| p.limit() != 0) {
@@ -151,12 +126,10 @@ pub fn merge(base: &mut LinuxResources, new: &LinuxResources) {
     }
     if let Some(n) = new.block_io() {
         let mut b: LinuxBlockIo = base.block_io().clone().unwrap_or_default();
-        if let Some(v) = n.weight().filter(|&v| v != 0) {
-            b.set_weight(Some(v));
-        }
-        if let Some(v) = n.leaf_weight().filter(|&v| v != 0) {
-            b.set_leaf_weight(Some(v));
-        }
+        put!(b,
+            n.weight().filter(|&v| v != 0) => set_weight,
+            n.leaf_weight().filter(|&v| v != 0) => set_leaf_weight,
+        );
         if let Some(list) = n.weight_device() {
             let mut cur = b.weight_device().clone().unwrap_or_default();
             for d in list {
