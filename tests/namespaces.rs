@@ -193,6 +193,9 @@ fn cgroup_namespace_roots_the_containers_cgroup() {
 
 #[test]
 fn time_namespace_applies_time_offsets() {
+    if skip_without_namespace("time_namespace_applies_time_offsets", "time") {
+        return;
+    }
     let rt = Runtime::new();
     let mut b = sh("cut -d' ' -f1 /proc/uptime");
     b.namespace("time", None);

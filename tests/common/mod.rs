@@ -285,6 +285,21 @@ pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// Whether this kernel has namespaces of kind `ns` (`time`, `cgroup`, ...), as /proc/self/ns
+/// shows them. A test that needs one prints `SKIP:` and returns when it is missing.
+pub fn kernel_has_namespace(ns: &str) -> bool {
+    Path::new("/proc/self/ns").join(ns).exists()
+}
+
+/// Prints the `SKIP:` line for a test that cannot run on this kernel; returns whether it must.
+pub fn skip_without_namespace(test: &str, ns: &str) -> bool {
+    if kernel_has_namespace(ns) {
+        return false;
+    }
+    println!("SKIP: {test}: this kernel has no {ns} namespace (/proc/self/ns/{ns} is missing)");
+    true
+}
+
 /// A unique container id for this test process.
 pub fn unique_id(name: &str) -> String {
     format!("{name}-{}", std::process::id())
