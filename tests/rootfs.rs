@@ -613,6 +613,32 @@ fn bad_mounts_fail_naming_the_field_and_leave_nothing() {
     }
 }
 
+/// A proc or sysfs destination that is a symlink in the rootfs is refused by name (runc: "must
+/// be mounted on ordinary directory"), not as a bare ELOOP; nothing is left behind.
+#[test]
+fn proc_and_sys_destinations_that_are_symlinks_are_named() {
+    for (dir, index) in [("proc", 0), ("sys", 5)] {
+        let rt = Runtime::new();
+        let b = Bundle::sh("echo SHOULD-NOT-RUN");
+        assert_eq!(b.config["mounts"][index]["destination"], format!("/{dir}"));
+        let link = b.rootfs().join(dir);
+        let _ = std::fs::remove_dir(&link);
+        std::fs::create_dir_all(b.rootfs().join("elsewhere")).unwrap();
+        std::os::unix::fs::symlink("elsewhere", &link).unwrap();
+        let id = unique_id(&format!("symlink-{dir}"));
+        let o = rt.run_timeout(&id, &b, &[]);
+        assert_one_error_line(
+            &o,
+            &[
+                &format!("mounts[{index}].destination: /{dir} is a symlink in the rootfs"),
+                "must be mounted on ordinary directory",
+            ],
+        );
+        assert!(rt.ids().is_empty());
+        assert_nothing_left(&rt, &id, &b);
+    }
+}
+
 /// In a user namespace, flags of a mount inherited from the host are locked: a bind asking for
 /// other flags keeps them (and still gets what it asked), and asking to clear one is an error.
 #[test]

@@ -30,7 +30,20 @@ pub(super) fn fresh(ctx: &Ctx, i: usize, m: &Mount, ty: &str, o: &Opts) -> R {
     };
     let kind = Kind::Fresh(ty);
     check_proc(i, dest, &safepath::clean(dest), &kind)?;
-    let r = safepath::mkdir_all(ctx.root, dest, 0o755, resolve).map_err(dest_err(i, dest))?;
+    let r = safepath::mkdir_all(ctx.root, dest, 0o755, resolve).map_err(|e| {
+        match symlink_on_the_way(ctx, dest).filter(|_| e.raw_os_error() == Some(libc::ELOOP)) {
+            // runc: "must be mounted on ordinary directory".
+            Some(link) => field(
+                i,
+                "destination",
+                format!(
+                    "{} is a symlink in the rootfs; {ty} must be mounted on ordinary directory",
+                    link.display()
+                ),
+            ),
+            None => dest_err(i, dest)(e),
+        }
+    })?;
     let at = check_dest(ctx, i, dest, r.fd.as_fd(), &kind)?;
     let mut data = o.data_string();
     if ty == "tmpfs" && !r.created && !o.data.iter().any(|(_, d)| d.starts_with("mode=")) {
@@ -68,6 +81,23 @@ pub(super) fn fresh(ctx: &Ctx, i: usize, m: &Mount, ty: &str, o: &Opts) -> R {
         return Err(diagnose(i, dest, ty, &source.to_string_lossy(), o, e));
     }
     after_fresh(ctx, i, dest, o)
+}
+
+/// The first component of `dest` (a container path) that is a symlink in the rootfs, for the
+/// error of a proc or sysfs mount refused by a symlink-free resolution. Looked up only on that
+/// error path, component by component without following anything.
+fn symlink_on_the_way(ctx: &Ctx, dest: &Path) -> Option<std::path::PathBuf> {
+    use nix::fcntl::AtFlags;
+    let mut at = std::path::PathBuf::from("/");
+    for c in safepath::clean(dest).components().skip(1) {
+        at.push(c);
+        let rel = at.strip_prefix("/").ok()?;
+        let st = nix::sys::stat::fstatat(ctx.root, rel, AtFlags::AT_SYMLINK_NOFOLLOW).ok()?;
+        if st.st_mode & libc::S_IFMT == libc::S_IFLNK {
+            return Some(at);
+        }
+    }
+    None
 }
 
 /// Propagation and recursive attributes of a fresh mount, on the mount's own root.
