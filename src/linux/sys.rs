@@ -89,6 +89,22 @@ pub fn cloexec_from(first: u32) -> io::Result<()> {
     Ok(())
 }
 
+/// Closes every fd from `first` upward that is not close-on-exec. Every fd Berth opens is
+/// close-on-exec, so these are exactly the ones its caller left open for it (a host directory,
+/// a pipe, a file): what a forked container init must not hold while it waits for `start`.
+pub fn close_inherited_from(first: u32) -> io::Result<()> {
+    for fd in open_fds_from(first)? {
+        // SAFETY: F_GETFD only reads the flags; the listing's own fd is closed by now (EBADF).
+        let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+        if flags >= 0 && flags & libc::FD_CLOEXEC == 0 {
+            // SAFETY: no Rust object owns an fd that is not close-on-exec (see above), so
+            // nothing uses or closes this number again.
+            unsafe { libc::close(fd) };
+        }
+    }
+    Ok(())
+}
+
 /// The fds from `first` upward, listed in /proc/self/fd (the listing's own fd included: it is
 /// closed when this returns).
 fn open_fds_from(first: u32) -> io::Result<Vec<RawFd>> {

@@ -1,7 +1,8 @@
 //! The container's init, in the order the runtime spec requires. It runs in the child that
 //! `spawn` forked, reads top to bottom, and ends in execve of the user's program:
 //!
-//!  1. close the parent's fds (non-dumpable since the fork), wait for GO (id maps and cgroup)
+//!  1. close the parent's and the caller's fds (non-dumpable since the fork), wait for GO
+//!     (id maps and cgroup)
 //!  2. enter namespaces (join by path, unshare, fork once more for a pid namespace)
 //!  3. become root of a new user namespace; time namespace offsets; new session
 //!  4. mounts into the rootfs (before pivot_root)
@@ -53,10 +54,15 @@ pub fn run(cfg: &InitConfig, ch: Channel) -> ! {
 
 /// Steps 1–8: everything up to the moment `start` connects. Returns the start connection.
 fn setup(cfg: &InitConfig, ch: &Channel) -> Result<Channel, String> {
-    // 1. The lock and other parent fds are not ours to hold.
+    // 1. The lock and other parent fds are not ours to hold, nor what Berth's caller left
+    //    open for it (a host directory, a pipe): while the container is `created` this process
+    //    keeps only stdio, the preserved fds and Berth's own (all close-on-exec), as runc's
+    //    init, which only gets the fds it is handed, does.
     for fd in &cfg.close_in_child {
         let _ = close(*fd);
     }
+    crate::linux::sys::close_inherited_from(3 + cfg.preserve_fds)
+        .map_err(|e| format!("close inherited fds: {e}"))?;
     // Non-dumpable since before the fork (`spawn`): while Berth's own code runs in the
     // container, no container process may open /proc/<init>/{exe,mem,fd}, the CVE-2019-5736
     // route to the host binary.
