@@ -9,9 +9,9 @@
 //!  5. prestart/createRuntime hooks (run by the parent), createContainer hooks (here)
 //!  6. pivot_root; console; sysctl; read-only root, masked and read-only paths
 //!  7. hostname, domainname, session keyring, oom score, rlimits, personality
-//!  8. READY → wait on start.sock for `start`; startContainer hooks
+//!  8. READY → wait on start.sock for `start`
 //!  9. cwd (and its check), close-on-exec marks, then seccomp, user, capabilities,
-//!     no_new_privileges (seccomp last with it); execve
+//!     no_new_privileges (seccomp last with it); startContainer hooks; execve
 
 use std::convert::Infallible;
 use std::ffi::CString;
@@ -224,26 +224,44 @@ fn setup(cfg: &InitConfig, ch: &Channel) -> Result<Channel, String> {
 /// Step 8 (end) and 9: run by the released init.
 fn start_and_exec(cfg: &InitConfig, conn: &Channel) -> Result<Infallible, String> {
     let state = conn.expect(sync::START)?;
-    if let Some(hooks) = cfg
+    let process = cfg.spec.process().as_ref().ok_or("process: required")?;
+    let hooks = cfg
         .spec
         .hooks()
         .as_ref()
         .and_then(|h| h.start_container().as_ref())
-    {
-        crate::hooks::run_all("startContainer", hooks, &seen_from_inside(&state))
-            .map_err(|e| e.to_string())?;
-    }
-    let process = cfg.spec.process().as_ref().ok_or("process: required")?;
+        .filter(|h| !h.is_empty());
+    // startContainer hooks run in the container as its process would (runc runs them right
+    // before its execve): under its seccomp filter, as its user, and, for a hook without `env`,
+    // with the process's environment (runc's hooks inherit its init's, which is process.env).
+    let run_hooks = |env: &[String]| -> Result<(), String> {
+        let hooks: Vec<oci_spec::runtime::Hook> = hooks
+            .into_iter()
+            .flatten()
+            .map(|h| {
+                let mut h = h.clone();
+                if h.env().is_none() {
+                    h.set_env(Some(env.to_vec()));
+                }
+                h
+            })
+            .collect();
+        crate::hooks::run_all("startContainer", &hooks, &seen_from_inside(&state))
+            .map_err(|e| e.to_string())
+    };
     exec_user_process(
         process,
         cfg.preserve_fds,
-        "process",
         cfg.seccomp.as_ref(),
         cfg.lsm,
         conn,
         cfg.launcher,
+        hooks.is_some().then_some(&run_hooks as BeforeExec),
     )
 }
+
+/// What runs right before the final exec, given the process's environment.
+pub(crate) type BeforeExec<'a> = &'a dyn Fn(&[String]) -> Result<(), String>;
 
 /// Reports an error on the channel to whoever waits on it (`create`, `start`, `exec`). With
 /// write(2), not send(2): after the seccomp filter is loaded, the profile may not allow sendto
@@ -270,15 +288,20 @@ pub(crate) fn report_error(ch: &Channel, msg: &str) {
 ///
 /// With `launcher`, the execve is made by the launcher (see `selfprotect`), which reports a
 /// failure on `ch`; its end-of-stream still means the program runs.
+///
+/// `before_exec` (the init's startContainer hooks) runs last, with the process's environment:
+/// as in runc, under the filter, as the process's user with its capabilities.
 pub(crate) fn exec_user_process(
     p: &Process,
     preserve_fds: u32,
-    at: &str,
     seccomp: Option<&berth_seccomp::Compiled>,
     lsm_on: lsm::Enabled,
     ch: &Channel,
     launcher: bool,
+    before_exec: Option<BeforeExec>,
 ) -> Result<Infallible, String> {
+    // The JSON path errors name: `exec` also runs a `process` object (its process.json).
+    let at = "process";
     let launch = launcher
         .then(Launcher::new)
         .transpose()
@@ -310,7 +333,9 @@ pub(crate) fn exec_user_process(
     sched::apply_affinity(p.exec_cpu_affinity().as_ref(), true, at)?;
     // SAFETY: umask(2) only sets the mask (it cannot fail).
     unsafe { libc::umask(ident.umask as libc::mode_t) };
-    crate::linux::sys::restore_sigpipe();
+    if before_exec.is_none() {
+        crate::linux::sys::restore_sigpipe();
+    }
     // No fd but stdio and the preserved ones survives execve. Every fd Berth opens from here
     // on (the seccomp listener) is close-on-exec too.
     crate::linux::sys::cloexec_from(3 + preserve_fds).map_err(|e| format!("close fds: {e}"))?;
@@ -320,13 +345,10 @@ pub(crate) fn exec_user_process(
             nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
         );
     }
-    if launch.is_some() {
-        // The launcher inherits the report socket and makes it close-on-exec itself.
-        nix::fcntl::fcntl(
-            &ch.0,
-            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
-        )
-        .map_err(|e| format!("the launcher's report socket: {e}"))?;
+    // The launcher inherits the report socket and makes it close-on-exec itself. Where hooks
+    // run first, only after them: they must not inherit it.
+    if launch.is_some() && before_exec.is_none() {
+        inheritable(&ch.0).map_err(|e| format!("the launcher's report socket: {e}"))?;
     }
     enter_cwd(p.cwd(), &ident, at)?;
 
@@ -343,6 +365,14 @@ pub(crate) fn exec_user_process(
     }
     if let Some(filter) = seccomp.filter(|_| nnp) {
         load_seccomp(filter, ch, nnp)?;
+    }
+    if let Some(hooks) = before_exec {
+        hooks(&env)?;
+        // Only now: writing the state to a hook that does not read it must not kill us.
+        crate::linux::sys::restore_sigpipe();
+        if launch.is_some() {
+            inheritable(&ch.0).map_err(|e| format!("the launcher's report socket: {e}"))?;
+        }
     }
     if let Some(launcher) = &launch {
         let err = launcher.exec(&ch.0, &path, &argv, &envp);
@@ -572,6 +602,15 @@ pub(crate) fn join_session_keyring(id: &str) {
     unsafe {
         libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, name.as_ptr());
     }
+}
+
+/// Clears close-on-exec on `fd`.
+fn inheritable(fd: &OwnedFd) -> nix::Result<()> {
+    nix::fcntl::fcntl(
+        fd,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+    )
+    .map(|_| ())
 }
 
 fn unsafe_owned(fd: std::os::fd::RawFd) -> OwnedFd {

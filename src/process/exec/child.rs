@@ -83,11 +83,11 @@ fn setup_and_exec(
     init::exec_user_process(
         p,
         cfg.preserve_fds,
-        "process",
         cfg.seccomp.as_ref(),
         cfg.lsm,
         ch,
         cfg.launcher,
+        None,
     )
 }
 
