@@ -175,10 +175,11 @@ pub fn apply(e: &Exposure) -> io::Result<Method> {
 }
 
 /// Whether the seccomp filter lets through every system call the launcher makes
-/// (execveat of it, fcntl F_SETFD, execve, writev of a failure, exit_group).
+/// (execveat of it, fcntl F_SETFD, execve, writev of a failure, exit_group), and the fcntl
+/// that hands it the report socket after startContainer hooks (which run under the filter).
 pub fn seccomp_allows_launcher(filter: &berth_seccomp::Compiled) -> bool {
     const REPORT_FD: u64 = 3;
-    let calls: [(i64, &[u64]); 5] = [
+    let calls: [(i64, &[u64]); 6] = [
         (
             libc::SYS_execveat,
             &[REPORT_FD, 0, 0, 0, libc::AT_EMPTY_PATH as u64],
@@ -187,6 +188,7 @@ pub fn seccomp_allows_launcher(filter: &berth_seccomp::Compiled) -> bool {
             libc::SYS_fcntl,
             &[REPORT_FD, libc::F_SETFD as u64, libc::FD_CLOEXEC as u64],
         ),
+        (libc::SYS_fcntl, &[REPORT_FD, libc::F_SETFD as u64, 0]),
         (libc::SYS_execve, &[0, 0, 0]),
         (libc::SYS_writev, &[REPORT_FD, 0, 2]),
         (libc::SYS_exit_group, &[127]),

@@ -56,7 +56,7 @@ pub fn switch(id: &Identity) -> Result<(), String> {
     setresgid(g, g, g).map_err(|e| format!("process.user.gid: setgid {}: {e}", id.gid))?;
     let u = Uid::from_raw(id.uid);
     setresuid(u, u, u).map_err(|e| format!("process.user.uid: setuid {}: {e}", id.uid))?;
-    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(id.umask as _));
+    // The umask is set by the caller, before the seccomp filter (init::exec_user_process).
     Ok(())
 }
 

@@ -59,16 +59,65 @@ pub fn clone3_fork(flags: u64, cgroup_fd: Option<RawFd>) -> io::Result<Forked> {
     }
 }
 
-/// Marks every fd from `first` upward close-on-exec (close_range(2) with CLOSE_RANGE_CLOEXEC),
-/// so that no host fd but the ones asked for reaches the container's process.
+/// Marks every fd from `first` upward close-on-exec, so that no host fd but the ones asked for
+/// reaches the container's process: one close_range(2) with CLOSE_RANGE_CLOEXEC (Linux 5.11).
+/// Where that is refused (an older kernel, or a seccomp profile Berth itself runs under that
+/// predates close_range), each fd listed in /proc/self/fd is marked with fcntl instead.
 pub fn cloexec_from(first: u32) -> io::Result<()> {
     const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
     // SAFETY: close_range only changes fd flags; no memory is touched.
     let r = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, CLOSE_RANGE_CLOEXEC) };
-    if r == -1 {
-        return Err(io::Error::last_os_error());
+    if r == 0 {
+        return Ok(());
+    }
+    let refused = io::Error::last_os_error();
+    let fds = open_fds_from(first).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("close_range: {refused}; list /proc/self/fd: {e}"),
+        )
+    })?;
+    for fd in fds {
+        // SAFETY: fcntl(F_SETFD) only changes the flags of `fd`; EBADF (the listing's own fd,
+        // closed since) is harmless.
+        if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } < 0
+            && io::Error::last_os_error().raw_os_error() != Some(libc::EBADF)
+        {
+            return Err(io::Error::last_os_error());
+        }
     }
     Ok(())
+}
+
+/// Closes every fd from `first` upward that is not close-on-exec. Every fd Berth opens is
+/// close-on-exec, so these are exactly the ones its caller left open for it (a host directory,
+/// a pipe, a file): what a forked container init must not hold while it waits for `start`.
+pub fn close_inherited_from(first: u32) -> io::Result<()> {
+    for fd in open_fds_from(first)? {
+        // SAFETY: F_GETFD only reads the flags; the listing's own fd is closed by now (EBADF).
+        let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+        if flags >= 0 && flags & libc::FD_CLOEXEC == 0 {
+            // SAFETY: no Rust object owns an fd that is not close-on-exec (see above), so
+            // nothing uses or closes this number again.
+            unsafe { libc::close(fd) };
+        }
+    }
+    Ok(())
+}
+
+/// The fds from `first` upward, listed in /proc/self/fd (the listing's own fd included: it is
+/// closed when this returns).
+fn open_fds_from(first: u32) -> io::Result<Vec<RawFd>> {
+    let mut fds = Vec::new();
+    for entry in std::fs::read_dir("/proc/self/fd")? {
+        let name = entry?.file_name();
+        if let Some(fd) = name.to_str().and_then(|n| n.parse::<RawFd>().ok()) {
+            if fd >= 0 && fd as u32 >= first {
+                fds.push(fd);
+            }
+        }
+    }
+    Ok(fds)
 }
 
 /// Terminates the calling (forked) process at once, without running Rust destructors or atexit

@@ -1,19 +1,21 @@
 //! The container's init, in the order the runtime spec requires. It runs in the child that
 //! `spawn` forked, reads top to bottom, and ends in execve of the user's program:
 //!
-//!  1. close the parent's fds (non-dumpable since the fork), wait for GO (id maps and cgroup)
+//!  1. close the parent's and the caller's fds (non-dumpable since the fork), wait for GO
+//!     (id maps and cgroup)
 //!  2. enter namespaces (join by path, unshare, fork once more for a pid namespace)
 //!  3. become root of a new user namespace; time namespace offsets; new session
 //!  4. mounts into the rootfs (before pivot_root)
 //!  5. prestart/createRuntime hooks (run by the parent), createContainer hooks (here)
 //!  6. pivot_root; console; sysctl; read-only root, masked and read-only paths
 //!  7. hostname, domainname, session keyring, oom score, rlimits, personality
-//!  8. READY → wait on start.sock for `start`; startContainer hooks
-//!  9. user, capabilities, no_new_privileges, seccomp, cwd, close fds; execve
+//!  8. READY → wait on start.sock for `start`
+//!  9. cwd (and its check), close-on-exec marks, then seccomp, user, capabilities,
+//!     no_new_privileges (seccomp last with it); startContainer hooks; execve
 
 use std::convert::Infallible;
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use nix::sys::socket::accept4;
 use nix::sys::socket::SockFlag;
@@ -34,6 +36,7 @@ pub fn run(cfg: &InitConfig, ch: Channel) -> ! {
     let conn = match result {
         Ok(conn) => conn,
         Err(msg) => {
+            // No seccomp filter yet: send(2) is fine.
             ch.send_error(&msg);
             exit_now(1)
         }
@@ -43,7 +46,7 @@ pub fn run(cfg: &InitConfig, ch: Channel) -> ! {
     match start_and_exec(cfg, &conn) {
         Ok(never) => match never {},
         Err(msg) => {
-            conn.send_error(&msg);
+            report_error(&conn, &msg);
             exit_now(1)
         }
     }
@@ -51,10 +54,15 @@ pub fn run(cfg: &InitConfig, ch: Channel) -> ! {
 
 /// Steps 1–8: everything up to the moment `start` connects. Returns the start connection.
 fn setup(cfg: &InitConfig, ch: &Channel) -> Result<Channel, String> {
-    // 1. The lock and other parent fds are not ours to hold.
+    // 1. The lock and other parent fds are not ours to hold, nor what Berth's caller left
+    //    open for it (a host directory, a pipe): while the container is `created` this process
+    //    keeps only stdio, the preserved fds and Berth's own (all close-on-exec), as runc's
+    //    init, which only gets the fds it is handed, does.
     for fd in &cfg.close_in_child {
         let _ = close(*fd);
     }
+    crate::linux::sys::close_inherited_from(3 + cfg.preserve_fds)
+        .map_err(|e| format!("close inherited fds: {e}"))?;
     // Non-dumpable since before the fork (`spawn`): while Berth's own code runs in the
     // container, no container process may open /proc/<init>/{exe,mem,fd}, the CVE-2019-5736
     // route to the host binary.
@@ -216,76 +224,88 @@ fn setup(cfg: &InitConfig, ch: &Channel) -> Result<Channel, String> {
 /// Step 8 (end) and 9: run by the released init.
 fn start_and_exec(cfg: &InitConfig, conn: &Channel) -> Result<Infallible, String> {
     let state = conn.expect(sync::START)?;
-    if let Some(hooks) = cfg
+    let process = cfg.spec.process().as_ref().ok_or("process: required")?;
+    let hooks = cfg
         .spec
         .hooks()
         .as_ref()
         .and_then(|h| h.start_container().as_ref())
-    {
-        crate::hooks::run_all("startContainer", hooks, &seen_from_inside(&state))
-            .map_err(|e| e.to_string())?;
-    }
-    let process = cfg.spec.process().as_ref().ok_or("process: required")?;
-    let hand_over = |fd: RawFd| -> Result<(), String> {
-        conn.send(sync::NOTIFY_FD, &fd.to_ne_bytes())
-            .map_err(|e| format!("linux.seccomp: pass the notify fd: {e}"))?;
-        conn.expect(sync::NOTIFY_DONE).map(|_| ())
+        .filter(|h| !h.is_empty());
+    // startContainer hooks run in the container as its process would (runc runs them right
+    // before its execve): under its seccomp filter, as its user, and, for a hook without `env`,
+    // with the process's environment (runc's hooks inherit its init's, which is process.env).
+    let run_hooks = |env: &[String]| -> Result<(), String> {
+        let hooks: Vec<oci_spec::runtime::Hook> = hooks
+            .into_iter()
+            .flatten()
+            .map(|h| {
+                let mut h = h.clone();
+                if h.env().is_none() {
+                    h.set_env(Some(env.to_vec()));
+                }
+                h
+            })
+            .collect();
+        crate::hooks::run_all("startContainer", &hooks, &seen_from_inside(&state))
+            .map_err(|e| e.to_string())
     };
-    let seccomp = cfg.seccomp.as_ref().map(|filter| Seccomp {
-        filter,
-        hand_over_notify_fd: &hand_over,
-    });
     exec_user_process(
         process,
         cfg.preserve_fds,
-        "process",
-        seccomp.as_ref(),
+        cfg.seccomp.as_ref(),
         cfg.lsm,
-        cfg.launcher.then_some(&conn.0),
+        conn,
+        cfg.launcher,
+        hooks.is_some().then_some(&run_hooks as BeforeExec),
     )
 }
 
-/// A filter to load, and how to hand its notify fd (SCMP_ACT_NOTIFY) to whoever passes it on to
-/// the seccomp agent before the process continues.
-pub struct Seccomp<'a> {
-    pub filter: &'a berth_seccomp::Compiled,
-    pub hand_over_notify_fd: &'a dyn Fn(RawFd) -> Result<(), String>,
-}
+/// What runs right before the final exec, given the process's environment.
+pub(crate) type BeforeExec<'a> = &'a dyn Fn(&[String]) -> Result<(), String>;
 
-fn load_seccomp(sc: &Seccomp) -> Result<(), String> {
-    let notify = sc
-        .filter
-        .load()
-        .map_err(|e| format!("linux.seccomp: {e}"))?;
-    if let Some(fd) = notify {
-        (sc.hand_over_notify_fd)(fd.as_raw_fd())?;
-    }
-    Ok(())
+/// Reports an error on the channel to whoever waits on it (`create`, `start`, `exec`). With
+/// write(2), not send(2): after the seccomp filter is loaded, the profile may not allow sendto
+/// (profiles list write for the program's own sake; `check_channel_allowed` insists on it
+/// where it matters), and on a SOCK_SEQPACKET socket write sends the same one record.
+pub(crate) fn report_error(ch: &Channel, msg: &str) {
+    let mut buf = Vec::with_capacity(1 + msg.len());
+    buf.push(sync::ERROR);
+    buf.extend_from_slice(msg.as_bytes());
+    let _ = nix::unistd::write(&ch.0, &buf);
 }
 
 /// Step 9, shared with `exec`: identity, capabilities, no_new_privileges, seccomp, cwd, fds,
-/// execve. Without no_new_privileges the kernel only accepts a filter while the process still
-/// has CAP_SYS_ADMIN, so it is loaded before the identity switch (and the rest runs under it,
-/// as with runc); with it, the filter is loaded last, just before execve.
+/// execve, reporting on `ch`.
 ///
-/// With `launch_report`, the execve is made by the launcher (see `selfprotect`), which reports
-/// a failure on that socket; its end-of-stream still means the program runs.
+/// Without no_new_privileges the kernel only accepts a filter while the process still has
+/// CAP_SYS_ADMIN, so it is loaded before the identity switch, and what follows runs under it.
+/// So, in runc's order, everything that can be is done *before* the filter: the launcher's
+/// memfd, LSM labels, scheduling, umask, SIGPIPE, the close-on-exec marks, the working
+/// directory and its check. After it come only the bounding set, keep-caps, the identity
+/// switch, capset, no_new_privs and execve (runc's list: a profile for runc allows them), plus
+/// write(2) for an error report. With no_new_privileges the filter is loaded last, just before
+/// execve.
+///
+/// With `launcher`, the execve is made by the launcher (see `selfprotect`), which reports a
+/// failure on `ch`; its end-of-stream still means the program runs.
+///
+/// `before_exec` (the init's startContainer hooks) runs last, with the process's environment:
+/// as in runc, under the filter, as the process's user with its capabilities.
 pub(crate) fn exec_user_process(
     p: &Process,
     preserve_fds: u32,
-    at: &str,
-    seccomp: Option<&Seccomp>,
+    seccomp: Option<&berth_seccomp::Compiled>,
     lsm_on: lsm::Enabled,
-    launch_report: Option<&OwnedFd>,
+    ch: &Channel,
+    launcher: bool,
+    before_exec: Option<BeforeExec>,
 ) -> Result<Infallible, String> {
-    // Made while nothing is dropped or filtered yet (memfd_create may be, by the profile).
-    let launch = launch_report
-        .map(|report| {
-            Launcher::new()
-                .map(|l| (l, report))
-                .map_err(|e| format!("the launcher's memfd: {e}"))
-        })
-        .transpose()?;
+    // The JSON path errors name: `exec` also runs a `process` object (its process.json).
+    let at = "process";
+    let launch = launcher
+        .then(Launcher::new)
+        .transpose()
+        .map_err(|e| format!("the launcher's memfd: {e}"))?;
     let argv: Vec<CString> = p
         .args()
         .iter()
@@ -301,8 +321,6 @@ pub(crate) fn exec_user_process(
         .iter()
         .map(|e| CString::new(e.as_bytes()).map_err(|_| format!("{at}.env: contains a NUL byte")))
         .collect::<Result<_, _>>()?;
-    // cwd: entered after the identity switch (the init created it if missing).
-    let cwd = p.cwd();
     let path = lookup(&argv[0], &env)?;
     let nnp = p.no_new_privileges() == Some(true);
     lsm::set_exec_labels(
@@ -310,13 +328,33 @@ pub(crate) fn exec_user_process(
         p.apparmor_profile().as_deref(),
         p.selinux_label().as_deref(),
     )?;
-    if let Some(sc) = seccomp.filter(|_| !nnp) {
-        load_seccomp(sc)?;
-    }
-
     sched::apply_io_priority(p.io_priority().as_ref(), at)?;
     sched::apply_scheduler(p.scheduler().as_ref(), at)?;
     sched::apply_affinity(p.exec_cpu_affinity().as_ref(), true, at)?;
+    // SAFETY: umask(2) only sets the mask (it cannot fail).
+    unsafe { libc::umask(ident.umask as libc::mode_t) };
+    if before_exec.is_none() {
+        crate::linux::sys::restore_sigpipe();
+    }
+    // No fd but stdio and the preserved ones survives execve. Every fd Berth opens from here
+    // on (the seccomp listener) is close-on-exec too.
+    crate::linux::sys::cloexec_from(3 + preserve_fds).map_err(|e| format!("close fds: {e}"))?;
+    for fd in 3..3 + preserve_fds as i32 {
+        let _ = nix::fcntl::fcntl(
+            unsafe_borrow(fd),
+            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+        );
+    }
+    // The launcher inherits the report socket and makes it close-on-exec itself. Where hooks
+    // run first, only after them: they must not inherit it.
+    if launch.is_some() && before_exec.is_none() {
+        inheritable(&ch.0).map_err(|e| format!("the launcher's report socket: {e}"))?;
+    }
+    enter_cwd(p.cwd(), &ident, at)?;
+
+    if let Some(filter) = seccomp.filter(|_| !nnp) {
+        load_seccomp(filter, ch, nnp)?;
+    }
     capabilities::apply_bounding(p.capabilities().as_ref())?;
     capabilities::keep_caps(true)?;
     identity::switch(&ident)?;
@@ -325,34 +363,121 @@ pub(crate) fn exec_user_process(
     if nnp {
         set_no_new_privs()?;
     }
-    nix::unistd::chdir(cwd).map_err(|e| format!("{at}.cwd: chdir to {cwd:?}: {e}"))?;
-    verify_cwd_inside()?;
-    crate::linux::sys::restore_sigpipe();
-    // No fd but stdio and the preserved ones survives execve.
-    crate::linux::sys::cloexec_from(3 + preserve_fds).map_err(|e| format!("close fds: {e}"))?;
-    for fd in 3..3 + preserve_fds as i32 {
-        let _ = nix::fcntl::fcntl(
-            unsafe_borrow(fd),
-            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
-        );
+    if let Some(filter) = seccomp.filter(|_| nnp) {
+        load_seccomp(filter, ch, nnp)?;
     }
-    if let Some((_, report)) = &launch {
-        // The launcher inherits the report socket and makes it close-on-exec itself.
-        nix::fcntl::fcntl(
-            report,
-            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
-        )
-        .map_err(|e| format!("the launcher's report socket: {e}"))?;
+    if let Some(hooks) = before_exec {
+        hooks(&env)?;
+        // Only now: writing the state to a hook that does not read it must not kill us.
+        crate::linux::sys::restore_sigpipe();
+        if launch.is_some() {
+            inheritable(&ch.0).map_err(|e| format!("the launcher's report socket: {e}"))?;
+        }
     }
-    if let Some(sc) = seccomp.filter(|_| nnp) {
-        load_seccomp(sc)?;
-    }
-    if let Some((launcher, report)) = &launch {
-        let err = launcher.exec(report, &path, &argv, &envp);
+    if let Some(launcher) = &launch {
+        let err = launcher.exec(&ch.0, &path, &argv, &envp);
         return Err(format!("exec {:?} through the launcher: {err}", argv[0]));
     }
     let err = nix::unistd::execve(&path, &argv, &envp).unwrap_err();
     Err(format!("exec {:?}: {err}", argv[0]))
+}
+
+/// Loads the filter; with SCMP_ACT_NOTIFY, hands its fd (by number: the parent takes it with
+/// pidfd_getfd) over `ch` and waits until the agent has it.
+fn load_seccomp(filter: &berth_seccomp::Compiled, ch: &Channel, nnp: bool) -> Result<(), String> {
+    check_channel_allowed(filter, ch, nnp)?;
+    let notify = filter.load().map_err(|e| format!("linux.seccomp: {e}"))?;
+    let Some(fd) = notify else { return Ok(()) };
+    let mut msg = vec![sync::NOTIFY_FD];
+    msg.extend_from_slice(&fd.as_raw_fd().to_ne_bytes());
+    nix::unistd::write(&ch.0, &msg)
+        .map_err(|e| format!("linux.seccomp: pass the notify fd: {e}"))?;
+    // read(2), like write above, for a profile without recvfrom; one read is one record.
+    let mut reply = [0u8; 256];
+    match nix::unistd::read(&ch.0, &mut reply) {
+        Ok(n) if n > 0 && reply[0] == sync::NOTIFY_DONE => Ok(()),
+        Ok(n) if n > 0 && reply[0] == sync::ERROR => {
+            Err(String::from_utf8_lossy(&reply[1..n]).into_owned())
+        }
+        Ok(_) => Err("linux.seccomp: the notify fd was not taken".into()),
+        Err(e) => Err(format!("linux.seccomp: wait for the agent: {e}")),
+    }
+}
+
+/// Refuses, before loading it, a filter under which what the runtime does afterwards on `ch`
+/// could not happen: reporting an error (write) where runtime steps follow the filter
+/// (no_new_privileges false), and handing over a notify fd (write, read). Without this an
+/// error after the filter would be lost and end-of-stream would read as a successful exec.
+/// runc needs the same calls there (its exec fifo and sync pipe). Only the compiled program
+/// is consulted: no system call.
+fn check_channel_allowed(
+    filter: &berth_seccomp::Compiled,
+    ch: &Channel,
+    nnp: bool,
+) -> Result<(), String> {
+    let fd = ch.0.as_raw_fd() as u64;
+    let mut needs: Vec<(&str, i64)> = Vec::new();
+    if !nnp || filter.uses_notify() {
+        needs.push(("write", libc::SYS_write));
+    }
+    if filter.uses_notify() {
+        needs.push(("read", libc::SYS_read));
+    }
+    match needs
+        .iter()
+        .find(|(_, nr)| !filter.lets_through(*nr, &[fd, 0, 1]))
+    {
+        None => Ok(()),
+        Some((name, _)) => Err(format!(
+            "linux.seccomp: the profile must allow {name}: the runtime uses it after loading \
+             the filter{}",
+            if nnp {
+                " (to hand over the notify fd)"
+            } else {
+                " (process.noNewPrivileges is false)"
+            }
+        )),
+    }
+}
+
+/// Enters `cwd` and checks that it is inside the container (CVE-2024-21626), before the
+/// seccomp filter and the identity switch, so that neither chdir nor getcwd has to be allowed
+/// by the profile. As runc does, it is entered as root first; only if root may not
+/// (EACCES/EPERM: in a user namespace whose root is not mapped to the directory's owner, or
+/// on a filesystem that checks the caller's real identity) is it tried again as the user. runc
+/// retries after its setresuid; here the user's filesystem identity (setfsgid/setfsuid and
+/// its groups) is taken just for that chdir, which the kernel checks the same way: a non-zero
+/// fsuid drops the effective capabilities that override permissions, as setresuid does.
+fn enter_cwd(cwd: &std::path::Path, ident: &identity::Identity, at: &str) -> Result<(), String> {
+    let failed = |e| format!("{at}.cwd: chdir to {cwd:?}: {e}");
+    match nix::unistd::chdir(cwd) {
+        Ok(()) => {}
+        Err(nix::errno::Errno::EACCES | nix::errno::Errno::EPERM) => {
+            as_user_fs(ident, || nix::unistd::chdir(cwd)).map_err(failed)?
+        }
+        Err(e) => return Err(failed(e)),
+    }
+    verify_cwd_inside()
+}
+
+/// Runs `f` with the filesystem identity of `ident` (groups, fsgid, fsuid), then restores root's
+/// fsuid and fsgid (which brings back the effective capabilities a non-zero fsuid drops). The
+/// groups stay: the identity switch sets them again.
+fn as_user_fs<T>(ident: &identity::Identity, f: impl FnOnce() -> T) -> T {
+    let groups: Vec<Gid> = ident.groups.iter().map(|g| Gid::from_raw(*g)).collect();
+    // Refused where the user namespace denies setgroups; the identity switch reports that.
+    let _ = nix::unistd::setgroups(&groups);
+    // SAFETY: setfsgid/setfsuid take an id and return the previous one; they cannot fail in a
+    // way that needs handling here (an id that is not allowed leaves it unchanged, and the
+    // chdir then fails as root's did).
+    let (old_gid, old_uid) = unsafe { (libc::setfsgid(ident.gid), libc::setfsuid(ident.uid)) };
+    let r = f();
+    // SAFETY: as above, back to the previous ids.
+    unsafe {
+        libc::setfsuid(old_uid as libc::uid_t);
+        libc::setfsgid(old_gid as libc::gid_t);
+    }
+    r
 }
 
 /// The state JSON as hooks in the container's namespaces must see it: runtime-spec "State":
@@ -477,6 +602,15 @@ pub(crate) fn join_session_keyring(id: &str) {
     unsafe {
         libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, name.as_ptr());
     }
+}
+
+/// Clears close-on-exec on `fd`.
+fn inheritable(fd: &OwnedFd) -> nix::Result<()> {
+    nix::fcntl::fcntl(
+        fd,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+    )
+    .map(|_| ())
 }
 
 fn unsafe_owned(fd: std::os::fd::RawFd) -> OwnedFd {

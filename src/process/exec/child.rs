@@ -12,14 +12,14 @@ use super::{ExecConfig, Target};
 use crate::linux::sys::exit_now;
 use crate::linux::{console, identity};
 use crate::process::init;
-use crate::process::sync::{self, Channel};
+use crate::process::sync::Channel;
 
 /// The child: never returns. It execs the user's program or reports one error line and exits.
 pub(super) fn child_main(cfg: &ExecConfig, t: &Target, ch: Channel, born_in_cgroup: bool) -> ! {
     match setup_and_exec(cfg, t, born_in_cgroup, &ch) {
         Ok(never) => match never {},
         Err(msg) => {
-            ch.send_error(&msg);
+            init::report_error(&ch, &msg);
             exit_now(1)
         }
     }
@@ -80,22 +80,14 @@ fn setup_and_exec(
     //    capabilities, no_new_privileges, seccomp, cwd (checked inside), fds, execve.
     sigprocmask(SigmaskHow::SIG_SETMASK, Some(&cfg.sigmask), None)
         .map_err(|e| format!("restore signal mask: {e}"))?;
-    let hand_over = |fd: std::os::fd::RawFd| -> std::result::Result<(), String> {
-        ch.send(sync::NOTIFY_FD, &fd.to_ne_bytes())
-            .map_err(|e| format!("linux.seccomp: pass the notify fd: {e}"))?;
-        ch.expect(sync::NOTIFY_DONE).map(|_| ())
-    };
-    let seccomp = cfg.seccomp.as_ref().map(|filter| init::Seccomp {
-        filter,
-        hand_over_notify_fd: &hand_over,
-    });
     init::exec_user_process(
         p,
         cfg.preserve_fds,
-        "process",
-        seccomp.as_ref(),
+        cfg.seccomp.as_ref(),
         cfg.lsm,
-        cfg.launcher.then_some(&ch.0),
+        ch,
+        cfg.launcher,
+        None,
     )
 }
 
