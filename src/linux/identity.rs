@@ -5,6 +5,19 @@
 use nix::unistd::{setgroups, setresgid, setresuid, Gid, Uid};
 use oci_spec::runtime::Process;
 
+/// The highest uid or gid Berth accepts, as runc: 2^31 - 1. Above it lie ids that tools read as
+/// negative and, at the top, u32::MAX, which setresuid(2) and setresgid(2) take as -1, "leave
+/// this id unchanged": a process asking for it would keep running as root.
+pub const MAX_ID: u32 = 2_147_483_647;
+
+/// runc's wording for an id out of range, kept so that users and engines recognise it.
+pub const ID_RANGE: &str = "uids and gids must be in range 0-2147483647";
+
+/// Why `v` cannot be a uid or gid (`V: uids and gids must be in range 0-2147483647`), or None.
+pub fn id_range_error(v: u32) -> Option<String> {
+    (v > MAX_ID).then(|| format!("{v}: {ID_RANGE}"))
+}
+
 pub struct Identity {
     pub uid: u32,
     pub gid: u32,
@@ -42,6 +55,15 @@ pub fn resolve(p: &Process) -> Result<Identity, String> {
 
 /// Switches to the identity: groups, then gid, then uid (the order that keeps permission).
 pub fn switch(id: &Identity) -> Result<(), String> {
+    // Validation refused these already; checked again where it matters, so that -1 ("no
+    // change") can never reach setresuid/setresgid/setgroups whatever path built the identity.
+    let fields = [("uid", id.uid), ("gid", id.gid)].into_iter();
+    let groups = id.groups.iter().map(|g| ("additionalGids", *g));
+    for (field, v) in fields.chain(groups) {
+        if let Some(m) = id_range_error(v) {
+            return Err(format!("process.user.{field}: {m}"));
+        }
+    }
     let groups: Vec<Gid> = id.groups.iter().map(|g| Gid::from_raw(*g)).collect();
     // setgroups is denied in user namespaces whose /proc/PID/setgroups says "deny".
     if let Err(e) = setgroups(&groups) {
@@ -159,6 +181,27 @@ fn rlimit_resource(variant: &str) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn switch_never_passes_minus_one() {
+        // Refused before any system call: this test process keeps its identity.
+        for (uid, gid, groups, field) in [
+            (u32::MAX, 0, vec![], "process.user.uid"),
+            (0, u32::MAX, vec![], "process.user.gid"),
+            (0, 0, vec![10, u32::MAX], "process.user.additionalGids"),
+            (MAX_ID + 1, 0, vec![], "process.user.uid"),
+        ] {
+            let id = Identity {
+                uid,
+                gid,
+                groups,
+                home: "/".into(),
+                umask: 0o022,
+            };
+            let e = switch(&id).unwrap_err();
+            assert!(e.starts_with(field) && e.ends_with(ID_RANGE), "{e}");
+        }
+    }
 
     #[test]
     fn every_oci_rlimit_maps_to_a_resource() {
