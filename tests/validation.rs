@@ -324,3 +324,47 @@ fn exec_user_above_2147483647_is_refused() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(lines(&stdout(&o)), ["2147483647", "2147483647"]);
 }
+
+// ---------------------------------------------------------------------------------------------
+// 2. NUL bytes cannot be passed to execve(2), chdir(2) or mount(2): refused at create.
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn nul_bytes_are_refused_at_create() {
+    const NUL: &str = "contains a NUL byte";
+    let b = bundle(|c| c["process"]["args"] = json!(["sh", "-c\u{0}x", RAN]));
+    refused("nul-args", b, &["process.args[1]", NUL]);
+    let b = bundle(|c| c["process"]["env"] = json!(["PATH=/bin", "A=1\u{0}2"]));
+    refused("nul-env", b, &["process.env[1]", NUL]);
+    let b = bundle(|c| c["process"]["cwd"] = json!("/tmp\u{0}/x"));
+    refused("nul-cwd", b, &["process.cwd", NUL]);
+    let b = bundle(|c| {
+        c["hooks"] = json!({"createRuntime": [{"path": "/bin/true", "args": ["true", "a\u{0}b"]}]})
+    });
+    refused("nul-hook", b, &["hooks.createRuntime[0].args[1]", NUL]);
+    let b = bundle(|c| {
+        c["mounts"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"destination": "/mnt\u{0}x", "type": "tmpfs", "source": "tmpfs"}))
+    });
+    refused("nul-mount", b, &["].destination", NUL]);
+}
+
+#[test]
+fn nul_bytes_are_refused_by_exec() {
+    const NUL: &str = "contains a NUL byte";
+    let c = running("exec-nul");
+    let f = c.process_file(
+        "args.json",
+        &json!({"args": ["sh", "-c", "echo ran; id -u", "a\u{0}b"], "cwd": "/",
+                "user": {"uid": 0, "gid": 0}}),
+    );
+    c.refused(&["--process", &f], &["process.args[3]", NUL]);
+    let f = c.process_file(
+        "env.json",
+        &json!({"args": ["sh", "-c", "echo ran; id -u"], "cwd": "/",
+                "env": ["A\u{0}=1"], "user": {"uid": 0, "gid": 0}}),
+    );
+    c.refused(&["--process", &f], &["process.env[0]", NUL]);
+}

@@ -1,6 +1,7 @@
 //! Semantic checks on a parsed spec, before any side effect. Each error names its JSON path.
 
 use std::collections::HashSet;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{LinuxIdMapping, LinuxNamespaceType, Spec};
@@ -148,6 +149,9 @@ pub fn check_process_fields(p: &oci_spec::runtime::Process, at: &str) -> R {
         _ => return Err(bad(format!("{at}.args"), "must name a program to run")),
     }
     check_user(p.user(), &format!("{at}.user"))?;
+    no_nul_in(&format!("{at}.args"), p.args())?;
+    no_nul_in(&format!("{at}.env"), p.env())?;
+    no_nul(|| format!("{at}.cwd"), p.cwd().as_os_str().as_bytes())?;
     if !p.cwd().is_absolute() {
         return Err(bad(
             format!("{at}.cwd"),
@@ -202,6 +206,23 @@ fn check_user(u: &oci_spec::runtime::User, at: &str) -> R {
     check_id(format!("{at}.gid"), u.gid())?;
     for (i, g) in u.additional_gids().iter().flatten().enumerate() {
         check_id(format!("{at}.additionalGids[{i}]"), *g)?;
+    }
+    Ok(())
+}
+
+/// execve(2), chdir(2) and mount(2) take C strings, which end at a NUL byte: a value holding one
+/// cannot be passed on, so it is refused here rather than failing at start.
+fn no_nul(field: impl FnOnce() -> String, value: &[u8]) -> R {
+    match value.contains(&0) {
+        true => Err(bad(field(), "contains a NUL byte")),
+        false => Ok(()),
+    }
+}
+
+/// [`no_nul`] for each string of a list, named `AT[i]`.
+fn no_nul_in(at: &str, list: &Option<Vec<String>>) -> R {
+    for (i, v) in list.iter().flatten().enumerate() {
+        no_nul(|| format!("{at}[{i}]"), v.as_bytes())?;
     }
     Ok(())
 }
@@ -419,6 +440,14 @@ fn check_hostname(spec: &Spec, ns: &NamespaceSet) -> R {
 
 fn check_mounts(spec: &Spec) -> R {
     for (i, m) in spec.mounts().iter().flatten().enumerate() {
+        no_nul(
+            || format!("mounts[{i}].destination"),
+            m.destination().as_os_str().as_bytes(),
+        )?;
+        if let Some(src) = m.source() {
+            no_nul(|| format!("mounts[{i}].source"), src.as_os_str().as_bytes())?;
+        }
+        no_nul_in(&format!("mounts[{i}].options"), m.options())?;
         if !m.destination().is_absolute() {
             return Err(bad(
                 format!("mounts[{i}].destination"),
@@ -536,6 +565,10 @@ fn check_hooks(spec: &Spec) -> R {
     ];
     for (name, list) in lists {
         for (i, hook) in list.iter().flatten().enumerate() {
+            let at = format!("hooks.{name}[{i}]");
+            no_nul(|| format!("{at}.path"), hook.path().as_os_str().as_bytes())?;
+            no_nul_in(&format!("{at}.args"), hook.args())?;
+            no_nul_in(&format!("{at}.env"), hook.env())?;
             if !hook.path().is_absolute() {
                 return Err(bad(
                     format!("hooks.{name}[{i}].path"),
