@@ -368,3 +368,155 @@ fn nul_bytes_are_refused_by_exec() {
     );
     c.refused(&["--process", &f], &["process.env[0]", NUL]);
 }
+
+// ---------------------------------------------------------------------------------------------
+// 3. Messages name the field and use the spec's names, never Berth's internal ones.
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn messages_use_the_spec_names() {
+    let dup_ns = |ty: &'static str| {
+        bundle(move |c| {
+            let ns = c["linux"]["namespaces"].as_array_mut().unwrap();
+            ns.push(json!({"type": ty}));
+        })
+    };
+    for ty in ["pid", "network", "mount"] {
+        let b = dup_ns(ty);
+        let n = b.config["linux"]["namespaces"].as_array().unwrap().len() - 1;
+        let want = format!("linux.namespaces[{n}].type: duplicate namespace \"{ty}\"");
+        refused(&format!("dup-ns-{ty}"), b, &[&want]);
+    }
+    let b = bundle(|c| {
+        c["process"]["rlimits"] = json!([
+            {"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024},
+            {"type": "RLIMIT_NOFILE", "hard": 64, "soft": 64}
+        ])
+    });
+    refused(
+        "dup-rlimit",
+        b,
+        &["process.rlimits[1].type: duplicate rlimit \"RLIMIT_NOFILE\""],
+    );
+    let mut b = bundle(|c| c["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": "1"}));
+    b.without_namespace("network");
+    refused(
+        "sysctl-ns",
+        b,
+        &["linux.sysctl.net.ipv4.ip_forward: needs a network namespace"],
+    );
+    let b = bundle(|c| c["process"]["scheduler"] = json!({"policy": "SCHED_FIFO", "priority": 0}));
+    refused(
+        "sched-fifo",
+        b,
+        &[
+            "process.scheduler.priority",
+            "0 is outside 1..99 for SCHED_FIFO",
+        ],
+    );
+    let b = bundle(|c| c["process"]["scheduler"] = json!({"policy": "SCHED_BATCH", "priority": 5}));
+    refused(
+        "sched-batch",
+        b,
+        &["process.scheduler.priority", "must be 0 for SCHED_BATCH"],
+    );
+}
+
+#[test]
+fn setrlimit_errors_use_the_spec_name() {
+    // A hard limit above the kernel's nr_open cannot be set, even by root: the error is found
+    // by setrlimit(2) at create and must name the rlimit as the spec does.
+    let nr_open: u64 = std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let over = nr_open + 1;
+    let b = bundle(|c| {
+        c["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "hard": over, "soft": over}])
+    });
+    refused(
+        "setrlimit",
+        b,
+        &[
+            "process.rlimits[0]",
+            "RLIMIT_NOFILE",
+            "Operation not permitted",
+        ],
+    );
+}
+
+#[test]
+fn a_config_that_is_not_an_object_is_named() {
+    for (name, body) in [
+        ("array", "[]"),
+        ("null", "null"),
+        ("number", "42"),
+        ("string", "\"x\""),
+        ("bool", " true\n"),
+        ("empty", ""),
+    ] {
+        let b = bundle(|_| {});
+        std::fs::write(b.path().join("config.json"), body).unwrap();
+        refused(
+            &format!("not-object-{name}"),
+            b,
+            &["config.json: must be a JSON object"],
+        );
+    }
+    let b = bundle(|_| {});
+    let cfg = std::fs::read_to_string(b.path().join("config.json")).unwrap();
+    std::fs::write(b.path().join("config.json"), cfg + "\n{}").unwrap();
+    refused("trailing", b, &["config.json: trailing characters"]);
+    let c = running("exec-not-object");
+    for (name, body) in [("array", json!([])), ("number", json!(7))] {
+        let f = c.process_file(&format!("{name}.json"), &body);
+        c.refused(&["--process", &f], &[&f, "must be a JSON object"]);
+    }
+}
+
+#[test]
+fn a_root_that_is_a_file_is_named_by_every_command() {
+    let rt = Runtime::new();
+    let file = rt.root.path().join("not-a-dir");
+    std::fs::write(&file, "keep me").unwrap();
+    let root = file.to_str().unwrap();
+    let b = sh(RAN);
+    let id = unique_id("root-file");
+    let bundle = b.path_str();
+    let want = format!("--root {root}: not a directory");
+    let commands: &[&[&str]] = &[
+        &["create", "--bundle", bundle, &id],
+        &["run", "--bundle", bundle, &id],
+        &["start", &id],
+        &["state", &id],
+        &["kill", &id, "KILL"],
+        &["delete", &id],
+        &["delete", "--force", &id],
+        &["list"],
+        &["ps", &id],
+        &["pause", &id],
+        &["resume", &id],
+        &["update", "--pids-limit", "10", &id],
+        &["events", "--stats", &id],
+        &["exec", &id, "true"],
+    ];
+    let at_root = |root: &str, args: &[&str]| {
+        let mut cmd = std::process::Command::new(berth_bin());
+        cmd.arg("--root").arg(root).args(args);
+        output_timeout(cmd, SECS10)
+    };
+    for args in commands {
+        assert_one_error_line(&at_root(root, args), &[&want]);
+        assert_eq!(
+            std::fs::read_to_string(&file).unwrap(),
+            "keep me",
+            "{args:?}"
+        );
+    }
+    let below = format!("{root}/sub");
+    let o = at_root(&below, &["list"]);
+    assert_one_error_line(&o, &[&format!("--root {below}: not a directory")]);
+    assert!(!b.out().join("ran").exists(), "the program ran");
+    force_remove_cgroups(&id);
+}

@@ -1,12 +1,11 @@
 //! Semantic checks on a parsed spec, before any side effect. Each error names its JSON path.
 
-use std::collections::HashSet;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{LinuxIdMapping, LinuxNamespaceType, Spec};
 
-use super::ConfigError;
+use super::{spec_name, ConfigError};
 
 type R<T = ()> = Result<T, ConfigError>;
 
@@ -166,14 +165,15 @@ pub fn check_process_fields(p: &oci_spec::runtime::Process, at: &str) -> R {
             ));
         }
     }
-    let mut seen = HashSet::new();
+    let mut seen = Vec::new();
     for (i, r) in p.rlimits().iter().flatten().enumerate() {
-        if !seen.insert(format!("{:?}", r.typ())) {
+        if seen.contains(&r.typ()) {
             return Err(bad(
                 format!("{at}.rlimits[{i}].type"),
-                format!("duplicate rlimit {:?}", r.typ()),
+                format!("duplicate rlimit {}", spec_name(&r.typ())),
             ));
         }
+        seen.push(r.typ());
         if r.soft() > r.hard() {
             return Err(bad(
                 format!("{at}.rlimits[{i}]"),
@@ -256,7 +256,7 @@ fn check_namespaces(spec: &Spec) -> R<NamespaceSet> {
         if entries.iter().any(|(x, _)| *x == t) {
             return Err(bad(
                 format!("linux.namespaces[{i}].type"),
-                format!("duplicate namespace {t:?}"),
+                format!("duplicate namespace {}", spec_name(&t)),
             ));
         }
         if let Some(path) = n.path() {
@@ -514,7 +514,10 @@ fn check_sysctl(spec: &Spec, ns: &NamespaceSet) -> R {
         if !ns.has(need) {
             return Err(bad(
                 field,
-                format!("needs a {need:?} namespace in linux.namespaces"),
+                format!(
+                    "needs a {} namespace in linux.namespaces",
+                    spec_name(&need).trim_matches('"')
+                ),
             ));
         }
         if dotted.contains("..") || dotted.starts_with('.') {

@@ -44,17 +44,9 @@ pub(super) fn inherit_from_container(p: &mut Process, c: &Process) {
     }
 }
 
-/// Parses a process object, reusing the config parser's field-naming errors: the object is
-/// parsed as the `process` of a minimal config.
+/// Parses a process object with the config parser's field-naming errors (`process.user.uid`).
 fn parse_process(bytes: &[u8]) -> std::result::Result<Process, ConfigError> {
-    let mut doc = Vec::with_capacity(bytes.len() + 40);
-    doc.extend_from_slice(br#"{"ociVersion":"1.0.0","process":"#);
-    doc.extend_from_slice(bytes);
-    doc.extend_from_slice(b"\n}");
-    let spec = crate::config::parse(&doc)?;
-    spec.process()
-        .clone()
-        .ok_or_else(|| ConfigError::invalid("process", "null: expected a process object"))
+    crate::config::parse_object(bytes, "process")
 }
 
 /// Re-labels a config error with where the JSON came from, instead of "config.json".
