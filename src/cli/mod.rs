@@ -207,6 +207,9 @@ fn dispatch(g: &Global, cmd: Cmd) -> Result<i32, Error> {
             "--systemd-cgroup: the systemd cgroup driver is not available in this build; use the cgroupfs driver (omit the flag)".into(),
         ));
     }
+    if !matches!(cmd, Cmd::Spec(_) | Cmd::Features(_)) {
+        check_root(&g.root)?;
+    }
     match cmd {
         Cmd::Create(a) => create::run(g, a),
         Cmd::Start(a) => start::run(g, a),
@@ -223,6 +226,20 @@ fn dispatch(g: &Global, cmd: Cmd) -> Result<i32, Error> {
         Cmd::Ps(a) => ps::run(g, a),
         Cmd::Exec(a) => exec::run(g, a),
         Cmd::Features(a) => features::run(g, a),
+    }
+}
+
+/// `--root` must be a directory if it exists (`create` makes it when it does not): a file there
+/// would otherwise surface later, per command, as "File exists", "not found" or an empty list.
+fn check_root(root: &std::path::Path) -> Result<(), Error> {
+    let not_dir =
+        |why: &str| Error::Usage(format!("--root {}: not a directory{why}", root.display()));
+    match std::fs::metadata(root) {
+        Ok(m) if !m.is_dir() => Err(not_dir("")),
+        Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => {
+            Err(not_dir(" (a component of the path is a file)"))
+        }
+        _ => Ok(()),
     }
 }
 

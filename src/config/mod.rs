@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use oci_spec::runtime::Spec;
 use thiserror::Error;
 
-pub use validate::{check_process_fields, validate};
+pub use validate::{check_process_fields, id_map_text, validate};
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
@@ -71,12 +71,55 @@ pub fn load_bundle(bundle: &Path) -> Result<Bundle, ConfigError> {
 
 /// Parses config.json bytes into a [`Spec`], naming the JSON path of the offending field.
 pub fn parse(bytes: &[u8]) -> Result<Spec, ConfigError> {
-    let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
+    parse_object(bytes, "")
+}
+
+/// Parses one JSON object into `T`. Error paths are prefixed with `at` (`process` for an
+/// `exec --process` file, so that its fields are named as in config.json). Anything but an
+/// object is refused: serde would otherwise take `[]` for a struct with every field missing.
+pub fn parse_object<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    at: &str,
+) -> Result<T, ConfigError> {
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if first != Some(&b'{') {
+        let found = match first {
+            None => "the file is empty",
+            Some(b'[') => "found an array",
+            Some(b'"') => "found a string",
+            Some(b'n') => "found null",
+            Some(b't' | b'f') => "found a boolean",
+            Some(b'-' | b'0'..=b'9') => "found a number",
+            Some(_) => "found something that is not JSON",
+        };
+        return Err(ConfigError::Parse {
+            field: String::new(),
+            msg: format!("must be a JSON object ({found})"),
+        });
+    }
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = match e.path().to_string() {
+            p if p == "." || p.is_empty() => at.to_string(),
+            p if at.is_empty() => p,
+            p => format!("{at}.{p}"),
+        };
         let inner = e.into_inner();
         parse_error(&path, &inner)
-    })
+    })?;
+    // One object and nothing after it but white space.
+    de.end().map_err(|e| parse_error("", &e))?;
+    Ok(value)
+}
+
+/// The spec's name for an enum value (`"pid"`, `"RLIMIT_NOFILE"`), quoted, as config.json
+/// spells it: what the user wrote, not Berth's Rust name for it.
+pub fn spec_name<T: serde::Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => format!("{s:?}"),
+        Ok(other) => other.to_string(),
+        Err(_) => "?".into(),
+    }
 }
 
 /// Turns a serde error at `path` into a message that names the field and what is wrong with it,
@@ -98,7 +141,7 @@ fn parse_error(path: &str, err: &serde_json::Error) -> ConfigError {
     } else {
         text.to_string()
     };
-    let field = if path == "." || path.is_empty() {
+    let field = if path.is_empty() {
         String::new()
     } else {
         format!("{path}: ")
@@ -174,6 +217,35 @@ mod tests {
         assert!(
             e.contains("linux.resources.memory.limit: invalid type"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn only_one_object_is_a_config() {
+        for (body, found) in [
+            ("[]", "found an array"),
+            ("null", "found null"),
+            ("-1", "found a number"),
+            ("\"s\"", "found a string"),
+            ("false", "found a boolean"),
+            ("  \n", "the file is empty"),
+        ] {
+            assert_eq!(
+                err(body),
+                format!("config.json: must be a JSON object ({found})")
+            );
+        }
+        let e = err(r#"{"ociVersion":"1.0.2"} {"#);
+        assert!(e.starts_with("config.json: trailing characters"), "{e}");
+    }
+
+    #[test]
+    fn spec_names_are_the_json_spellings() {
+        use oci_spec::runtime::{LinuxNamespaceType, PosixRlimitType};
+        assert_eq!(spec_name(&LinuxNamespaceType::Network), "\"network\"");
+        assert_eq!(
+            spec_name(&PosixRlimitType::RlimitNofile),
+            "\"RLIMIT_NOFILE\""
         );
     }
 

@@ -1,11 +1,11 @@
 //! Semantic checks on a parsed spec, before any side effect. Each error names its JSON path.
 
-use std::collections::HashSet;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use oci_spec::runtime::{LinuxIdMapping, LinuxNamespaceType, Spec};
 
-use super::ConfigError;
+use super::{spec_name, ConfigError};
 
 type R<T = ()> = Result<T, ConfigError>;
 
@@ -147,6 +147,10 @@ pub fn check_process_fields(p: &oci_spec::runtime::Process, at: &str) -> R {
         Some(a) if !a.is_empty() && !a[0].is_empty() => {}
         _ => return Err(bad(format!("{at}.args"), "must name a program to run")),
     }
+    check_user(p.user(), &format!("{at}.user"))?;
+    no_nul_in(&format!("{at}.args"), p.args())?;
+    no_nul_in(&format!("{at}.env"), p.env())?;
+    no_nul(|| format!("{at}.cwd"), p.cwd().as_os_str().as_bytes())?;
     if !p.cwd().is_absolute() {
         return Err(bad(
             format!("{at}.cwd"),
@@ -161,14 +165,15 @@ pub fn check_process_fields(p: &oci_spec::runtime::Process, at: &str) -> R {
             ));
         }
     }
-    let mut seen = HashSet::new();
+    let mut seen = Vec::new();
     for (i, r) in p.rlimits().iter().flatten().enumerate() {
-        if !seen.insert(format!("{:?}", r.typ())) {
+        if seen.contains(&r.typ()) {
             return Err(bad(
                 format!("{at}.rlimits[{i}].type"),
-                format!("duplicate rlimit {:?}", r.typ()),
+                format!("duplicate rlimit {}", spec_name(&r.typ())),
             ));
         }
+        seen.push(r.typ());
         if r.soft() > r.hard() {
             return Err(bad(
                 format!("{at}.rlimits[{i}]"),
@@ -194,6 +199,41 @@ pub fn check_process_fields(p: &oci_spec::runtime::Process, at: &str) -> R {
     Ok(())
 }
 
+/// uid, gid and additionalGids within runc's range: above it, u32::MAX is -1 to setresuid(2),
+/// "unchanged", and the process would stay root.
+fn check_user(u: &oci_spec::runtime::User, at: &str) -> R {
+    check_id(format!("{at}.uid"), u.uid())?;
+    check_id(format!("{at}.gid"), u.gid())?;
+    for (i, g) in u.additional_gids().iter().flatten().enumerate() {
+        check_id(format!("{at}.additionalGids[{i}]"), *g)?;
+    }
+    Ok(())
+}
+
+/// execve(2), chdir(2) and mount(2) take C strings, which end at a NUL byte: a value holding one
+/// cannot be passed on, so it is refused here rather than failing at start.
+fn no_nul(field: impl FnOnce() -> String, value: &[u8]) -> R {
+    match value.contains(&0) {
+        true => Err(bad(field(), "contains a NUL byte")),
+        false => Ok(()),
+    }
+}
+
+/// [`no_nul`] for each string of a list, named `AT[i]`.
+fn no_nul_in(at: &str, list: &Option<Vec<String>>) -> R {
+    for (i, v) in list.iter().flatten().enumerate() {
+        no_nul(|| format!("{at}[{i}]"), v.as_bytes())?;
+    }
+    Ok(())
+}
+
+fn check_id(field: String, v: u32) -> R {
+    match crate::linux::identity::id_range_error(v) {
+        Some(m) => Err(bad(field, m)),
+        None => Ok(()),
+    }
+}
+
 /// Which namespaces the container gets, new or joined by path.
 pub struct NamespaceSet {
     entries: Vec<(LinuxNamespaceType, bool)>, // (type, has path)
@@ -216,7 +256,7 @@ fn check_namespaces(spec: &Spec) -> R<NamespaceSet> {
         if entries.iter().any(|(x, _)| *x == t) {
             return Err(bad(
                 format!("linux.namespaces[{i}].type"),
-                format!("duplicate namespace {t:?}"),
+                format!("duplicate namespace {}", spec_name(&t)),
             ));
         }
         if let Some(path) = n.path() {
@@ -263,7 +303,123 @@ fn check_id_mappings(spec: &Spec, ns: &NamespaceSet) -> R {
         };
         return Err(bad(field, "id mappings need a new user namespace"));
     }
+    let (uids, gids) = (
+        linux.uid_mappings().as_deref().unwrap_or_default(),
+        linux.gid_mappings().as_deref().unwrap_or_default(),
+    );
+    check_mapping_list("linux.uidMappings", uids)?;
+    check_mapping_list("linux.gidMappings", gids)?;
+    match spec.process() {
+        Some(p) if ns.new_ns(LinuxNamespaceType::User) => check_user_mapped(p.user(), uids, gids),
+        _ => Ok(()),
+    }
+}
+
+/// In a new user namespace, the process's ids must be mapped: setresuid(2) and setgroups(2)
+/// refuse unmapped ids with EINVAL.
+fn check_user_mapped(
+    u: &oci_spec::runtime::User,
+    uids: &[LinuxIdMapping],
+    gids: &[LinuxIdMapping],
+) -> R {
+    let mapped = |v: u32, maps: &[LinuxIdMapping]| {
+        maps.iter().any(|m| {
+            v.checked_sub(m.container_id())
+                .is_some_and(|d| d < m.size())
+        })
+    };
+    let mut need = vec![
+        ("uid".to_string(), u.uid(), "linux.uidMappings", uids),
+        ("gid".to_string(), u.gid(), "linux.gidMappings", gids),
+    ];
+    for (i, g) in u.additional_gids().iter().flatten().enumerate() {
+        need.push((
+            format!("additionalGids[{i}]"),
+            *g,
+            "linux.gidMappings",
+            gids,
+        ));
+    }
+    for (field, v, list, maps) in need {
+        if !mapped(v, maps) {
+            return Err(bad(
+                format!("process.user.{field}"),
+                format!("{v} is not mapped in the container's user namespace by {list}"),
+            ));
+        }
+    }
     Ok(())
+}
+
+/// The kernel's limit on lines in one uid_map or gid_map (since Linux 4.15).
+const MAX_ID_MAP_LINES: usize = 340;
+
+/// What the kernel's uid_map and gid_map accept (user_namespaces(7)), checked here so that a
+/// bad mapping is named before any side effect rather than being an EINVAL from the write.
+fn check_mapping_list(at: &str, maps: &[LinuxIdMapping]) -> R {
+    if maps.len() > MAX_ID_MAP_LINES {
+        return Err(bad(
+            at,
+            format!(
+                "{} mappings; the kernel takes at most {MAX_ID_MAP_LINES}",
+                maps.len()
+            ),
+        ));
+    }
+    for (i, m) in maps.iter().enumerate() {
+        let f = |k: &str| format!("{at}[{i}].{k}");
+        // A range's first ids get the limit of process.user's ids (runc's); a range may still
+        // reach up to 4294967294, as the kernel allows.
+        check_id(f("containerID"), m.container_id())?;
+        check_id(f("hostID"), m.host_id())?;
+        if m.size() == 0 {
+            return Err(bad(f("size"), "must be at least 1"));
+        }
+        for (k, start) in [("containerID", m.container_id()), ("hostID", m.host_id())] {
+            // The range [start, start+size) must end before u32::MAX, the invalid id (-1).
+            if u64::from(start) + u64::from(m.size()) > u64::from(u32::MAX) {
+                return Err(bad(
+                    f("size"),
+                    format!(
+                        "{k} {start} + size {} goes beyond the last id, 4294967294",
+                        m.size()
+                    ),
+                ));
+            }
+        }
+        for (j, o) in maps[..i].iter().enumerate() {
+            let over = |a: u32, b: u32| {
+                u64::from(a) < u64::from(b) + u64::from(o.size())
+                    && u64::from(b) < u64::from(a) + u64::from(m.size())
+            };
+            for (k, a, b) in [
+                ("containerID", m.container_id(), o.container_id()),
+                ("hostID", m.host_id(), o.host_id()),
+            ] {
+                if over(a, b) {
+                    return Err(bad(
+                        format!("{at}[{i}]"),
+                        format!("its {k} range overlaps that of {at}[{j}]"),
+                    ));
+                }
+            }
+        }
+    }
+    let len = id_map_text(maps).len();
+    if len >= 4096 {
+        return Err(bad(
+            at,
+            format!("{len} bytes as a map; the kernel takes less than 4096 in one write"),
+        ));
+    }
+    Ok(())
+}
+
+/// The text written to /proc/PID/uid_map or gid_map: one `containerID hostID size` line each.
+pub fn id_map_text(maps: &[LinuxIdMapping]) -> String {
+    maps.iter()
+        .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+        .collect()
 }
 
 fn check_hostname(spec: &Spec, ns: &NamespaceSet) -> R {
@@ -284,6 +440,14 @@ fn check_hostname(spec: &Spec, ns: &NamespaceSet) -> R {
 
 fn check_mounts(spec: &Spec) -> R {
     for (i, m) in spec.mounts().iter().flatten().enumerate() {
+        no_nul(
+            || format!("mounts[{i}].destination"),
+            m.destination().as_os_str().as_bytes(),
+        )?;
+        if let Some(src) = m.source() {
+            no_nul(|| format!("mounts[{i}].source"), src.as_os_str().as_bytes())?;
+        }
+        no_nul_in(&format!("mounts[{i}].options"), m.options())?;
         if !m.destination().is_absolute() {
             return Err(bad(
                 format!("mounts[{i}].destination"),
@@ -350,7 +514,10 @@ fn check_sysctl(spec: &Spec, ns: &NamespaceSet) -> R {
         if !ns.has(need) {
             return Err(bad(
                 field,
-                format!("needs a {need:?} namespace in linux.namespaces"),
+                format!(
+                    "needs a {} namespace in linux.namespaces",
+                    spec_name(&need).trim_matches('"')
+                ),
             ));
         }
         if dotted.contains("..") || dotted.starts_with('.') {
@@ -401,6 +568,10 @@ fn check_hooks(spec: &Spec) -> R {
     ];
     for (name, list) in lists {
         for (i, hook) in list.iter().flatten().enumerate() {
+            let at = format!("hooks.{name}[{i}]");
+            no_nul(|| format!("{at}.path"), hook.path().as_os_str().as_bytes())?;
+            no_nul_in(&format!("{at}.args"), hook.args())?;
+            no_nul_in(&format!("{at}.env"), hook.env())?;
             if !hook.path().is_absolute() {
                 return Err(bad(
                     format!("hooks.{name}[{i}].path"),

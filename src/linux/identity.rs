@@ -3,7 +3,20 @@
 //! personality.
 
 use nix::unistd::{setgroups, setresgid, setresuid, Gid, Uid};
-use oci_spec::runtime::Process;
+use oci_spec::runtime::{PosixRlimitType, Process};
+
+/// The highest uid or gid Berth accepts, as runc: 2^31 - 1. Above it lie ids that tools read as
+/// negative and, at the top, u32::MAX, which setresuid(2) and setresgid(2) take as -1, "leave
+/// this id unchanged": a process asking for it would keep running as root.
+pub const MAX_ID: u32 = 2_147_483_647;
+
+/// runc's wording for an id out of range, kept so that users and engines recognise it.
+pub const ID_RANGE: &str = "uids and gids must be in range 0-2147483647";
+
+/// Why `v` cannot be a uid or gid (`V: uids and gids must be in range 0-2147483647`), or None.
+pub fn id_range_error(v: u32) -> Option<String> {
+    (v > MAX_ID).then(|| format!("{v}: {ID_RANGE}"))
+}
 
 pub struct Identity {
     pub uid: u32,
@@ -42,6 +55,15 @@ pub fn resolve(p: &Process) -> Result<Identity, String> {
 
 /// Switches to the identity: groups, then gid, then uid (the order that keeps permission).
 pub fn switch(id: &Identity) -> Result<(), String> {
+    // Validation refused these already; checked again where it matters, so that -1 ("no
+    // change") can never reach setresuid/setresgid/setgroups whatever path built the identity.
+    let fields = [("uid", id.uid), ("gid", id.gid)].into_iter();
+    let groups = id.groups.iter().map(|g| ("additionalGids", *g));
+    for (field, v) in fields.chain(groups) {
+        if let Some(m) = id_range_error(v) {
+            return Err(format!("process.user.{field}: {m}"));
+        }
+    }
     let groups: Vec<Gid> = id.groups.iter().map(|g| Gid::from_raw(*g)).collect();
     // setgroups is denied in user namespaces whose /proc/PID/setgroups says "deny".
     if let Err(e) = setgroups(&groups) {
@@ -117,13 +139,12 @@ pub fn apply_process_limits(p: &Process) -> Result<(), String> {
             rlim_cur: r.soft(),
             rlim_max: r.hard(),
         };
-        let res = rlimit_resource(&format!("{:?}", r.typ()));
         // SAFETY: `lim` is a valid rlimit that outlives the call.
-        let rc = unsafe { libc::setrlimit(res as _, &lim) };
+        let rc = unsafe { libc::setrlimit(rlimit_resource(r.typ()) as _, &lim) };
         if rc != 0 {
             return Err(format!(
-                "process.rlimits[{i}]: setrlimit {:?}: {}",
-                r.typ(),
+                "process.rlimits[{i}]: setrlimit {}: {}",
+                crate::config::spec_name(&r.typ()),
                 std::io::Error::last_os_error()
             ));
         }
@@ -131,29 +152,27 @@ pub fn apply_process_limits(p: &Process) -> Result<(), String> {
     Ok(())
 }
 
-/// Maps oci-spec's rlimit variant name (e.g. `RlimitNofile`) to the resource number.
-fn rlimit_resource(variant: &str) -> i32 {
-    let v = variant.to_ascii_lowercase();
-    let v = v.trim_start_matches("rlimit");
-    (match v {
-        "cpu" => libc::RLIMIT_CPU,
-        "fsize" => libc::RLIMIT_FSIZE,
-        "data" => libc::RLIMIT_DATA,
-        "stack" => libc::RLIMIT_STACK,
-        "core" => libc::RLIMIT_CORE,
-        "rss" => libc::RLIMIT_RSS,
-        "nproc" => libc::RLIMIT_NPROC,
-        "nofile" => libc::RLIMIT_NOFILE,
-        "memlock" => libc::RLIMIT_MEMLOCK,
-        "as" => libc::RLIMIT_AS,
-        "locks" => libc::RLIMIT_LOCKS,
-        "sigpending" => libc::RLIMIT_SIGPENDING,
-        "msgqueue" => libc::RLIMIT_MSGQUEUE,
-        "nice" => libc::RLIMIT_NICE,
-        "rtprio" => libc::RLIMIT_RTPRIO,
-        "rttime" => libc::RLIMIT_RTTIME,
-        _ => return -1,
-    }) as i32
+/// The resource number of an rlimit type.
+fn rlimit_resource(t: PosixRlimitType) -> libc::c_int {
+    use PosixRlimitType as T;
+    (match t {
+        T::RlimitCpu => libc::RLIMIT_CPU,
+        T::RlimitFsize => libc::RLIMIT_FSIZE,
+        T::RlimitData => libc::RLIMIT_DATA,
+        T::RlimitStack => libc::RLIMIT_STACK,
+        T::RlimitCore => libc::RLIMIT_CORE,
+        T::RlimitRss => libc::RLIMIT_RSS,
+        T::RlimitNproc => libc::RLIMIT_NPROC,
+        T::RlimitNofile => libc::RLIMIT_NOFILE,
+        T::RlimitMemlock => libc::RLIMIT_MEMLOCK,
+        T::RlimitAs => libc::RLIMIT_AS,
+        T::RlimitLocks => libc::RLIMIT_LOCKS,
+        T::RlimitSigpending => libc::RLIMIT_SIGPENDING,
+        T::RlimitMsgqueue => libc::RLIMIT_MSGQUEUE,
+        T::RlimitNice => libc::RLIMIT_NICE,
+        T::RlimitRtprio => libc::RLIMIT_RTPRIO,
+        T::RlimitRttime => libc::RLIMIT_RTTIME,
+    }) as libc::c_int
 }
 
 #[cfg(test)]
@@ -161,28 +180,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_oci_rlimit_maps_to_a_resource() {
-        for name in [
-            "RLIMIT_CPU",
-            "RLIMIT_FSIZE",
-            "RLIMIT_DATA",
-            "RLIMIT_STACK",
-            "RLIMIT_CORE",
-            "RLIMIT_RSS",
-            "RLIMIT_NPROC",
-            "RLIMIT_NOFILE",
-            "RLIMIT_MEMLOCK",
-            "RLIMIT_AS",
-            "RLIMIT_LOCKS",
-            "RLIMIT_SIGPENDING",
-            "RLIMIT_MSGQUEUE",
-            "RLIMIT_NICE",
-            "RLIMIT_RTPRIO",
-            "RLIMIT_RTTIME",
+    fn switch_never_passes_minus_one() {
+        // Refused before any system call: this test process keeps its identity.
+        for (uid, gid, groups, field) in [
+            (u32::MAX, 0, vec![], "process.user.uid"),
+            (0, u32::MAX, vec![], "process.user.gid"),
+            (0, 0, vec![10, u32::MAX], "process.user.additionalGids"),
+            (MAX_ID + 1, 0, vec![], "process.user.uid"),
         ] {
-            let t: oci_spec::runtime::PosixRlimitType =
-                serde_json::from_str(&format!("{name:?}")).unwrap();
-            assert_ne!(rlimit_resource(&format!("{t:?}")), -1, "{name}");
+            let id = Identity {
+                uid,
+                gid,
+                groups,
+                home: "/".into(),
+                umask: 0o022,
+            };
+            let e = switch(&id).unwrap_err();
+            assert!(e.starts_with(field) && e.ends_with(ID_RANGE), "{e}");
         }
     }
 }

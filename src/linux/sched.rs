@@ -75,19 +75,19 @@ pub fn validate(
             Some(p) if rt && !(1..=99).contains(p) => {
                 return Err((
                     format!("{at}.scheduler.priority"),
-                    format!("{p} is outside 1..99 for {:?}", s.policy()),
+                    format!("{p} is outside 1..99 for {}", s.policy()),
                 ))
             }
             Some(p) if !rt && *p != 0 => {
                 return Err((
                     format!("{at}.scheduler.priority"),
-                    format!("must be 0 for {:?}", s.policy()),
+                    format!("must be 0 for {}", s.policy()),
                 ))
             }
             None if rt => {
                 return Err((
                     format!("{at}.scheduler.priority"),
-                    format!("required for {:?}", s.policy()),
+                    format!("required for {}", s.policy()),
                 ))
             }
             _ => {}
@@ -142,7 +142,7 @@ pub fn apply_scheduler(s: Option<&Scheduler>, at: &str) -> Result<(), String> {
     // SAFETY: sched_setattr reads a correctly sized sched_attr that outlives the call.
     if unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &attr as *const SchedAttr, 0) } != 0 {
         return Err(format!(
-            "{at}.scheduler ({:?}): {}",
+            "{at}.scheduler ({}): {}",
             s.policy(),
             std::io::Error::last_os_error()
         ));

@@ -170,20 +170,34 @@ fn drive(
     }
 }
 
-/// Writes `linux.uidMappings` / `gidMappings` for `pid`.
+/// Writes `linux.uidMappings` / `gidMappings` for `pid`. Validation checked what the kernel
+/// takes (ranges, overlaps, count), so a failure here names the field and the kernel's reason.
 pub fn write_id_maps(spec: &Spec, pid: i32) -> Result<(), ProcessError> {
     let linux = spec.linux().as_ref();
-    for (file, maps) in [
-        ("uid_map", linux.and_then(|l| l.uid_mappings().as_ref())),
-        ("gid_map", linux.and_then(|l| l.gid_mappings().as_ref())),
+    for (field, file, maps) in [
+        (
+            "linux.uidMappings",
+            "uid_map",
+            linux.and_then(|l| l.uid_mappings().as_deref()),
+        ),
+        (
+            "linux.gidMappings",
+            "gid_map",
+            linux.and_then(|l| l.gid_mappings().as_deref()),
+        ),
     ] {
-        let body: String = maps
-            .into_iter()
-            .flatten()
-            .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
-            .collect();
+        let body = crate::config::id_map_text(maps.unwrap_or_default());
         let path = format!("/proc/{pid}/{file}");
-        std::fs::write(&path, body).map_err(sys(format!("write {path}")))?;
+        std::fs::write(&path, body).map_err(|e| {
+            let why = match e.raw_os_error() {
+                Some(libc::EINVAL) => " (the kernel refused the mappings)",
+                Some(libc::EPERM) => {
+                    " (not permitted: are the host ids mapped in Berth's own user namespace?)"
+                }
+                _ => "",
+            };
+            sys(format!("{field}: write {path}{why}"))(e)
+        })?;
     }
     Ok(())
 }

@@ -8,6 +8,7 @@ use oci_spec::runtime::{Capability, LinuxCapabilities, Process};
 use super::Overrides;
 use crate::config::ConfigError;
 use crate::error::{Error, Result};
+use crate::linux::identity::id_range_error;
 
 /// Reads `--process FILE`: an OCI process object. Errors name the field by its JSON path
 /// (`process.args`, `process.user.uid`, …).
@@ -43,17 +44,9 @@ pub(super) fn inherit_from_container(p: &mut Process, c: &Process) {
     }
 }
 
-/// Parses a process object, reusing the config parser's field-naming errors: the object is
-/// parsed as the `process` of a minimal config.
+/// Parses a process object with the config parser's field-naming errors (`process.user.uid`).
 fn parse_process(bytes: &[u8]) -> std::result::Result<Process, ConfigError> {
-    let mut doc = Vec::with_capacity(bytes.len() + 40);
-    doc.extend_from_slice(br#"{"ociVersion":"1.0.0","process":"#);
-    doc.extend_from_slice(bytes);
-    doc.extend_from_slice(b"\n}");
-    let spec = crate::config::parse(&doc)?;
-    spec.process()
-        .clone()
-        .ok_or_else(|| ConfigError::invalid("process", "null: expected a process object"))
+    crate::config::parse_object(bytes, "process")
 }
 
 /// Re-labels a config error with where the JSON came from, instead of "config.json".
@@ -112,6 +105,9 @@ pub fn process_from_flags(mut p: Process, args: &[String], o: &Overrides) -> Res
         }
     }
     if !o.additional_gids.is_empty() {
+        if let Some(m) = o.additional_gids.iter().find_map(|g| id_range_error(*g)) {
+            return Err(Error::Usage(format!("--additional-gids {m}")));
+        }
         let mut gids = p.user().additional_gids().clone().unwrap_or_default();
         gids.extend(&o.additional_gids);
         p.user_mut().set_additional_gids(Some(gids));
@@ -146,6 +142,11 @@ fn parse_user(u: &str) -> Result<(u32, Option<u32>)> {
     let gid = gid
         .map(|g| g.parse().map_err(|_| bad("gid", g)))
         .transpose()?;
+    for (what, v) in [("uid", Some(uid)), ("gid", gid)] {
+        if let Some(m) = v.and_then(id_range_error) {
+            return Err(Error::Usage(format!("--user {u:?}: {what} {m}")));
+        }
+    }
     Ok((uid, gid))
 }
 
