@@ -1,6 +1,11 @@
-//! OCI hooks: each hook runs with the container's state JSON on stdin, its own args and env (and
-//! nothing else of Berth's environment), and is killed when its timeout passes. Its stdout and
-//! stderr are kept (in memfds, so a chatty hook can never block) and quoted when it fails.
+//! OCI hooks: each hook runs with the container's state JSON on stdin, its own args, and is
+//! killed when its timeout passes. Its stdout and stderr are kept (in memfds, so a chatty hook
+//! can never block) and quoted when it fails.
+//!
+//! What a hook inherits follows runc (the runtime-spec says nothing of it):
+//! - its environment is exactly its `env` (nothing of Berth's);
+//! - no fd of the runtime's but its stdin (the state), stdout and stderr: everything else is
+//!   close-on-exec in the hook's child (runc lets some of its own through; Berth does not).
 
 use std::io::{Read, Seek, Write};
 use std::os::fd::{AsFd, AsRawFd};
@@ -74,6 +79,7 @@ fn run_one(hook: &Hook, state_json: &[u8]) -> Result<(), String> {
             cmd.env(k, v);
         }
     }
+    only_stdio_on_exec(&mut cmd);
     cmd.stdin(Stdio::piped())
         .stdout(out.try_clone().map_err(|e| e.to_string())?)
         .stderr(err.try_clone().map_err(|e| e.to_string())?);
@@ -117,6 +123,17 @@ fn run_one(hook: &Hook, state_json: &[u8]) -> Result<(), String> {
         text(&mut out),
         text(&mut err)
     ))
+}
+
+/// Makes every fd but 0, 1 and 2 close-on-exec in the hook's child, after its stdio is in
+/// place: nothing of Berth's (the lock, sync sockets, fds inherited from the caller) reaches a
+/// hook.
+fn only_stdio_on_exec(cmd: &mut Command) {
+    // SAFETY: the closure runs between fork and exec and makes one close_range(2) syscall,
+    // which is async-signal-safe; it allocates nothing and touches no lock.
+    unsafe {
+        cmd.pre_exec(|| crate::linux::sys::cloexec_from(3));
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,90 @@
+//! What a hook inherits from the runtime, kind by kind, where the runtime-spec is silent and runc
+//! sets the behaviour: its fds (only its stdio), its working directory (the bundle, or the
+//! root filesystem for createContainer), its environment (the runtime's when it has no `env`);
+//! and what the spec does say: hooks of a kind run in the listed order, and a failing poststart
+//! or poststop hook is a warning while the lifecycle goes on.
+
+mod common;
+use common::*;
+
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+const KINDS: [&str; 6] = [
+    "prestart",
+    "createRuntime",
+    "createContainer",
+    "startContainer",
+    "poststart",
+    "poststop",
+];
+
+/// Where a hook of `kind` writes a file `name` that the test reads at `bundle.out()/name`:
+/// startContainer runs after pivot_root and reaches it through the container's `/out`.
+fn hook_file(b: &Bundle, kind: &str, name: &str) -> String {
+    if kind == "startContainer" {
+        format!("/out/{name}")
+    } else {
+        b.out().join(name).display().to_string()
+    }
+}
+
+/// A hook running `sh -c SCRIPT` with busybox, which is both on the host and in the rootfs
+/// (startContainer resolves its path in the container).
+fn sh_hook(script: &str) -> Value {
+    json!({"path": "/bin/busybox", "args": ["sh", "-c", script]})
+}
+
+/// Sets `hooks` to one `sh_hook(script(kind))` per kind in `kinds`.
+fn hook_each(b: &mut Bundle, kinds: &[&str], script: impl Fn(&str) -> String) {
+    let hooks: serde_json::Map<String, Value> = kinds
+        .iter()
+        .map(|k| (k.to_string(), json!([sh_hook(&script(k))])))
+        .collect();
+    b.edit(|c| c["hooks"] = Value::Object(hooks));
+}
+
+#[test]
+fn hooks_of_every_kind_get_only_their_stdio() {
+    // Nothing of the runtime's (its lock, sync sockets, fds its caller left open) reaches a
+    // hook: `ls /proc/self/fd` finds stdin (the state), stdout, stderr and its own dir fd.
+    let rt = Runtime::new();
+    let mut b = sh("true");
+    let files: Vec<(&str, String)> = KINDS
+        .iter()
+        .map(|k| (*k, hook_file(&b, k, &format!("{k}.fds"))))
+        .collect();
+    hook_each(&mut b, &KINDS, |k| {
+        let f = &files.iter().find(|(kind, _)| *kind == k).unwrap().1;
+        format!("exec ls /proc/self/fd > {f}")
+    });
+    // The caller leaves fd 9 open (not close-on-exec) across its exec of the runtime.
+    let id = unique_id("hookfds");
+    rt.track(&id);
+    let mut cmd = Command::new("/bin/sh");
+    cmd.arg("-c")
+        .arg("exec 9</dev/null; exec \"$@\"")
+        .arg("sh")
+        .arg(berth_bin())
+        .args([
+            "--root",
+            rt.root_str(),
+            "run",
+            "--bundle",
+            b.path_str(),
+            &id,
+        ]);
+    let o = output_timeout(cmd, Duration::from_secs(30));
+    assert!(o.status.success(), "{}", stderr(&o));
+    for kind in KINDS {
+        let ls = b.read_out(&format!("{kind}.fds"));
+        assert_eq!(
+            fd_list(&ls),
+            [0, 1, 2],
+            "{kind} hook has fds other than its stdio: {ls:?}"
+        );
+    }
+    assert_nothing_left(&rt, &id, &b);
+}
