@@ -21,6 +21,9 @@ const KINDS: [&str; 6] = [
     "poststop",
 ];
 
+/// The hooks the runtime runs itself, in its own namespaces.
+const RUNTIME_KINDS: [&str; 4] = ["prestart", "createRuntime", "poststart", "poststop"];
+
 /// Where a hook of `kind` writes a file `name` that the test reads at `bundle.out()/name`:
 /// startContainer runs after pivot_root and reaches it through the container's `/out`.
 fn hook_file(b: &Bundle, kind: &str, name: &str) -> String {
@@ -44,6 +47,32 @@ fn hook_each(b: &mut Bundle, kinds: &[&str], script: impl Fn(&str) -> String) {
         .map(|k| (k.to_string(), json!([sh_hook(&script(k))])))
         .collect();
     b.edit(|c| c["hooks"] = Value::Object(hooks));
+}
+
+/// `berth run` of `b` to completion; panics unless it succeeded.
+fn run_ok(rt: &Runtime, name: &str, b: &Bundle) -> String {
+    let id = unique_id(name);
+    let o = rt.run_timeout(&id, b, &[]);
+    assert!(
+        o.status.success(),
+        "{name}: {}\nstdout: {}\nstderr: {}",
+        o.status,
+        stdout(&o),
+        stderr(&o)
+    );
+    id
+}
+
+/// Asserts, for each of `kinds`, that the file `<kind>.<ext>` its hook left in `/out` holds
+/// `want(kind)` (trimmed).
+fn assert_each_left(b: &Bundle, kinds: &[&str], ext: &str, want: impl Fn(&str) -> String) {
+    for kind in kinds {
+        assert_eq!(
+            b.read_out(&format!("{kind}.{ext}")).trim(),
+            want(kind),
+            "{kind} hook: {ext}"
+        );
+    }
 }
 
 #[test]
@@ -86,5 +115,42 @@ fn hooks_of_every_kind_get_only_their_stdio() {
             "{kind} hook has fds other than its stdio: {ls:?}"
         );
     }
+    assert_nothing_left(&rt, &id, &b);
+}
+
+#[test]
+fn create_container_hooks_run_in_the_root_filesystem() {
+    // As runc runs them: a relative path in a createContainer hook is in the rootfs.
+    let rt = Runtime::new();
+    let mut b = sh("true");
+    hook_each(&mut b, &["createContainer"], |_| {
+        "mkdir -p lib && echo here > ./lib/x".to_string()
+    });
+    let id = run_ok(&rt, "hookccwd", &b);
+    assert_eq!(
+        std::fs::read_to_string(b.rootfs().join("lib/x"))
+            .ok()
+            .as_deref(),
+        Some("here\n"),
+        "createContainer's ./lib/x is not ROOTFS/lib/x (bundle has lib/x: {})",
+        b.path().join("lib/x").exists()
+    );
+    assert_nothing_left(&rt, &id, &b);
+}
+
+#[test]
+fn runtime_hooks_run_in_the_bundle_directory() {
+    // runc runs prestart, createRuntime, poststart and (under `run`) poststop in the bundle,
+    // whatever the caller's working directory (here the test's, not the bundle).
+    let rt = Runtime::new();
+    let mut b = sh("true");
+    let out = b.out();
+    hook_each(&mut b, &RUNTIME_KINDS, |k| {
+        format!("pwd -P > {}/{k}.cwd", out.display())
+    });
+    let id = run_ok(&rt, "hookcwd", &b);
+    let bundle = std::fs::canonicalize(b.path()).unwrap();
+    assert_ne!(std::env::current_dir().unwrap(), bundle);
+    assert_each_left(&b, &RUNTIME_KINDS, "cwd", |_| bundle.display().to_string());
     assert_nothing_left(&rt, &id, &b);
 }
