@@ -3,7 +3,8 @@
 //! can never block) and quoted when it fails.
 //!
 //! What a hook inherits follows runc (the runtime-spec says nothing of it):
-//! - its environment is exactly its `env` (nothing of Berth's);
+//! - its environment is exactly its `env` when the field is there (`[]` is an empty one), and
+//!   the runtime's own environment when it is absent (runc and crun pass theirs on);
 //! - its working directory is the bundle for the hooks run by the runtime (prestart,
 //!   createRuntime, poststart, poststop), the container's root filesystem for createContainer
 //!   ([`run_all_in`]), and the caller's otherwise;
@@ -121,10 +122,13 @@ fn run_one(hook: &Hook, state_json: &[u8], cwd: Option<&Path>) -> Result<(), Str
             cmd.args(rest);
         }
     }
-    cmd.env_clear();
-    for kv in hook.env().iter().flatten() {
-        if let Some((k, v)) = kv.split_once('=') {
-            cmd.env(k, v);
+    // As runc: no `env` field, the runtime's environment; an `env` field, exactly that.
+    if let Some(env) = hook.env() {
+        cmd.env_clear();
+        for kv in env {
+            if let Some((k, v)) = kv.split_once('=') {
+                cmd.env(k, v);
+            }
         }
     }
     if let Some(dir) = cwd {

@@ -154,3 +154,40 @@ fn runtime_hooks_run_in_the_bundle_directory() {
     assert_each_left(&b, &RUNTIME_KINDS, "cwd", |_| bundle.display().to_string());
     assert_nothing_left(&rt, &id, &b);
 }
+
+#[test]
+fn a_hook_without_env_gets_the_runtimes_environment_and_one_with_env_exactly_it() {
+    // runc (and crun) leave a hook with no `env` field the runtime's own environment; an `env`
+    // field, even an empty one, is the whole environment.
+    let rt = Runtime::new();
+    let mut b = sh("true");
+    let out = b.out();
+    let probe = format!("probe-{}", std::process::id());
+    let mut hooks: serde_json::Map<String, Value> = RUNTIME_KINDS
+        .iter()
+        .map(|k| {
+            let script = format!("echo \"$HOOK_PROBE|$PATH\" > {}/{k}.env", out.display());
+            (k.to_string(), json!([sh_hook(&script)]))
+        })
+        .collect();
+    let empty = json!({"path": "/bin/busybox", "env": [],
+        "args": ["sh", "-c", format!("echo \"${{HOOK_PROBE-unset}}\" > {}/empty.env", out.display())]});
+    hooks["prestart"].as_array_mut().unwrap().push(empty);
+    b.edit(|c| c["hooks"] = Value::Object(hooks));
+    let id = unique_id("hookenvin");
+    rt.track(&id);
+    let mut cmd = rt.cmd();
+    cmd.env("HOOK_PROBE", &probe)
+        .args(["run", "--bundle", b.path_str(), &id]);
+    let o = output_timeout(cmd, Duration::from_secs(30));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let path = std::env::var("PATH").unwrap_or_default();
+    // Without env: the caller's HOOK_PROBE and PATH.
+    assert_each_left(&b, &RUNTIME_KINDS, "env", |_| format!("{probe}|{path}"));
+    assert_eq!(
+        b.read_out("empty.env").trim(),
+        "unset",
+        "a hook with env [] got the runtime's environment"
+    );
+    assert_nothing_left(&rt, &id, &b);
+}
