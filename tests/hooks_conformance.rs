@@ -191,3 +191,62 @@ fn a_hook_without_env_gets_the_runtimes_environment_and_one_with_env_exactly_it(
     );
     assert_nothing_left(&rt, &id, &b);
 }
+
+#[test]
+fn hooks_of_each_kind_run_in_the_listed_order() {
+    let rt = Runtime::new();
+    let mut b = sh("true");
+    let hooks: serde_json::Map<String, Value> = KINDS
+        .iter()
+        .map(|k| {
+            let log = hook_file(&b, k, &format!("{k}.order"));
+            let list: Vec<Value> = (0..3)
+                .map(|i| sh_hook(&format!("sleep 0.0{}; echo {i} >> {log}", 3 - i)))
+                .collect();
+            (k.to_string(), Value::Array(list))
+        })
+        .collect();
+    b.edit(|c| c["hooks"] = Value::Object(hooks));
+    let id = run_ok(&rt, "hookorder", &b);
+    assert_each_left(&b, &KINDS, "order", |_| "0\n1\n2".to_string());
+    assert_nothing_left(&rt, &id, &b);
+}
+
+#[test]
+fn failing_poststart_and_poststop_hooks_warn_and_run_goes_on() {
+    // runtime-spec lifecycle steps 9 and 12: the runtime logs a warning, the remaining hooks
+    // and the lifecycle go on as if the hook had succeeded. (runc 1.1.5 fails `run` and kills
+    // the container at a failing poststart hook, and fails `run` at a failing poststop hook;
+    // the spec is explicit here, so Berth follows it.)
+    let rt = Runtime::new();
+    let mut b = sh("echo main > /out/main; exit 3");
+    let out = b.out();
+    let after = |k: &str| sh_hook(&format!("touch {}/{k}.after", out.display()));
+    b.edit(|c| {
+        c["hooks"] = json!({
+            "poststart": [sh_hook("echo poststart-oops >&2; exit 5"), after("poststart")],
+            "poststop": [sh_hook("exit 6"), after("poststop")],
+        })
+    });
+    let id = unique_id("hookwarn");
+    let o = rt.run_timeout(&id, &b, &[]);
+    let err = stderr(&o);
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "run's status is the program's: {err}"
+    );
+    assert_eq!(b.read_out("main"), "main\n", "the program did not run");
+    for kind in ["poststart", "poststop"] {
+        assert!(
+            out.join(format!("{kind}.after")).exists(),
+            "the {kind} hook after the failing one did not run"
+        );
+        assert!(
+            err.lines()
+                .any(|l| l.contains(kind) && l.contains("hook #0")),
+            "no warning for the failing {kind} hook: {err}"
+        );
+    }
+    assert_nothing_left(&rt, &id, &b);
+}
