@@ -199,9 +199,11 @@ impl FsManager {
             .map(Ctl::V2)
     }
 
-    /// Makes `dir` (below `mount`), recording the levels it creates; a new cpuset cgroup gets
-    /// its parent's cpus and mems (it starts with none). Returns whether `dir` already existed.
-    /// Usually the parent exists and one mkdir does it; otherwise one level at a time.
+    /// Makes `dir` (below `mount`), recording the levels it creates. Returns whether `dir`
+    /// already existed. Usually the parent exists and one mkdir does it; otherwise one level at
+    /// a time. In a v1 cpuset hierarchy every level down to `dir`, new or not, is given its
+    /// parent's cpus and mems when it has none (as runc does): a cpuset cgroup starts empty and
+    /// takes no task below an empty level ("No space left on device").
     fn make_dirs(
         &self,
         mount: Option<&Path>,
@@ -213,22 +215,16 @@ impl FsManager {
             std::fs::create_dir_all(dir).map_err(io("create", dir))?;
             return Ok(existed);
         };
-        match std::fs::create_dir(dir) {
-            Ok(()) => {
-                self.created.borrow_mut().push(dir.to_path_buf());
-                if let (true, Some(parent)) = (cpuset, dir.parent()) {
-                    copy_cpuset(parent, dir, true)?;
+        if !cpuset {
+            match std::fs::create_dir(dir) {
+                Ok(()) => {
+                    self.created.borrow_mut().push(dir.to_path_buf());
+                    return Ok(false);
                 }
-                return Ok(false);
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(true),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io("create", dir)(e)),
             }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                if let (true, Some(parent)) = (cpuset, dir.parent()) {
-                    copy_cpuset(parent, dir, false)?;
-                }
-                return Ok(true);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io("create", dir)(e)),
         }
         let rel = dir.strip_prefix(mount).map_err(|_| {
             CgroupError::Other(format!(
@@ -236,25 +232,23 @@ impl FsManager {
             ))
         })?;
         let mut cur = mount.to_path_buf();
+        let mut existed = true;
         for comp in rel.components() {
             let parent = cur.clone();
             cur.push(comp);
-            match std::fs::create_dir(&cur) {
+            existed = match std::fs::create_dir(&cur) {
                 Ok(()) => {
                     self.created.borrow_mut().push(cur.clone());
-                    if cpuset {
-                        copy_cpuset(&parent, &cur, true)?;
-                    }
+                    false
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    if cpuset && cur == dir {
-                        copy_cpuset(&parent, &cur, false)?;
-                    }
-                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => true,
                 Err(e) => return Err(io("create", &cur)(e)),
+            };
+            if cpuset {
+                copy_cpuset(&parent, &cur, !existed)?;
             }
         }
-        Ok(false)
+        Ok(existed)
     }
 
     fn apply_checked(&self, r: &LinuxResources, avail: &[String]) -> Result<(), CgroupError> {

@@ -1,0 +1,112 @@
+//! cgroups where runc sets the behaviour: nested cgroupsPath levels in a v1 cpuset hierarchy,
+//! pre-existing cgroups (busy ones are shared, frozen ones refused), the device access strings
+//! runc accepts, and a memory limit the container cannot live under. Each test that makes a
+//! cgroup of its own removes it (killing what is left in it) whatever the outcome.
+
+mod common;
+use common::*;
+
+use std::path::{Path, PathBuf};
+
+use serde_json::json;
+
+/// The v1 hierarchy holding `controller`, if this host has one.
+fn v1_mount(controller: &str) -> Option<PathBuf> {
+    let mi = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    mi.lines().find_map(|l| {
+        let (pre, post) = l.split_once(" - ")?;
+        let mut post = post.split(' ');
+        let (fstype, opts) = (post.next()?, post.nth(1)?);
+        let mp = pre.split(' ').nth(4)?;
+        (fstype == "cgroup" && opts.split(',').any(|o| o == controller)).then(|| PathBuf::from(mp))
+    })
+}
+
+fn read(dir: &Path, file: &str) -> String {
+    std::fs::read_to_string(dir.join(file))
+        .unwrap_or_else(|e| panic!("read {}: {e}", dir.join(file).display()))
+        .trim()
+        .to_string()
+}
+
+/// A cgroup `/NAME` of the test's own, in every hierarchy or just some; on drop (pass or fail)
+/// it is thawed, emptied (SIGKILL) and removed, with everything below it.
+struct TestCgroup {
+    name: String,
+}
+
+impl TestCgroup {
+    fn named(prefix: &str) -> TestCgroup {
+        TestCgroup {
+            name: format!("{prefix}-{}", std::process::id()),
+        }
+    }
+
+    /// `/NAME` as a linux.cgroupsPath (absolute: from each hierarchy's root).
+    fn path(&self) -> String {
+        format!("/{}", self.name)
+    }
+
+    fn dir(&self, mount: &Path) -> PathBuf {
+        mount.join(&self.name)
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        fn remove(d: &Path) {
+            if let Ok(rd) = std::fs::read_dir(d) {
+                for e in rd
+                    .flatten()
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                {
+                    remove(&e.path());
+                }
+            }
+            for _ in 0..100 {
+                let _ = std::fs::write(d.join("freezer.state"), "THAWED");
+                let _ = std::fs::write(d.join("cgroup.freeze"), "0");
+                let procs = std::fs::read_to_string(d.join("cgroup.procs")).unwrap_or_default();
+                for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+                    // SAFETY: kill(2) with integer arguments.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+                if std::fs::remove_dir(d).is_ok() || !d.exists() {
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        }
+        for h in cgroup_hierarchies() {
+            remove(&self.dir(&h));
+        }
+    }
+}
+
+#[test]
+fn nested_cgroups_path_below_an_empty_cpuset_level_gets_cpus_and_mems() {
+    // cgroupsPath /PARENT/pod/ID where PARENT exists with no cpus or mems (as a fresh cpuset
+    // cgroup someone else made) and pod is new: as runc does, every level is given its
+    // parent's values on the way down, else the init cannot join ("No space left on device").
+    let Some(cpuset) = v1_mount("cpuset") else {
+        println!("SKIP: no v1 cpuset hierarchy on this host");
+        return;
+    };
+    let parent = TestCgroup::named("berth-conf-cpuset");
+    std::fs::create_dir(parent.dir(&cpuset)).unwrap();
+    assert_eq!(read(&parent.dir(&cpuset), "cpuset.cpus"), "");
+    let rt = Runtime::new();
+    let id = unique_id("nestcpuset");
+    let mut b = Bundle::sh("true");
+    b.edit(|c| c["linux"]["cgroupsPath"] = json!(format!("{}/pod/{id}", parent.path())));
+    let o = rt.run_timeout(&id, &b, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for f in ["cpuset.cpus", "cpuset.mems"] {
+        assert_eq!(
+            read(&parent.dir(&cpuset), f),
+            read(&cpuset, f),
+            "{f} of the parent level"
+        );
+    }
+    assert_nothing_left(&rt, &id, &b);
+}
