@@ -7,6 +7,8 @@ mod common;
 use common::*;
 
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 
@@ -50,6 +52,27 @@ impl TestCgroup {
     fn dir(&self, mount: &Path) -> PathBuf {
         mount.join(&self.name)
     }
+    /// Makes `/NAME` in every hierarchy, with the root's cpus and mems in a v1 cpuset one.
+    fn make_everywhere(&self) {
+        for h in cgroup_hierarchies() {
+            let d = self.dir(&h);
+            std::fs::create_dir(&d).unwrap_or_else(|e| panic!("mkdir {}: {e}", d.display()));
+            for f in ["cpuset.cpus", "cpuset.mems"] {
+                if d.join(f).exists() {
+                    std::fs::write(d.join(f), read(&h, f)).unwrap();
+                }
+            }
+        }
+    }
+
+    /// Moves `pid` into `/NAME` in every hierarchy.
+    fn add(&self, pid: u32) {
+        for h in cgroup_hierarchies() {
+            let d = self.dir(&h);
+            std::fs::write(d.join("cgroup.procs"), pid.to_string())
+                .unwrap_or_else(|e| panic!("add {pid} to {}: {e}", d.display()));
+        }
+    }
 }
 
 impl Drop for TestCgroup {
@@ -83,6 +106,27 @@ impl Drop for TestCgroup {
     }
 }
 
+/// A process of the test's, killed and reaped on drop.
+struct Foreign(Child);
+
+impl Drop for Foreign {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Asserts that every line of /proc/PID/cgroup (every hierarchy) names `path`.
+fn assert_in_cgroup(pid: i32, path: &str) {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    for l in text.lines() {
+        assert!(
+            l.ends_with(&format!(":{path}")),
+            "{pid} is not in {path}: {l}"
+        );
+    }
+}
+
 #[test]
 fn nested_cgroups_path_below_an_empty_cpuset_level_gets_cpus_and_mems() {
     // cgroupsPath /PARENT/pod/ID where PARENT exists with no cpus or mems (as a fresh cpuset
@@ -106,6 +150,59 @@ fn nested_cgroups_path_below_an_empty_cpuset_level_gets_cpus_and_mems() {
             read(&parent.dir(&cpuset), f),
             read(&cpuset, f),
             "{f} of the parent level"
+        );
+    }
+    assert_nothing_left(&rt, &id, &b);
+}
+
+#[test]
+fn a_cgroup_that_already_has_processes_is_shared_with_a_warning() {
+    // runc 1.1 warns "container's cgroup is not empty: N process(es) found" and runs the
+    // container there; delete ends the container and leaves the other processes (and their
+    // cgroup) alone.
+    if cgroup_hierarchies().is_empty() {
+        println!("SKIP: no cgroup hierarchy on this host");
+        return;
+    }
+    let cg = TestCgroup::named("berth-conf-busy");
+    cg.make_everywhere();
+    let mut foreign = Foreign(Command::new("/bin/sleep").arg("300").spawn().unwrap());
+    cg.add(foreign.0.id());
+    let rt = Runtime::new();
+    let id = unique_id("sharedcg");
+    let mut b = Bundle::sh("sleep 300");
+    b.edit(|c| c["linux"]["cgroupsPath"] = json!(cg.path()));
+    let d = rt.create_detached(&id, &b, &[]);
+    d.assert_ok();
+    assert!(
+        d.stderr()
+            .contains("container's cgroup is not empty: 1 process(es) found"),
+        "no warning: {}",
+        d.stderr()
+    );
+    rt.ok(&["start", &id]);
+    let pid = rt.pid(&id);
+    assert_in_cgroup(pid, &cg.path());
+    let t = Instant::now();
+    rt.ok(&["delete", "--force", &id]);
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "delete took {:?}",
+        t.elapsed()
+    );
+    assert!(
+        wait_until(SECS5, || !pid_alive(pid)),
+        "the container's init {pid} lives on"
+    );
+    assert!(
+        foreign.0.try_wait().unwrap().is_none(),
+        "delete killed the process that was in the cgroup before the container"
+    );
+    for h in cgroup_hierarchies() {
+        assert!(
+            cg.dir(&h).is_dir(),
+            "the shared cgroup {} was removed",
+            cg.dir(&h).display()
         );
     }
     assert_nothing_left(&rt, &id, &b);

@@ -38,6 +38,8 @@ pub struct FsManager {
     /// Whether the leaf directories are the container's (false while a create that found a
     /// busy pre-existing cgroup unwinds: then only what it created is removed).
     owned: Cell<bool>,
+    /// Processes (pid, start time) found in a pre-existing cgroup the container shares.
+    foreign: RefCell<Vec<(i32, u64)>>,
     clone_fd: OnceCell<OwnedFd>,
 }
 
@@ -79,6 +81,7 @@ impl FsManager {
             v2_mode: mode == Mode::V2,
             created: RefCell::new(vec![]),
             owned: Cell::new(true),
+            foreign: RefCell::new(vec![]),
             clone_fd: OnceCell::new(),
         }
     }
@@ -90,6 +93,7 @@ impl FsManager {
                 let mut m = FsManager::new(&l, &rec.path);
                 m.v1.iter_mut().for_each(|h| h.mount = None);
                 m.unified_mount = None;
+                m.foreign = RefCell::new(rec.foreign.clone());
                 return m;
             }
         }
@@ -112,6 +116,7 @@ impl FsManager {
             unified_mount: None,
             created: RefCell::new(rec.created.clone()),
             owned: Cell::new(true),
+            foreign: RefCell::new(rec.foreign.clone()),
             clone_fd: OnceCell::new(),
         }
     }
@@ -362,6 +367,20 @@ impl FsManager {
         Ok(())
     }
 
+    /// Removes the parents Berth created, deepest first, if nothing else lives there.
+    fn remove_created_parents(&self) {
+        let created = self.created.borrow();
+        let leaves = self.leaves();
+        let mut parents: Vec<&PathBuf> = created
+            .iter()
+            .filter(|c| !leaves.contains(&c.as_path()))
+            .collect();
+        parents.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+        for p in parents {
+            let _ = std::fs::remove_dir(p);
+        }
+    }
+
     /// Removes `dir` and the cgroups below it, waiting for exiting processes. An empty cgroup
     /// (the usual case) goes with one rmdir; only a busy one is searched for children.
     fn remove_tree(&self, dir: &Path, deadline: Instant) -> Result<(), CgroupError> {
@@ -580,6 +599,14 @@ fn check_values(r: &LinuxResources) -> Result<(), CgroupError> {
     Ok(())
 }
 
+/// A process's start time (field 22 of /proc/PID/stat), which tells it from a later process
+/// given the same pid.
+fn start_time(pid: i32) -> Option<u64> {
+    let s = crate::linux::procfs::read_pseudo(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: count fields after the last ')'.
+    s[s.rfind(')')? + 2..].split(' ').nth(19)?.parse().ok()
+}
+
 fn kernel_has_clone_into_cgroup() -> bool {
     let rel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let mut it = rel.trim().split(['.', '-']);
@@ -664,15 +691,23 @@ impl Manager for FsManager {
                 existed.push(u.clone());
             }
         }
-        // A container's cgroup is its own: never share one that already holds processes.
-        for d in &existed {
-            if !fs::procs(d).unwrap_or_default().is_empty() {
-                self.owned.set(false);
-                return Err(CgroupError::Other(format!(
-                    "cgroup {} already exists and has processes in it; a container needs a cgroup of its own (choose another linux.cgroupsPath)",
-                    d.display()
-                )));
-            }
+        // A pre-existing cgroup with processes in it is shared, with a warning, as runc 1.1
+        // does (the runtime-spec does not say). Those processes stay out of the container's
+        // lists, signals and waits.
+        let mut foreign: Vec<(i32, u64)> = existed
+            .iter()
+            .flat_map(|d| fs::procs(d).unwrap_or_default())
+            .filter_map(|p| Some((p, start_time(p)?)))
+            .collect();
+        foreign.sort_unstable();
+        foreign.dedup();
+        if !foreign.is_empty() {
+            crate::logging::warn(format!(
+                "container's cgroup is not empty: {} process(es) found in {}; the container shares it",
+                foreign.len(),
+                self.path
+            ));
+            *self.foreign.borrow_mut() = foreign;
         }
         if self.v2_mode && kernel_has_clone_into_cgroup() {
             if let Some(u) = &self.unified {
@@ -707,7 +742,12 @@ impl Manager for FsManager {
         let Some(d) = self.procs_dir() else {
             return Ok(vec![]);
         };
-        fs::procs_recursive(d).map_err(io("read cgroup.procs", d))
+        let mut pids = fs::procs_recursive(d).map_err(io("read cgroup.procs", d))?;
+        let foreign = self.foreign.borrow();
+        if !foreign.is_empty() {
+            pids.retain(|&p| !start_time(p).is_some_and(|t| foreign.contains(&(p, t))));
+        }
+        Ok(pids)
     }
 
     fn freeze(&self) -> Result<(), CgroupError> {
@@ -741,9 +781,9 @@ impl Manager for FsManager {
         if !self.exists() {
             return Ok(());
         }
-        if sig == libc::SIGKILL {
-            // One write kills everything in the cgroup, atomically (kernel 5.14+). On a hybrid
-            // host the unified cgroup holds the same processes.
+        if sig == libc::SIGKILL && self.foreign.borrow().is_empty() {
+            // One write kills everything in the cgroup, atomically (kernel 5.14+); not in a
+            // shared cgroup. On a hybrid host the unified cgroup holds the same processes.
             if let Some(u) = self
                 .unified
                 .as_deref()
@@ -840,6 +880,15 @@ impl Manager for FsManager {
     }
 
     fn destroy(&self) -> Result<(), CgroupError> {
+        if !self.foreign.borrow().is_empty() {
+            // A shared cgroup is not the container's: it goes only if it is empty now (as
+            // runc, which tries once), and nothing is waited for or thawed.
+            for d in self.leaves() {
+                let _ = std::fs::remove_dir(d);
+            }
+            self.remove_created_parents();
+            return Ok(());
+        }
         let created = self.created.borrow().clone();
         let ours: Vec<&Path> = self
             .leaves()
@@ -871,15 +920,7 @@ impl Manager for FsManager {
                 first_err.get_or_insert(e);
             }
         }
-        // Parents Berth created, deepest first, if nothing else lives there.
-        let mut parents: Vec<&PathBuf> = created
-            .iter()
-            .filter(|c| !self.leaves().contains(&c.as_path()))
-            .collect();
-        parents.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
-        for p in parents {
-            let _ = std::fs::remove_dir(p);
-        }
+        self.remove_created_parents();
         first_err.map_or(Ok(()), Err)
     }
 
@@ -897,6 +938,7 @@ impl Manager for FsManager {
             path: self.path.clone(),
             paths,
             created: self.created.borrow().clone(),
+            foreign: self.foreign.borrow().clone(),
         }
     }
 }

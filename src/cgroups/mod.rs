@@ -95,6 +95,11 @@ pub struct CgroupRecord {
     /// Directories Berth created above the container's own (removed with it when empty).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub created: Vec<PathBuf>,
+    /// The processes (pid, start time) that were already in the container's pre-existing
+    /// cgroup when it was created: runc lets a container share such a cgroup, with a warning.
+    /// They are not the container's: never listed, signalled or waited for as its processes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub foreign: Vec<(i32, u64)>,
 }
 
 /// A cgroup driver: everything the runtime does with a container's cgroups.
