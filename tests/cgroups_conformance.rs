@@ -65,6 +65,14 @@ impl TestCgroup {
         }
     }
 
+    /// Asserts that `/NAME` (the `what` cgroup) is still in every hierarchy.
+    fn assert_still_everywhere(&self, what: &str) {
+        for h in cgroup_hierarchies() {
+            let d = self.dir(&h);
+            assert!(d.is_dir(), "the {what} cgroup {} was removed", d.display());
+        }
+    }
+
     /// Moves `pid` into `/NAME` in every hierarchy.
     fn add(&self, pid: u32) {
         for h in cgroup_hierarchies() {
@@ -198,12 +206,55 @@ fn a_cgroup_that_already_has_processes_is_shared_with_a_warning() {
         foreign.0.try_wait().unwrap().is_none(),
         "delete killed the process that was in the cgroup before the container"
     );
-    for h in cgroup_hierarchies() {
-        assert!(
-            cg.dir(&h).is_dir(),
-            "the shared cgroup {} was removed",
-            cg.dir(&h).display()
-        );
-    }
+    cg.assert_still_everywhere("shared");
+    assert_nothing_left(&rt, &id, &b);
+}
+
+#[test]
+fn a_frozen_cgroup_is_refused_before_anything_runs() {
+    // runc: "container's cgroup unexpectedly frozen" (the init would hang in it). The cgroup
+    // is not the container's: it is left as it was.
+    let freezer = match v1_mount("freezer") {
+        Some(m) => (m, "freezer.state", "FROZEN"),
+        None => match cgroup_hierarchies()
+            .into_iter()
+            .find(|h| h.join("cgroup.controllers").exists())
+        {
+            Some(m) => (m, "cgroup.freeze", "1"),
+            None => {
+                println!("SKIP: no freezer on this host (neither v1 freezer nor cgroup v2)");
+                return;
+            }
+        },
+    };
+    let cg = TestCgroup::named("berth-conf-frozen");
+    cg.make_everywhere();
+    let (mount, file, value) = freezer;
+    std::fs::write(cg.dir(&mount).join(file), value).unwrap();
+    let rt = Runtime::new();
+    let id = unique_id("frozencg");
+    let mut b = Bundle::sh("true");
+    b.edit(|c| c["linux"]["cgroupsPath"] = json!(cg.path()));
+    let t = Instant::now();
+    let d = rt.create_detached(&id, &b, &[]);
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "create took {:?}",
+        t.elapsed()
+    );
+    assert!(!d.status.success(), "create succeeded in a frozen cgroup");
+    let err = d.stderr();
+    let l = lines(&err);
+    assert_eq!(l.len(), 1, "expected one error line: {err}");
+    assert!(
+        l[0].contains("linux.cgroupsPath")
+            && l[0].contains("container's cgroup unexpectedly frozen"),
+        "{err}"
+    );
+    cg.assert_still_everywhere("frozen");
+    assert!(
+        read(&cg.dir(&mount), file).starts_with(value),
+        "the cgroup was thawed"
+    );
     assert_nothing_left(&rt, &id, &b);
 }

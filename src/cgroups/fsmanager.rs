@@ -35,8 +35,8 @@ pub struct FsManager {
     unified_mount: Option<PathBuf>,
     v2_mode: bool,
     created: RefCell<Vec<PathBuf>>,
-    /// Whether the leaf directories are the container's (false while a create that found a
-    /// busy pre-existing cgroup unwinds: then only what it created is removed).
+    /// Whether the leaf directories are the container's (false while a create refused in a
+    /// frozen pre-existing cgroup unwinds: then only what it created is removed).
     owned: Cell<bool>,
     /// Processes (pid, start time) found in a pre-existing cgroup the container shares.
     foreign: RefCell<Vec<(i32, u64)>>,
@@ -690,6 +690,23 @@ impl Manager for FsManager {
             if pre {
                 existed.push(u.clone());
             }
+        }
+        // A frozen cgroup (a pre-existing one, or below a frozen parent) would hang the init at
+        // its first step: refused, as runc refuses it.
+        let state = self.freezer_state().unwrap_or(FreezerState::Thawed);
+        if matches!(state, FreezerState::Frozen | FreezerState::Freezing) {
+            self.owned.set(false);
+            let dir = match self.freezer() {
+                Some(Ctl::V1(d) | Ctl::V2(d)) => d.display().to_string(),
+                None => self.path.clone(),
+            };
+            return Err(CgroupError::invalid(
+                "linux.cgroupsPath",
+                format!(
+                    "container's cgroup unexpectedly frozen ({dir} is {}): thaw it or choose another cgroup",
+                    if state == FreezerState::Frozen { "FROZEN" } else { "FREEZING" }
+                ),
+            ));
         }
         // A pre-existing cgroup with processes in it is shared, with a warning, as runc 1.1
         // does (the runtime-spec does not say). Those processes stay out of the container's
