@@ -114,6 +114,21 @@ impl Drop for TestCgroup {
     }
 }
 
+/// The container's cgroup for v1 `controller` as /proc/PID/cgroup names it.
+fn cgroup_of(pid: i32, controller: &str) -> String {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    text.lines()
+        .find_map(|l| {
+            let mut it = l.splitn(3, ':');
+            let (_, ctrls, path) = (it.next()?, it.next()?, it.next()?);
+            ctrls
+                .split(',')
+                .any(|c| c == controller)
+                .then(|| path.to_string())
+        })
+        .unwrap_or_else(|| panic!("no {controller} line in /proc/{pid}/cgroup: {text}"))
+}
+
 /// A process of the test's, killed and reaped on drop.
 struct Foreign(Child);
 
@@ -242,14 +257,12 @@ fn a_frozen_cgroup_is_refused_before_anything_runs() {
         "create took {:?}",
         t.elapsed()
     );
-    assert!(!d.status.success(), "create succeeded in a frozen cgroup");
-    let err = d.stderr();
-    let l = lines(&err);
-    assert_eq!(l.len(), 1, "expected one error line: {err}");
-    assert!(
-        l[0].contains("linux.cgroupsPath")
-            && l[0].contains("container's cgroup unexpectedly frozen"),
-        "{err}"
+    assert_one_error_line_in(
+        &d,
+        &[
+            "linux.cgroupsPath",
+            "container's cgroup unexpectedly frozen",
+        ],
     );
     cg.assert_still_everywhere("frozen");
     assert!(
@@ -257,4 +270,90 @@ fn a_frozen_cgroup_is_refused_before_anything_runs() {
         "the cgroup was thawed"
     );
     assert_nothing_left(&rt, &id, &b);
+}
+
+/// A bundle whose device rules deny everything, then give `access` to /dev/mem (c 1:1), a
+/// device none of the default rules names.
+fn device_bundle(access: &str) -> Bundle {
+    let mut b = Bundle::sh("true");
+    b.edit(|c| {
+        c["linux"]["resources"]["devices"] = json!([
+            {"allow": false, "access": "rwm"},
+            {"allow": true, "type": "c", "major": 1, "minor": 1, "access": access}
+        ])
+    });
+    b
+}
+
+/// Creates one container per `(access, want)` of `cases` (see [`device_bundle`]) and hands
+/// `check` its `create` result; then deletes it and makes sure nothing of it is left.
+fn for_each_access(
+    name: &str,
+    cases: &[(&str, &str)],
+    check: impl Fn(&Runtime, &str, &Detached, &str, &str),
+) {
+    let rt = Runtime::new();
+    for (i, (access, want)) in cases.iter().enumerate() {
+        let id = unique_id(&format!("{name}{i}"));
+        let b = device_bundle(access);
+        let d = rt.create_detached(&id, &b, &[]);
+        check(&rt, &id, &d, access, want);
+        let _ = rt.berth(&["delete", "--force", &id]);
+        assert_nothing_left(&rt, &id, &b);
+    }
+}
+
+/// Asserts that a failed command printed one line on stderr, holding every one of `needles`.
+fn assert_one_error_line_in(d: &Detached, needles: &[&str]) {
+    let err = d.stderr();
+    assert!(!d.status.success(), "it succeeded: {err}");
+    let l = lines(&err);
+    assert_eq!(l.len(), 1, "want one error line: {err}");
+    for n in needles {
+        assert!(l[0].contains(n), "error line lacks {n:?}: {}", l[0]);
+    }
+}
+
+#[test]
+fn device_access_strings_runc_accepts_are_accepted() {
+    // runc 1.1.5 takes r, w and m in any order and number, and ignores other characters when
+    // at least one of the three is there; the v1 devices list shows what it meant.
+    let devices = v1_mount("devices");
+    let cases = [
+        ("mrw", "rwm"),
+        ("rr", "r"),
+        ("rwmr", "rwm"),
+        ("wm", "wm"),
+        ("rx", "r"),
+        ("r w", "rw"),
+    ];
+    for_each_access("devaccess", &cases, |rt, id, d, access, meant| {
+        assert!(
+            d.status.success(),
+            "access {access:?} refused: {}",
+            d.stderr()
+        );
+        if let Some(mount) = &devices {
+            let dir = mount.join(cgroup_of(rt.pid(id), "devices").trim_start_matches('/'));
+            let list = read(&dir, "devices.list");
+            assert!(
+                list.lines().any(|l| l == format!("c 1:1 {meant}")),
+                "access {access:?}: want c 1:1 {meant} in\n{list}"
+            );
+        }
+    });
+}
+
+#[test]
+fn device_access_strings_runc_refuses_are_refused() {
+    // runc: "device access at 1 field cannot be empty"; a string naming none of r, w and m
+    // gives it a devices cgroup that "doesn't precisely match target".
+    let cases = [
+        ("", "field cannot be empty"),
+        ("x", "invalid access \"x\""),
+        ("R", "invalid access \"R\""),
+    ];
+    for_each_access("devbad", &cases, |_, _, d, _, why| {
+        assert_one_error_line_in(d, &["linux.resources.devices[1].access", why]);
+    });
 }

@@ -595,6 +595,9 @@ fn check_values(r: &LinuxResources) -> Result<(), CgroupError> {
     }
     if let Some(d) = r.devices() {
         devices::rules(d)?;
+        for w in devices::ignored_access(d) {
+            crate::logging::warn(w);
+        }
     }
     Ok(())
 }
