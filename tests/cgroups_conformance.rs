@@ -357,3 +357,55 @@ fn device_access_strings_runc_refuses_are_refused() {
         assert_one_error_line_in(d, &["linux.resources.devices[1].access", why]);
     });
 }
+
+/// Prints `SKIP:` and returns true when this host has no memory controller (neither v1 nor in
+/// the v2 hierarchy).
+fn skip_without_memory_controller() -> bool {
+    let has = v1_mount("memory").is_some()
+        || cgroup_hierarchies().iter().any(|h| {
+            std::fs::read_to_string(h.join("cgroup.controllers"))
+                .is_ok_and(|c| c.split_whitespace().any(|x| x == "memory"))
+        });
+    if !has {
+        println!("SKIP: no memory cgroup controller on this host");
+    }
+    !has
+}
+
+#[test]
+fn a_memory_limit_the_init_cannot_live_under_is_one_clear_line() {
+    // 4096 bytes: the kernel either refuses the write (EBUSY: runc's "unable to set memory
+    // limit to 4096 (current usage: …)") or reclaims down to it and then OOM-kills the init in
+    // its setup, which then says nothing itself. Either way the field and the usage are named.
+    if skip_without_memory_controller() {
+        return;
+    }
+    let rt = Runtime::new();
+    let id = unique_id("memtiny");
+    let mut b = Bundle::sh("true");
+    b.edit(|c| c["linux"]["resources"]["memory"] = json!({"limit": 4096}));
+    let d = rt.create_detached(&id, &b, &[]);
+    assert_one_error_line_in(&d, &["linux.resources.memory.limit", "4096", "usage"]);
+    assert_nothing_left(&rt, &id, &b);
+}
+
+#[test]
+fn update_to_a_memory_limit_below_the_usage_is_one_clear_line() {
+    if skip_without_memory_controller() {
+        return;
+    }
+    let rt = Runtime::new();
+    let id = unique_id("memupd");
+    let b = Bundle::sh("sleep 300");
+    rt.create(&id, &b);
+    rt.ok(&["start", &id]);
+    let o = rt.berth(&["update", "--memory", "1", &id]);
+    assert_one_error_line(&o, &["linux.resources.memory.limit", "usage"]);
+    assert_eq!(
+        rt.status(&id),
+        "running",
+        "the container did not survive the refused update"
+    );
+    rt.ok(&["delete", "--force", &id]);
+    assert_nothing_left(&rt, &id, &b);
+}

@@ -38,6 +38,8 @@ pub struct FsManager {
     /// Whether the leaf directories are the container's (false while a create refused in a
     /// frozen pre-existing cgroup unwinds: then only what it created is removed).
     owned: Cell<bool>,
+    /// The memory controller's OOM-kill count when `create` made (or found) the cgroup.
+    oom_kills_at_create: Cell<u64>,
     /// Processes (pid, start time) found in a pre-existing cgroup the container shares.
     foreign: RefCell<Vec<(i32, u64)>>,
     clone_fd: OnceCell<OwnedFd>,
@@ -81,6 +83,7 @@ impl FsManager {
             v2_mode: mode == Mode::V2,
             created: RefCell::new(vec![]),
             owned: Cell::new(true),
+            oom_kills_at_create: Cell::new(0),
             foreign: RefCell::new(vec![]),
             clone_fd: OnceCell::new(),
         }
@@ -116,6 +119,7 @@ impl FsManager {
             unified_mount: None,
             created: RefCell::new(rec.created.clone()),
             owned: Cell::new(true),
+            oom_kills_at_create: Cell::new(0),
             foreign: RefCell::new(rec.foreign.clone()),
             clone_fd: OnceCell::new(),
         }
@@ -162,6 +166,27 @@ impl FsManager {
         } else {
             None
         }
+    }
+
+    /// The memory cgroup's OOM-kill count, its limit and its peak usage (as the kernel prints
+    /// them), where this host has a memory controller.
+    fn oom_kills(&self) -> Option<(u64, String, String)> {
+        let (d, events, limit, peak) = match self.ctl("memory", &self.unified_controllers())? {
+            Ctl::V1(d) => (
+                d,
+                "memory.oom_control",
+                "memory.limit_in_bytes",
+                "memory.max_usage_in_bytes",
+            ),
+            Ctl::V2(d) => (d, "memory.events", "memory.max", "memory.peak"),
+        };
+        let kills = fs::read_kv(d, events).ok()?.get("oom_kill").copied()?;
+        let read = |f: &str| {
+            fs::read(d, f)
+                .map(|s| s.trim().to_string())
+                .unwrap_or_else(|_| "?".into())
+        };
+        Some((kills, read(limit), read(peak)))
     }
 
     fn missing(&self, field: &str, controller: &str) -> CgroupError {
@@ -694,6 +719,9 @@ impl Manager for FsManager {
                 existed.push(u.clone());
             }
         }
+        if let Some((kills, _, _)) = self.oom_kills() {
+            self.oom_kills_at_create.set(kills);
+        }
         // A frozen cgroup (a pre-existing one, or below a frozen parent) would hang the init at
         // its first step: refused, as runc refuses it.
         let state = self.freezer_state().unwrap_or(FreezerState::Thawed);
@@ -893,6 +921,16 @@ impl Manager for FsManager {
             Some(Ctl::V2(d)) => OomWatch::v2(d),
             None => Ok(OomWatch::None),
         }
+    }
+
+    fn oom_kill_error(&self) -> Option<CgroupError> {
+        let (kills, limit, peak) = self.oom_kills()?;
+        (kills > self.oom_kills_at_create.get()).then(|| {
+            CgroupError::invalid(
+                "linux.resources.memory.limit",
+                format!("the container's init was killed by the OOM killer during setup: the memory limit {limit} is below what it needs (peak usage: {peak})"),
+            )
+        })
     }
 
     fn exists(&self) -> bool {

@@ -129,6 +129,12 @@ pub trait Manager {
     fn stats(&self) -> Result<Stats, CgroupError>;
     /// Notifications of the OOM killer acting in the cgroup.
     fn oom_watch(&self) -> Result<OomWatch, CgroupError>;
+    /// After a failed create: if the OOM killer acted in the cgroup since [`Manager::create`]
+    /// (an init killed in its setup says nothing itself), the error that says so, naming
+    /// `linux.resources.memory.limit` and the usage.
+    fn oom_kill_error(&self) -> Option<CgroupError> {
+        None
+    }
     /// Whether the cgroup still exists.
     fn exists(&self) -> bool;
     /// Removes the cgroup directories (waiting, bounded, for exiting processes to leave) and the
