@@ -1,10 +1,20 @@
-//! OCI hooks: each hook runs with the container's state JSON on stdin, its own args and env (and
-//! nothing else of Berth's environment), and is killed when its timeout passes. Its stdout and
-//! stderr are kept (in memfds, so a chatty hook can never block) and quoted when it fails.
+//! OCI hooks: each hook runs with the container's state JSON on stdin, its own args, and is
+//! killed when its timeout passes. Its stdout and stderr are kept (in memfds, so a chatty hook
+//! can never block) and quoted when it fails.
+//!
+//! What a hook inherits follows runc (the runtime-spec says nothing of it):
+//! - its environment is exactly its `env` when the field is there (`[]` is an empty one), and
+//!   the runtime's own environment when it is absent (runc and crun pass theirs on);
+//! - its working directory is the bundle for the hooks run by the runtime (prestart,
+//!   createRuntime, poststart, poststop), the container's root filesystem for createContainer
+//!   ([`run_all_in`]), and the caller's otherwise;
+//! - no fd of the runtime's but its stdin (the state), stdout and stderr: everything else is
+//!   close-on-exec in the hook's child (runc lets some of its own through; Berth does not).
 
 use std::io::{Read, Seek, Write};
 use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -22,10 +32,36 @@ pub enum HookError {
     },
 }
 
-/// Runs `hooks` in order; the first failure stops the run and is returned.
+/// Runs `hooks` in order; the first failure stops the run and is returned. The working
+/// directory is the one runc gives this `kind` (see the module comment).
 pub fn run_all(kind: &'static str, hooks: &[Hook], state_json: &[u8]) -> Result<(), HookError> {
+    run_all_at(
+        kind,
+        hooks,
+        state_json,
+        default_cwd(kind, state_json).as_deref(),
+    )
+}
+
+/// [`run_all`] with `cwd` as the hooks' working directory (createContainer hooks run in the
+/// container's root filesystem, as with runc).
+pub fn run_all_in(
+    kind: &'static str,
+    hooks: &[Hook],
+    state_json: &[u8],
+    cwd: &Path,
+) -> Result<(), HookError> {
+    run_all_at(kind, hooks, state_json, Some(cwd))
+}
+
+fn run_all_at(
+    kind: &'static str,
+    hooks: &[Hook],
+    state_json: &[u8],
+    cwd: Option<&Path>,
+) -> Result<(), HookError> {
     for (index, hook) in hooks.iter().enumerate() {
-        run_one(hook, state_json).map_err(|msg| HookError::Failed {
+        run_one(hook, state_json, cwd).map_err(|msg| HookError::Failed {
             kind,
             index,
             path: hook.path().display().to_string(),
@@ -39,8 +75,9 @@ pub fn run_all(kind: &'static str, hooks: &[Hook], state_json: &[u8]) -> Result<
 /// poststart and poststop hooks ("the remaining hooks and lifecycle continue as if the hook had
 /// succeeded").
 pub fn run_all_warn(kind: &'static str, hooks: &[Hook], state_json: &[u8]) {
+    let cwd = default_cwd(kind, state_json);
     for (index, hook) in hooks.iter().enumerate() {
-        if let Err(msg) = run_one(hook, state_json) {
+        if let Err(msg) = run_one(hook, state_json, cwd.as_deref()) {
             let e = HookError::Failed {
                 kind,
                 index,
@@ -52,13 +89,30 @@ pub fn run_all_warn(kind: &'static str, hooks: &[Hook], state_json: &[u8]) {
     }
 }
 
+/// The bundle (from the state) for the hooks the runtime itself runs: runc runs prestart,
+/// createRuntime and poststart there, and poststop too under `run`. (Under `runc delete`,
+/// poststop inherits the caller's directory; Berth keeps the bundle, the same for every way
+/// in.) None, i.e. the caller's directory, for the hooks run inside the container, and when the
+/// bundle is gone.
+fn default_cwd(kind: &str, state_json: &[u8]) -> Option<PathBuf> {
+    if !matches!(
+        kind,
+        "prestart" | "createRuntime" | "poststart" | "poststop"
+    ) {
+        return None;
+    }
+    let state: serde_json::Value = serde_json::from_slice(state_json).ok()?;
+    let bundle = PathBuf::from(state.get("bundle")?.as_str()?);
+    bundle.is_dir().then_some(bundle)
+}
+
 fn memfd(name: &str) -> Result<std::fs::File, String> {
     use nix::sys::memfd::{memfd_create, MFdFlags};
     let fd = memfd_create(name, MFdFlags::MFD_CLOEXEC).map_err(|e| format!("memfd: {e}"))?;
     Ok(std::fs::File::from(fd))
 }
 
-fn run_one(hook: &Hook, state_json: &[u8]) -> Result<(), String> {
+fn run_one(hook: &Hook, state_json: &[u8], cwd: Option<&Path>) -> Result<(), String> {
     let mut out = memfd("hook-stdout")?;
     let mut err = memfd("hook-stderr")?;
     let mut cmd = Command::new(hook.path());
@@ -68,12 +122,19 @@ fn run_one(hook: &Hook, state_json: &[u8]) -> Result<(), String> {
             cmd.args(rest);
         }
     }
-    cmd.env_clear();
-    for kv in hook.env().iter().flatten() {
-        if let Some((k, v)) = kv.split_once('=') {
-            cmd.env(k, v);
+    // As runc: no `env` field, the runtime's environment; an `env` field, exactly that.
+    if let Some(env) = hook.env() {
+        cmd.env_clear();
+        for kv in env {
+            if let Some((k, v)) = kv.split_once('=') {
+                cmd.env(k, v);
+            }
         }
     }
+    if let Some(dir) = cwd {
+        cmd.current_dir(dir);
+    }
+    only_stdio_on_exec(&mut cmd);
     cmd.stdin(Stdio::piped())
         .stdout(out.try_clone().map_err(|e| e.to_string())?)
         .stderr(err.try_clone().map_err(|e| e.to_string())?);
@@ -117,6 +178,17 @@ fn run_one(hook: &Hook, state_json: &[u8]) -> Result<(), String> {
         text(&mut out),
         text(&mut err)
     ))
+}
+
+/// Makes every fd but 0, 1 and 2 close-on-exec in the hook's child, after its stdio is in
+/// place: nothing of Berth's (the lock, sync sockets, fds inherited from the caller) reaches a
+/// hook.
+fn only_stdio_on_exec(cmd: &mut Command) {
+    // SAFETY: the closure runs between fork and exec and makes one close_range(2) syscall,
+    // which is async-signal-safe; it allocates nothing and touches no lock.
+    unsafe {
+        cmd.pre_exec(|| crate::linux::sys::cloexec_from(3));
+    }
 }
 
 #[cfg(test)]

@@ -136,24 +136,10 @@ pub fn rules(spec: &[LinuxDeviceCgroup]) -> Result<Vec<Rule>, CgroupError> {
         let major = num(d.major(), ".major")?;
         let minor = num(d.minor(), ".minor")?;
         let access = match d.access().as_deref() {
-            None | Some("") => RWM,
-            Some(s) => {
-                let mut a = 0;
-                for ch in s.chars() {
-                    a |= match ch {
-                        'r' => READ,
-                        'w' => WRITE,
-                        'm' => MKNOD,
-                        _ => {
-                            return Err(CgroupError::invalid(
-                                at(".access"),
-                                format!("invalid access {s:?}: use a combination of r, w and m"),
-                            ))
-                        }
-                    };
-                }
-                a
-            }
+            // The spec makes access optional; runc refuses a rule without one, Berth reads it
+            // as all three (as crun does).
+            None => RWM,
+            Some(s) => parse_access(s).map_err(|msg| CgroupError::invalid(at(".access"), msg))?,
         };
         out.push(Rule {
             allow: d.allow(),
@@ -165,6 +151,45 @@ pub fn rules(spec: &[LinuxDeviceCgroup]) -> Result<Vec<Rule>, CgroupError> {
     }
     out.extend(DEFAULT_ALLOWED);
     Ok(out)
+}
+
+/// An access string as runc reads it: r, w and m in any order and number; any other character
+/// is ignored (runc passes them on and keeps only the r, w and m it knows), but an empty string,
+/// or one naming none of the three, is refused.
+fn parse_access(s: &str) -> Result<u8, String> {
+    if s.is_empty() {
+        return Err(
+            "field cannot be empty: use a combination of r, w and m (or leave it out for all)"
+                .into(),
+        );
+    }
+    let a = s.chars().fold(0, |a, ch| match ch {
+        'r' => a | READ,
+        'w' => a | WRITE,
+        'm' => a | MKNOD,
+        _ => a,
+    });
+    if a == 0 {
+        return Err(format!(
+            "invalid access {s:?}: it names none of r, w and m (use a combination of them)"
+        ));
+    }
+    Ok(a)
+}
+
+/// The characters of `linux.resources.devices[].access` values that [`rules`] ignores, as
+/// warnings (`field: ...`), for the caller to print once.
+pub fn ignored_access(devs: &[LinuxDeviceCgroup]) -> Vec<String> {
+    devs.iter()
+        .enumerate()
+        .filter_map(|(i, d)| {
+            let s = d.access().as_deref()?;
+            let odd: String = s.chars().filter(|c| !"rwm".contains(*c)).collect();
+            (!odd.is_empty() && parse_access(s).is_ok()).then(|| {
+                format!("linux.resources.devices[{i}].access: ignoring {odd:?} in {s:?} (only r, w and m mean anything, as with runc)")
+            })
+        })
+        .collect()
 }
 
 /// What the v1 devices controller holds after a sequence of rules: a default verdict and the
@@ -476,12 +501,29 @@ mod tests {
         let r = rules(&spec(r#"[{"allow":false,"access":"rwm"}]"#)).unwrap();
         assert_eq!(r[0].v1_line(), "a");
         let e = rules(&spec(
-            r#"[{"allow":true},{"allow":true,"type":"c","access":"rx"}]"#,
+            r#"[{"allow":true},{"allow":true,"type":"c","access":"x"}]"#,
         ))
         .unwrap_err()
         .to_string();
         assert!(
-            e.starts_with("linux.resources.devices[1].access: invalid access \"rx\""),
+            e.starts_with("linux.resources.devices[1].access: invalid access \"x\""),
+            "{e}"
+        );
+        // As runc: any order, repeats, and characters other than r, w and m ignored.
+        for (access, bits) in [
+            ("mrw", RWM),
+            ("rr", READ),
+            ("rx", READ),
+            ("w m", WRITE | MKNOD),
+        ] {
+            let json = format!(r#"[{{"allow":true,"type":"c","access":"{access}"}}]"#);
+            assert_eq!(rules(&spec(&json)).unwrap()[0].access, bits, "{access}");
+        }
+        let e = rules(&spec(r#"[{"allow":true,"type":"c","access":""}]"#))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("linux.resources.devices[0].access: field cannot be empty"),
             "{e}"
         );
         let e = rules(&spec(r#"[{"allow":true,"type":"p"}]"#))

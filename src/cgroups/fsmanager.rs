@@ -35,9 +35,13 @@ pub struct FsManager {
     unified_mount: Option<PathBuf>,
     v2_mode: bool,
     created: RefCell<Vec<PathBuf>>,
-    /// Whether the leaf directories are the container's (false while a create that found a
-    /// busy pre-existing cgroup unwinds: then only what it created is removed).
+    /// Whether the leaf directories are the container's (false while a create refused in a
+    /// frozen pre-existing cgroup unwinds: then only what it created is removed).
     owned: Cell<bool>,
+    /// The memory controller's OOM-kill count when `create` made (or found) the cgroup.
+    oom_kills_at_create: Cell<u64>,
+    /// Processes (pid, start time) found in a pre-existing cgroup the container shares.
+    foreign: RefCell<Vec<(i32, u64)>>,
     clone_fd: OnceCell<OwnedFd>,
 }
 
@@ -79,6 +83,8 @@ impl FsManager {
             v2_mode: mode == Mode::V2,
             created: RefCell::new(vec![]),
             owned: Cell::new(true),
+            oom_kills_at_create: Cell::new(0),
+            foreign: RefCell::new(vec![]),
             clone_fd: OnceCell::new(),
         }
     }
@@ -90,6 +96,7 @@ impl FsManager {
                 let mut m = FsManager::new(&l, &rec.path);
                 m.v1.iter_mut().for_each(|h| h.mount = None);
                 m.unified_mount = None;
+                m.foreign = RefCell::new(rec.foreign.clone());
                 return m;
             }
         }
@@ -112,6 +119,8 @@ impl FsManager {
             unified_mount: None,
             created: RefCell::new(rec.created.clone()),
             owned: Cell::new(true),
+            oom_kills_at_create: Cell::new(0),
+            foreign: RefCell::new(rec.foreign.clone()),
             clone_fd: OnceCell::new(),
         }
     }
@@ -159,6 +168,27 @@ impl FsManager {
         }
     }
 
+    /// The memory cgroup's OOM-kill count, its limit and its peak usage (as the kernel prints
+    /// them), where this host has a memory controller.
+    fn oom_kills(&self) -> Option<(u64, String, String)> {
+        let (d, events, limit, peak) = match self.ctl("memory", &self.unified_controllers())? {
+            Ctl::V1(d) => (
+                d,
+                "memory.oom_control",
+                "memory.limit_in_bytes",
+                "memory.max_usage_in_bytes",
+            ),
+            Ctl::V2(d) => (d, "memory.events", "memory.max", "memory.peak"),
+        };
+        let kills = fs::read_kv(d, events).ok()?.get("oom_kill").copied()?;
+        let read = |f: &str| {
+            fs::read(d, f)
+                .map(|s| s.trim().to_string())
+                .unwrap_or_else(|_| "?".into())
+        };
+        Some((kills, read(limit), read(peak)))
+    }
+
     fn missing(&self, field: &str, controller: &str) -> CgroupError {
         let place = if self.v2_mode {
             "in this host's cgroup v2 hierarchy"
@@ -199,9 +229,11 @@ impl FsManager {
             .map(Ctl::V2)
     }
 
-    /// Makes `dir` (below `mount`), recording the levels it creates; a new cpuset cgroup gets
-    /// its parent's cpus and mems (it starts with none). Returns whether `dir` already existed.
-    /// Usually the parent exists and one mkdir does it; otherwise one level at a time.
+    /// Makes `dir` (below `mount`), recording the levels it creates. Returns whether `dir`
+    /// already existed. Usually the parent exists and one mkdir does it; otherwise one level at
+    /// a time. In a v1 cpuset hierarchy every level down to `dir`, new or not, is given its
+    /// parent's cpus and mems when it has none (as runc does): a cpuset cgroup starts empty and
+    /// takes no task below an empty level ("No space left on device").
     fn make_dirs(
         &self,
         mount: Option<&Path>,
@@ -213,22 +245,16 @@ impl FsManager {
             std::fs::create_dir_all(dir).map_err(io("create", dir))?;
             return Ok(existed);
         };
-        match std::fs::create_dir(dir) {
-            Ok(()) => {
-                self.created.borrow_mut().push(dir.to_path_buf());
-                if let (true, Some(parent)) = (cpuset, dir.parent()) {
-                    copy_cpuset(parent, dir, true)?;
+        if !cpuset {
+            match std::fs::create_dir(dir) {
+                Ok(()) => {
+                    self.created.borrow_mut().push(dir.to_path_buf());
+                    return Ok(false);
                 }
-                return Ok(false);
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(true),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io("create", dir)(e)),
             }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                if let (true, Some(parent)) = (cpuset, dir.parent()) {
-                    copy_cpuset(parent, dir, false)?;
-                }
-                return Ok(true);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io("create", dir)(e)),
         }
         let rel = dir.strip_prefix(mount).map_err(|_| {
             CgroupError::Other(format!(
@@ -236,25 +262,23 @@ impl FsManager {
             ))
         })?;
         let mut cur = mount.to_path_buf();
+        let mut existed = true;
         for comp in rel.components() {
             let parent = cur.clone();
             cur.push(comp);
-            match std::fs::create_dir(&cur) {
+            existed = match std::fs::create_dir(&cur) {
                 Ok(()) => {
                     self.created.borrow_mut().push(cur.clone());
-                    if cpuset {
-                        copy_cpuset(&parent, &cur, true)?;
-                    }
+                    false
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    if cpuset && cur == dir {
-                        copy_cpuset(&parent, &cur, false)?;
-                    }
-                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => true,
                 Err(e) => return Err(io("create", &cur)(e)),
+            };
+            if cpuset {
+                copy_cpuset(&parent, &cur, !existed)?;
             }
         }
-        Ok(false)
+        Ok(existed)
     }
 
     fn apply_checked(&self, r: &LinuxResources, avail: &[String]) -> Result<(), CgroupError> {
@@ -366,6 +390,20 @@ impl FsManager {
             }
         }
         Ok(())
+    }
+
+    /// Removes the parents Berth created, deepest first, if nothing else lives there.
+    fn remove_created_parents(&self) {
+        let created = self.created.borrow();
+        let leaves = self.leaves();
+        let mut parents: Vec<&PathBuf> = created
+            .iter()
+            .filter(|c| !leaves.contains(&c.as_path()))
+            .collect();
+        parents.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+        for p in parents {
+            let _ = std::fs::remove_dir(p);
+        }
     }
 
     /// Removes `dir` and the cgroups below it, waiting for exiting processes. An empty cgroup
@@ -582,8 +620,19 @@ fn check_values(r: &LinuxResources) -> Result<(), CgroupError> {
     }
     if let Some(d) = r.devices() {
         devices::rules(d)?;
+        for w in devices::ignored_access(d) {
+            crate::logging::warn(w);
+        }
     }
     Ok(())
+}
+
+/// A process's start time (field 22 of /proc/PID/stat), which tells it from a later process
+/// given the same pid.
+fn start_time(pid: i32) -> Option<u64> {
+    let s = crate::linux::procfs::read_pseudo(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: count fields after the last ')'.
+    s[s.rfind(')')? + 2..].split(' ').nth(19)?.parse().ok()
 }
 
 fn kernel_has_clone_into_cgroup() -> bool {
@@ -670,15 +719,43 @@ impl Manager for FsManager {
                 existed.push(u.clone());
             }
         }
-        // A container's cgroup is its own: never share one that already holds processes.
-        for d in &existed {
-            if !fs::procs(d).unwrap_or_default().is_empty() {
-                self.owned.set(false);
-                return Err(CgroupError::Other(format!(
-                    "cgroup {} already exists and has processes in it; a container needs a cgroup of its own (choose another linux.cgroupsPath)",
-                    d.display()
-                )));
-            }
+        if let Some((kills, _, _)) = self.oom_kills() {
+            self.oom_kills_at_create.set(kills);
+        }
+        // A frozen cgroup (a pre-existing one, or below a frozen parent) would hang the init at
+        // its first step: refused, as runc refuses it.
+        let state = self.freezer_state().unwrap_or(FreezerState::Thawed);
+        if matches!(state, FreezerState::Frozen | FreezerState::Freezing) {
+            self.owned.set(false);
+            let dir = match self.freezer() {
+                Some(Ctl::V1(d) | Ctl::V2(d)) => d.display().to_string(),
+                None => self.path.clone(),
+            };
+            return Err(CgroupError::invalid(
+                "linux.cgroupsPath",
+                format!(
+                    "container's cgroup unexpectedly frozen ({dir} is {}): thaw it or choose another cgroup",
+                    if state == FreezerState::Frozen { "FROZEN" } else { "FREEZING" }
+                ),
+            ));
+        }
+        // A pre-existing cgroup with processes in it is shared, with a warning, as runc 1.1
+        // does (the runtime-spec does not say). Those processes stay out of the container's
+        // lists, signals and waits.
+        let mut foreign: Vec<(i32, u64)> = existed
+            .iter()
+            .flat_map(|d| fs::procs(d).unwrap_or_default())
+            .filter_map(|p| Some((p, start_time(p)?)))
+            .collect();
+        foreign.sort_unstable();
+        foreign.dedup();
+        if !foreign.is_empty() {
+            crate::logging::warn(format!(
+                "container's cgroup is not empty: {} process(es) found in {}; the container shares it",
+                foreign.len(),
+                self.path
+            ));
+            *self.foreign.borrow_mut() = foreign;
         }
         if self.v2_mode && kernel_has_clone_into_cgroup() {
             if let Some(u) = &self.unified {
@@ -713,7 +790,12 @@ impl Manager for FsManager {
         let Some(d) = self.procs_dir() else {
             return Ok(vec![]);
         };
-        fs::procs_recursive(d).map_err(io("read cgroup.procs", d))
+        let mut pids = fs::procs_recursive(d).map_err(io("read cgroup.procs", d))?;
+        let foreign = self.foreign.borrow();
+        if !foreign.is_empty() {
+            pids.retain(|&p| !start_time(p).is_some_and(|t| foreign.contains(&(p, t))));
+        }
+        Ok(pids)
     }
 
     fn freeze(&self) -> Result<(), CgroupError> {
@@ -747,9 +829,9 @@ impl Manager for FsManager {
         if !self.exists() {
             return Ok(());
         }
-        if sig == libc::SIGKILL {
-            // One write kills everything in the cgroup, atomically (kernel 5.14+). On a hybrid
-            // host the unified cgroup holds the same processes.
+        if sig == libc::SIGKILL && self.foreign.borrow().is_empty() {
+            // One write kills everything in the cgroup, atomically (kernel 5.14+); not in a
+            // shared cgroup. On a hybrid host the unified cgroup holds the same processes.
             if let Some(u) = self
                 .unified
                 .as_deref()
@@ -841,11 +923,30 @@ impl Manager for FsManager {
         }
     }
 
+    fn oom_kill_error(&self) -> Option<CgroupError> {
+        let (kills, limit, peak) = self.oom_kills()?;
+        (kills > self.oom_kills_at_create.get()).then(|| {
+            CgroupError::invalid(
+                "linux.resources.memory.limit",
+                format!("the container's init was killed by the OOM killer during setup: the memory limit {limit} is below what it needs (peak usage: {peak})"),
+            )
+        })
+    }
+
     fn exists(&self) -> bool {
         self.procs_dir().is_some_and(Path::exists)
     }
 
     fn destroy(&self) -> Result<(), CgroupError> {
+        if !self.foreign.borrow().is_empty() {
+            // A shared cgroup is not the container's: it goes only if it is empty now (as
+            // runc, which tries once), and nothing is waited for or thawed.
+            for d in self.leaves() {
+                let _ = std::fs::remove_dir(d);
+            }
+            self.remove_created_parents();
+            return Ok(());
+        }
         let created = self.created.borrow().clone();
         let ours: Vec<&Path> = self
             .leaves()
@@ -877,15 +978,7 @@ impl Manager for FsManager {
                 first_err.get_or_insert(e);
             }
         }
-        // Parents Berth created, deepest first, if nothing else lives there.
-        let mut parents: Vec<&PathBuf> = created
-            .iter()
-            .filter(|c| !self.leaves().contains(&c.as_path()))
-            .collect();
-        parents.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
-        for p in parents {
-            let _ = std::fs::remove_dir(p);
-        }
+        self.remove_created_parents();
         first_err.map_or(Ok(()), Err)
     }
 
@@ -903,6 +996,7 @@ impl Manager for FsManager {
             path: self.path.clone(),
             paths,
             created: self.created.borrow().clone(),
+            foreign: self.foreign.borrow().clone(),
         }
     }
 }

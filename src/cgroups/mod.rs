@@ -95,6 +95,11 @@ pub struct CgroupRecord {
     /// Directories Berth created above the container's own (removed with it when empty).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub created: Vec<PathBuf>,
+    /// The processes (pid, start time) that were already in the container's pre-existing
+    /// cgroup when it was created: runc lets a container share such a cgroup, with a warning.
+    /// They are not the container's: never listed, signalled or waited for as its processes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub foreign: Vec<(i32, u64)>,
 }
 
 /// A cgroup driver: everything the runtime does with a container's cgroups.
@@ -124,6 +129,12 @@ pub trait Manager {
     fn stats(&self) -> Result<Stats, CgroupError>;
     /// Notifications of the OOM killer acting in the cgroup.
     fn oom_watch(&self) -> Result<OomWatch, CgroupError>;
+    /// After a failed create: if the OOM killer acted in the cgroup since [`Manager::create`]
+    /// (an init killed in its setup says nothing itself), the error that says so, naming
+    /// `linux.resources.memory.limit` and the usage.
+    fn oom_kill_error(&self) -> Option<CgroupError> {
+        None
+    }
     /// Whether the cgroup still exists.
     fn exists(&self) -> bool;
     /// Removes the cgroup directories (waiting, bounded, for exiting processes to leave) and the

@@ -129,6 +129,8 @@ pub fn create(root: &Path, id: &str, opts: &CreateOptions) -> Result<Container> 
     match build(&mut c, checked, cgroup.as_ref(), opts) {
         Ok(()) => Ok(c),
         Err(e) => {
+            // An init the OOM killer ended in its setup says nothing; its cgroup tells why.
+            let e = cgroup.oom_kill_error().map_or(e, Error::from);
             let _ = cgroup.destroy();
             let _ = c.remove();
             // runtime-spec lifecycle: a failed create continues at "destroy", then poststop.

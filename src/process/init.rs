@@ -143,8 +143,14 @@ fn setup(cfg: &InitConfig, ch: &Channel) -> Result<Channel, String> {
             .as_ref()
             .and_then(|h| h.create_container().as_ref())
         {
-            crate::hooks::run_all("createContainer", hooks, &seen_from_inside(&state))
-                .map_err(|e| e.to_string())?;
+            // In the container's root filesystem, as runc runs them.
+            crate::hooks::run_all_in(
+                "createContainer",
+                hooks,
+                &seen_from_inside(&state),
+                cfg.rootfs,
+            )
+            .map_err(|e| e.to_string())?;
         }
     }
 

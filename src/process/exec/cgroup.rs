@@ -180,6 +180,7 @@ mod tests {
             path: "/c1".into(),
             paths: [("pids".to_string(), PathBuf::from("/sys/fs/cgroup/pids/c1"))].into(),
             created: vec![PathBuf::from("/sys/fs/cgroup/pids/p")],
+            ..Default::default()
         };
         let sub = sub_record(&rec, Path::new("s/t"));
         assert_eq!(sub.path, "/c1/s/t");
