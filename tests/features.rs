@@ -58,7 +58,10 @@ fn document_has_the_spec_fields() {
     assert_eq!(linux["apparmor"]["enabled"], apparmor);
     assert_eq!(linux["selinux"]["enabled"], selinux);
     assert_eq!(linux["intelRdt"]["enabled"], false);
-    assert_eq!(linux["mountExtensions"]["idmap"]["enabled"], false);
+    assert_eq!(
+        linux["mountExtensions"]["idmap"]["enabled"], true,
+        "mount_setattr (5.12+)"
+    );
     assert_eq!(linux["seccomp"]["enabled"], true);
     // v1 is claimed exactly when the host has v1 hierarchies (which the cgroup driver uses).
     let host_v1 = std::fs::read_to_string("/proc/self/mountinfo")

@@ -590,8 +590,8 @@ fn bad_mounts_fail_naming_the_field_and_leave_nothing() {
         ),
         (
             "idmap",
-            json!({"destination": "/m", "type": "bind", "source": "/tmp", "options": ["rbind", "idmap"]}),
-            &["mounts[7].options[1]", "idmap"],
+            json!({"destination": "/m", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "idmap"]}),
+            &["mounts[7].options[1]", "only supported for bind-mounts"],
         ),
         (
             "copyup",

@@ -96,9 +96,10 @@ pub fn features() -> Features {
     let mut rdt = IntelRdt::default();
     rdt.set_enabled(Some(false));
     linux.set_intel_rdt(Some(rdt));
-    // Idmapped mounts (mounts[].uidMappings) are not implemented.
+    // Id-mapped bind mounts (mounts[].uidMappings/gidMappings, idmap, ridmap) need the
+    // kernel's mount_setattr (5.12); whether a given filesystem allows them is its own matter.
     let mut idmap = IDMap::default();
-    idmap.set_enabled(Some(false));
+    idmap.set_enabled(Some(crate::linux::mounts::idmap::supported()));
     let mut ext = MountExtensions::default();
     ext.set_idmap(Some(idmap));
     linux.set_mount_extensions(Some(ext));
@@ -126,7 +127,9 @@ const HOOKS: &[&str] = &[
 /// The generic mount options the rootfs code turns into mount flags (mirror of the option
 /// match in `linux::rootfs::prepare`; LEAD: take this from the rootfs rewrite's option table
 /// when it has one). Options a filesystem interprets itself (`mode=`, `size=`, …) pass through
-/// as data and are not listed, as runc lists only its own.
+/// as data and are not listed, as runc lists only its own. `idmap` and `ridmap` are not listed
+/// either, as runc leaves them out: they only apply to bind mounts with a mapping, and are
+/// reported by `linux.mountExtensions.idmap`.
 const MOUNT_OPTIONS: &[&str] = &[
     "bind",
     "noatime",
@@ -229,7 +232,8 @@ mod tests {
         assert!(!s.contains("null"), "{s}");
         assert_eq!(v["ociVersionMax"], OCI_VERSION);
         assert_eq!(v["linux"]["cgroup"]["systemd"], false);
-        assert_eq!(v["linux"]["mountExtensions"]["idmap"]["enabled"], false);
+        // mount_setattr is in every kernel Berth runs its tests on (5.12 and later).
+        assert_eq!(v["linux"]["mountExtensions"]["idmap"]["enabled"], true);
         assert_eq!(v["linux"]["seccomp"]["enabled"], true);
         let actions = v["linux"]["seccomp"]["actions"].as_array().unwrap();
         assert!(

@@ -478,7 +478,8 @@ fn check_mounts(spec: &Spec) -> R {
             }
         }
     }
-    Ok(())
+    // Id-mapped mounts: kinds, mapping sizes and ranges (linux::mounts::idmap).
+    crate::linux::mounts::idmap::check(spec).map_err(|(field, msg)| bad(field, msg))
 }
 
 /// sysctls are namespaced; one that is not (or whose namespace the container shares with the

@@ -94,6 +94,10 @@ pub fn spawn(
     cgroup_fd: Option<RawFd>,
     parent: &mut dyn Parent,
 ) -> Result<i32, crate::error::Error> {
+    // Id-mapped mount sources need the host's user namespace: made before the fork (see
+    // linux::mounts::idmap); this process's copies close when spawn returns.
+    let _idmapped = crate::linux::mounts::idmap::prepare(cfg.spec, cfg.bundle)
+        .map_err(|e| ProcessError::Init(e.to_string()))?;
     let (ours, theirs) = sync::pair().map_err(sys("socketpair"))?;
     crate::linux::capabilities::prime();
     // Non-dumpable before the fork: the child never is, even for an instant, an open

@@ -12,11 +12,10 @@ use nix::mount::MsFlags;
 use nix::sys::stat::{fstat, SFlag};
 use oci_spec::runtime::Mount;
 
-use super::api;
 use super::attrs::{atime_of, mnt_attr_of, propagate, rec_attrs};
 use super::dest::{check_dest, check_proc, dest_err, Kind};
 use super::options::{names, ATIME_ENUM, LOCKABLE, MNT_FLAGS};
-use super::{field, Ctx, Opts, R};
+use super::{api, field, idmap, Ctx, Opts, R};
 use crate::linux::rootfs::errno_str;
 use crate::linux::safepath::{self, IN_ROOT};
 
@@ -33,8 +32,19 @@ pub(super) fn bind(ctx: &Ctx, i: usize, m: &Mount, o: &Opts) -> R {
         ctx.bundle.join(src)
     };
     let recursive = o.set.contains(MsFlags::MS_REC);
-    let tree = api::open_tree(None, &src, recursive)
-        .map_err(|e| field(i, "source", format!("{}: {}", src.display(), errno_str(&e))))?;
+    // An id-mapped mount's tree was cloned and id-mapped by the runtime (see idmap.rs).
+    let tree = match idmap::take(i) {
+        Some(tree) => tree,
+        None if idmap::wanted(m, o) => {
+            return Err(field(
+                i,
+                "",
+                "the id-mapped tree was not prepared by the runtime",
+            ))
+        }
+        None => api::open_tree(None, &src, recursive)
+            .map_err(|e| field(i, "source", format!("{}: {}", src.display(), errno_str(&e))))?,
+    };
     let is_dir = fstat(tree.as_fd())
         .map(|s| SFlag::from_bits_truncate(s.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR)
         .map_err(|e| field(i, "source", format!("{}: {}", src.display(), e.desc())))?;

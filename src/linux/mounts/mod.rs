@@ -20,6 +20,8 @@
 //!   kernel refused.
 //! * `copyup.rs`: tmpfs with `tmpcopyup`, built detached and filled with the destination's files.
 //! * `bind.rs`: bind mounts: open_tree clone, runc's flag semantics, locked flags, move_mount.
+//! * `idmap.rs`: id-mapped bind mounts (`uidMappings`/`gidMappings`, `idmap`, `ridmap`):
+//!   validated with the config, their trees made by the runtime before the init is forked.
 //! * `attrs.rs`: the mount_setattr helpers all kinds share: propagation, `r*` attributes, and
 //!   MS_* → MOUNT_ATTR_* translation.
 //! * `cgroup.rs`: the `cgroup` type: v1 hierarchies (from mountinfo) or cgroup2, with or
@@ -41,6 +43,7 @@ mod cgroup;
 mod copyup;
 mod dest;
 mod fresh;
+pub mod idmap;
 mod options;
 
 // What rootfs.rs calls besides the entry point: the option parser, mountinfo unescaping.
@@ -83,9 +86,6 @@ pub fn is_bind(m: &Mount) -> bool {
 
 /// Mounts `mounts[i]` inside the rootfs.
 pub fn mount_one(ctx: &Ctx, i: usize, m: &Mount) -> R {
-    if m.uid_mappings().is_some() || m.gid_mappings().is_some() {
-        return Err(field(i, "uidMappings", "idmapped mounts are not supported"));
-    }
     let opts = parse(i, m.options().as_deref().unwrap_or(&[]))?;
     let ty = m.typ().as_deref().unwrap_or("");
     if opts.copyup && ty != "tmpfs" {

@@ -23,6 +23,9 @@ pub struct Opts {
     pub bind: bool,
     /// `tmpcopyup`: copy the destination's contents into the new tmpfs.
     pub copyup: bool,
+    /// `idmap` / `ridmap` (the last one given): its index in `options`, and whether it is
+    /// `ridmap` (the id mapping applies to every mount of an `rbind` tree).
+    pub idmap: Option<(usize, bool)>,
 }
 
 pub(super) const ATIME_ENUM: MsFlags = MsFlags::MS_NOATIME
@@ -161,11 +164,18 @@ pub fn parse(i: usize, options: &[String]) -> R<Opts> {
             }
         } else if name == "tmpcopyup" {
             o.copyup = true;
-        } else if matches!(name, "idmap" | "ridmap") || name.starts_with("idmap=") {
+        } else if name == "idmap" || name == "ridmap" {
+            o.idmap = Some((j, name == "ridmap"));
+        } else if name.starts_with("idmap=") || name.starts_with("ridmap=") {
+            // crun's inline syntax; runc (and Berth) take the mappings from uidMappings and
+            // gidMappings only.
             return Err(field(
                 i,
                 &format!("options[{j}]"),
-                format!("{name:?}: idmapped mounts are not supported"),
+                format!(
+                    "{name:?}: mappings inside the option are not supported; give \
+                     uidMappings and gidMappings on the mount"
+                ),
             ));
         } else if name.is_empty() {
             return Err(field(i, &format!("options[{j}]"), "empty option"));
@@ -187,6 +197,7 @@ impl Default for Opts {
             data: Vec::new(),
             bind: false,
             copyup: false,
+            idmap: None,
         }
     }
 }
@@ -249,11 +260,22 @@ mod tests {
     }
 
     #[test]
-    fn idmap_is_refused_with_its_index() {
-        let e = parse(3, &["rbind".into(), "idmap".into()]).unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "mounts[3].options[1]: \"idmap\": idmapped mounts are not supported"
+    fn idmap_options_are_taken_out_and_the_last_one_wins() {
+        let o = opts(&["rbind", "ridmap", "nosuid", "idmap"]);
+        assert_eq!(o.idmap, Some((3, false)));
+        assert!(o.data.is_empty());
+        assert_eq!(opts(&["bind", "ridmap"]).idmap, Some((1, true)));
+        assert_eq!(opts(&["bind"]).idmap, None);
+    }
+
+    #[test]
+    fn inline_idmap_mappings_are_refused_with_their_index() {
+        let e = parse(3, &["rbind".into(), "idmap=uids=0-1000-10".into()]).unwrap_err();
+        assert!(
+            e.to_string().starts_with(
+                "mounts[3].options[1]: \"idmap=uids=0-1000-10\": mappings inside the option"
+            ),
+            "{e}"
         );
     }
 
