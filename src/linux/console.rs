@@ -1,7 +1,7 @@
 //! The container's terminal: a pty created inside the container's own devpts, its master sent
 //! to the engine over `--console-socket` (SCM_RIGHTS), its slave made the process's stdio,
-//! controlling terminal and /dev/console. `Relay` is the host side used by `run` in the
-//! foreground without a console socket: Berth's own terminal in raw mode, copied both ways.
+//! controlling terminal and /dev/console. `Relay` is the host side used by `run` and `exec` in
+//! the foreground without a console socket: Berth's own terminal in raw mode, copied both ways.
 
 use std::io::IoSlice;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -159,27 +159,99 @@ pub fn try_recv_master(sock: RawFd) -> Option<OwnedFd> {
     })
 }
 
-/// Copies between Berth's stdin/stdout and a pty master, with Berth's terminal (if stdin is
+/// The pair of sockets through which a process's pty master comes back to Berth itself, when
+/// `run` or `exec` in the foreground relays the terminal (no --console-socket): the other end
+/// goes to the process as its console socket.
+pub struct RelaySocket(OwnedFd);
+
+impl RelaySocket {
+    /// Ours, and the end to hand to the process.
+    pub fn pair() -> std::io::Result<(RelaySocket, OwnedFd)> {
+        use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+        let (ours, theirs) = socketpair(
+            AddressFamily::Unix,
+            SockType::Stream,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )?;
+        Ok((RelaySocket(ours), theirs))
+    }
+
+    /// The relay of the master the process sent (before `create` or `exec` returned), or
+    /// `None` when it has no terminal.
+    pub fn relay(&self) -> Option<Relay> {
+        try_recv_master(self.0.as_raw_fd()).map(Relay::new)
+    }
+}
+
+/// Copies between Berth's stdin/stdout and a pty master, with Berth's terminal (if it has
 /// one) in raw mode until dropped.
 pub struct Relay {
     master: OwnedFd,
+    /// Berth's own terminal, whose size the pty follows (see [`host_terminal`]).
+    host: Option<OwnedFd>,
     saved: Option<nix::sys::termios::Termios>,
     stdin_open: bool,
     master_open: bool,
 }
 
+/// Berth's own terminal, picked as runc picks it: the first of stderr, stdout and stdin that
+/// is a terminal, else the controlling terminal (/dev/tty). Without any, runc fails ("open
+/// /dev/tty: no such device or address"); Berth relays all the same, the pty keeping its
+/// default size, so that `run`/`exec -t` work from scripts and pipes.
+fn host_terminal() -> Option<OwnedFd> {
+    for fd in [2, 1, 0] {
+        // SAFETY: fds 0-2 are only borrowed for the check and the dup.
+        let b = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        if nix::unistd::isatty(b).unwrap_or(false) {
+            if let Ok(own) = b.try_clone_to_owned() {
+                return Some(own);
+            }
+        }
+    }
+    open(
+        "/dev/tty",
+        OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .ok()
+}
+
+/// The size of Berth's own terminal (see [`host_terminal`]), as a console size.
+pub fn host_size() -> Option<ConsoleSize> {
+    let (rows, cols) = get_size(host_terminal()?.as_raw_fd())?;
+    oci_spec::runtime::BoxBuilder::default()
+        .height(rows)
+        .width(cols)
+        .build()
+        .ok()
+}
+
+/// TIOCGWINSZ: (rows, columns) of a terminal fd.
+fn get_size(fd: RawFd) -> Option<(u16, u16)> {
+    let mut ws = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ fills a winsize through a valid pointer.
+    (unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) } == 0).then_some((ws.ws_row, ws.ws_col))
+}
+
 impl Relay {
     pub fn new(master: OwnedFd) -> Relay {
         use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg};
-        let stdin = std::io::stdin();
-        let saved = tcgetattr(&stdin).ok();
-        if let Some(t) = &saved {
+        let host = host_terminal();
+        let saved = host.as_ref().and_then(|h| tcgetattr(h).ok());
+        if let (Some(h), Some(t)) = (&host, &saved) {
             let mut raw = t.clone();
             cfmakeraw(&mut raw);
-            let _ = tcsetattr(&stdin, SetArg::TCSANOW, &raw);
+            let _ = tcsetattr(h, SetArg::TCSANOW, &raw);
         }
         let r = Relay {
             master,
+            host,
             saved,
             stdin_open: true,
             master_open: true,
@@ -190,10 +262,8 @@ impl Relay {
 
     /// Gives the container's terminal the size of ours (at start and on SIGWINCH).
     pub fn resize(&self) {
-        let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
-        // SAFETY: TIOCGWINSZ fills a winsize; fd 0 may not be a terminal (then it fails).
-        if unsafe { libc::ioctl(0, libc::TIOCGWINSZ, &mut ws) } == 0 {
-            let _ = set_size(self.master.as_raw_fd(), ws.ws_row, ws.ws_col);
+        if let Some((rows, cols)) = self.host.as_ref().and_then(|h| get_size(h.as_raw_fd())) {
+            let _ = set_size(self.master.as_raw_fd(), rows, cols);
         }
     }
 
@@ -247,12 +317,8 @@ impl Relay {
 
 impl Drop for Relay {
     fn drop(&mut self) {
-        if let Some(t) = &self.saved {
-            let _ = nix::sys::termios::tcsetattr(
-                std::io::stdin(),
-                nix::sys::termios::SetArg::TCSANOW,
-                t,
-            );
+        if let (Some(h), Some(t)) = (&self.host, &self.saved) {
+            let _ = nix::sys::termios::tcsetattr(h, nix::sys::termios::SetArg::TCSANOW, t);
         }
     }
 }
