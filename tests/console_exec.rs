@@ -15,6 +15,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
 use nix::fcntl::OFlag;
+use serde_json::json;
 
 // ───────────────────────────── a terminal for Berth ─────────────────────────────
 
@@ -289,4 +290,96 @@ fn exec_detached_with_tty_still_needs_a_console_socket() {
     // runc: "cannot allocate tty if runc will detach without setting console socket".
     assert_one_error_line(&o, &["cannot allocate tty", "detach", "console"]);
     remove(&rt, &id, &b);
+}
+
+// ───────────────────────────── 2. the pty's owner ─────────────────────────────
+
+/// The gid the default spec's /dev/pts mount gives every pty (`gid=5`, the tty group).
+fn devpts_gid(b: &Bundle) -> String {
+    b.config["mounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["destination"] == "/dev/pts")
+        .and_then(|m| m["options"].as_array())
+        .and_then(|o| {
+            o.iter()
+                .filter_map(|v| v.as_str()?.strip_prefix("gid="))
+                .next()
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| "0".into())
+}
+
+#[test]
+fn exec_tty_belongs_to_the_exec_user() {
+    // runc chowns the pty to the process's uid and keeps the gid devpts gave it (the mount's
+    // gid= option): `1000:5` with the default spec.
+    let rt = Runtime::new();
+    let (id, b) = sleeping(&rt, "xttyown");
+    let script = "echo owner=$(stat -c %u:%g $(tty)) id=$(id -u):$(id -g)";
+    let mut t = Term::spawn(
+        exec_cmd(&rt, &["-t", "--user", "1000:1000"], &id, script),
+        24,
+        80,
+    );
+    let status = t.finish();
+    assert!(status.success(), "{:?}", t.seen);
+    let want = format!("owner=1000:{} id=1000:1000", devpts_gid(&b));
+    assert!(t.seen.contains(&want), "want {want:?}: {:?}", t.seen);
+    remove(&rt, &id, &b);
+}
+
+/// Runs a terminal bundle (user 1000:1000) with `create --console-socket` + `start`; returns
+/// what its terminal showed.
+fn init_console_owner(edit: impl FnOnce(&mut serde_json::Value)) -> (String, Bundle) {
+    let rt = Runtime::new();
+    let mut b = Bundle::sh(
+        "echo tty=$(stat -c %u:%g $(tty)) console=$(stat -c %u:%g /dev/console) \
+         id=$(id -u):$(id -g); echo end",
+    );
+    b.edit(|c| {
+        c["process"]["terminal"] = json!(true);
+        c["process"]["user"] = json!({"uid": 1000, "gid": 1000});
+        edit(c);
+    });
+    let id = unique_id("ttyowner");
+    let sock = ConsoleSocket::new();
+    rt.create_detached(&id, &b, &["--console-socket", &sock.path_str()])
+        .assert_ok();
+    let (master, _) = sock.recv_master(SECS10);
+    rt.ok(&["start", &id]);
+    let out = read_until(&master, "end", SECS10);
+    assert!(rt.wait_status(&id, "stopped", SECS10));
+    rt.ok(&["delete", &id]);
+    assert_nothing_left(&rt, &id, &b);
+    (out, b)
+}
+
+#[test]
+fn the_init_console_belongs_to_the_process_user() {
+    let (out, b) = init_console_owner(|_| {});
+    let g = devpts_gid(&b);
+    assert_eq!(g, "5", "the default spec's devpts has gid=5");
+    let want = format!("tty=1000:{g} console=1000:{g} id=1000:1000");
+    assert!(out.contains(&want), "want {want:?}: {out:?}");
+}
+
+#[test]
+fn without_a_devpts_gid_the_console_keeps_gid_0() {
+    // Without gid=, devpts gives the pty the gid of whoever opened ptmx (the runtime, root);
+    // runc changes the uid only.
+    let (out, b) = init_console_owner(|c| {
+        for m in c["mounts"].as_array_mut().unwrap() {
+            if m["destination"] == "/dev/pts" {
+                let o = m["options"].as_array_mut().unwrap();
+                o.retain(|v| !v.as_str().unwrap().starts_with("gid="));
+            }
+        }
+    });
+    assert_eq!(devpts_gid(&b), "0");
+    assert!(
+        out.contains("tty=1000:0 console=1000:0 id=1000:1000"),
+        "{out:?}"
+    );
 }

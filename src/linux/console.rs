@@ -6,28 +6,26 @@
 use std::io::IoSlice;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
+use nix::errno::Errno;
 use nix::fcntl::{open, OFlag};
 use nix::mount::{mount, MsFlags};
 use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
 use nix::sys::stat::Mode;
-use oci_spec::runtime::Box as ConsoleSize;
+use oci_spec::runtime::{Box as ConsoleSize, Process};
 
-/// Creates the pty and wires it up. Runs after pivot_root, as root in the container.
-pub fn setup(socket: &OwnedFd, size: Option<ConsoleSize>) -> Result<(), String> {
-    setup_pty(socket, size, true)
+/// Creates the pty of `process` (its consoleSize, owned by its user) and wires it up. Runs
+/// after pivot_root, as root in the container.
+pub fn setup(socket: &OwnedFd, process: &Process) -> Result<(), String> {
+    setup_pty(socket, process, true)
 }
 
 /// The same for a process joining a running container (`exec`): its own pty, but the
 /// container's /dev/console is left alone. The caller must be a session leader (setsid).
-pub fn setup_for_exec(socket: &OwnedFd, size: Option<ConsoleSize>) -> Result<(), String> {
-    setup_pty(socket, size, false)
+pub fn setup_for_exec(socket: &OwnedFd, process: &Process) -> Result<(), String> {
+    setup_pty(socket, process, false)
 }
 
-fn setup_pty(
-    socket: &OwnedFd,
-    size: Option<ConsoleSize>,
-    bind_dev_console: bool,
-) -> Result<(), String> {
+fn setup_pty(socket: &OwnedFd, process: &Process, bind_dev_console: bool) -> Result<(), String> {
     let master = open(
         "/dev/ptmx",
         OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
@@ -36,10 +34,11 @@ fn setup_pty(
     .map_err(|e| format!("open /dev/ptmx: {e}"))?;
     let master_fd = master.as_raw_fd();
     unlock(master_fd)?;
-    if let Some(sz) = size {
+    if let Some(sz) = process.console_size() {
         set_size(master_fd, sz.height() as u16, sz.width() as u16)?;
     }
     let slave = open_peer(master_fd)?;
+    give_to_user(&slave, process.user().uid())?;
     // /dev/console is the pty: bind the slave's inode (reached through our own fd, never a
     // path the container could swap) over it.
     if bind_dev_console {
@@ -67,6 +66,22 @@ fn setup_pty(
         return Err(format!("TIOCSCTTY: {}", std::io::Error::last_os_error()));
     }
     Ok(())
+}
+
+/// The pty belongs to the process's user, as runc makes its stdio: the uid changes, the gid
+/// stays the one devpts gave it (the mount's gid= option: the tty group, 5, in the default
+/// spec; else the gid of whoever opened ptmx, root). As with runc, ids this namespace cannot
+/// express (EINVAL), an owner it does not map (EPERM) and a read-only /dev (EROFS) leave the
+/// pty as it is.
+fn give_to_user(slave: &OwnedFd, uid: u32) -> Result<(), String> {
+    let st = nix::sys::stat::fstat(slave).map_err(|e| format!("fstat the pty: {e}"))?;
+    if st.st_uid == uid {
+        return Ok(());
+    }
+    match nix::unistd::fchown(slave, Some(nix::unistd::Uid::from_raw(uid)), None) {
+        Ok(()) | Err(Errno::EINVAL | Errno::EPERM | Errno::EROFS) => Ok(()),
+        Err(e) => Err(format!("process.user.uid: give the pty to uid {uid}: {e}")),
+    }
 }
 
 fn unlock(master: RawFd) -> Result<(), String> {
