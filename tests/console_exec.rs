@@ -11,6 +11,7 @@ use common::*;
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
+use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
@@ -333,7 +334,6 @@ fn exec_tty_belongs_to_the_exec_user() {
 /// Runs a terminal bundle (user 1000:1000) with `create --console-socket` + `start`; returns
 /// what its terminal showed.
 fn init_console_owner(edit: impl FnOnce(&mut serde_json::Value)) -> (String, Bundle) {
-    let rt = Runtime::new();
     let mut b = Bundle::sh(
         "echo tty=$(stat -c %u:%g $(tty)) console=$(stat -c %u:%g /dev/console) \
          id=$(id -u):$(id -g); echo end",
@@ -343,17 +343,24 @@ fn init_console_owner(edit: impl FnOnce(&mut serde_json::Value)) -> (String, Bun
         c["process"]["user"] = json!({"uid": 1000, "gid": 1000});
         edit(c);
     });
-    let id = unique_id("ttyowner");
+    (run_on_console_socket(&b, "ttyowner"), b)
+}
+
+/// `create --console-socket` + `start` of a bundle whose process ends by printing "end";
+/// returns what its terminal showed, once the container is deleted and nothing is left.
+fn run_on_console_socket(b: &Bundle, name: &str) -> String {
+    let rt = Runtime::new();
+    let id = unique_id(name);
     let sock = ConsoleSocket::new();
-    rt.create_detached(&id, &b, &["--console-socket", &sock.path_str()])
+    rt.create_detached(&id, b, &["--console-socket", &sock.path_str()])
         .assert_ok();
     let (master, _) = sock.recv_master(SECS10);
     rt.ok(&["start", &id]);
     let out = read_until(&master, "end", SECS10);
-    assert!(rt.wait_status(&id, "stopped", SECS10));
+    assert!(rt.wait_status(&id, "stopped", SECS10), "{out:?}");
     rt.ok(&["delete", &id]);
-    assert_nothing_left(&rt, &id, &b);
-    (out, b)
+    assert_nothing_left(&rt, &id, b);
+    out
 }
 
 #[test]
@@ -381,5 +388,144 @@ fn without_a_devpts_gid_the_console_keeps_gid_0() {
     assert!(
         out.contains("tty=1000:0 console=1000:0 id=1000:1000"),
         "{out:?}"
+    );
+}
+// ───────────────────────────── 3. CVE-2025-52565: the /dev/console target ─────────────────────────────
+
+const VICTIM: &str = "host file, not to be touched\n";
+
+/// A terminal bundle whose /out (a host directory) holds `victim`, a host file the attacks
+/// aim the console at. The container, if it runs, reports what it sees at /out/victim and
+/// /dev/console.
+fn attack_bundle() -> Bundle {
+    let mut b = sh(
+        "echo victim=$(stat -c %F /out/victim) console=$(stat -c %F /dev/console); \
+         grep -c ' /out/victim ' /proc/self/mountinfo; cat /out/victim; echo end",
+    );
+    b.edit(|c| c["process"]["terminal"] = json!(true));
+    std::fs::write(b.out().join("victim"), VICTIM).unwrap();
+    b
+}
+
+/// Without the config's /dev tmpfs the container uses the rootfs's own /dev.
+fn without_dev_mount(b: &mut Bundle) {
+    b.edit(|c| {
+        c["mounts"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|m| m["destination"] != "/dev")
+    });
+}
+
+/// Creates the container; asserts the host file is untouched and not mounted over, then that
+/// the runtime refused with one line naming /dev/console, and that nothing is left.
+fn assert_console_attack_fails(b: &Bundle, name: &str) {
+    let rt = Runtime::new();
+    let id = unique_id(name);
+    let sock = ConsoleSocket::new();
+    let d = rt.create_detached(&id, b, &["--console-socket", &sock.path_str()]);
+    let victim = b.out().join("victim");
+    let meta = std::fs::symlink_metadata(&victim).unwrap();
+    assert!(meta.is_file(), "the host file is still a regular file");
+    assert_eq!(
+        std::fs::read_to_string(&victim).unwrap(),
+        VICTIM,
+        "the runtime wrote to the host file through /dev/console"
+    );
+    if d.status.success() {
+        // Then the console must not have landed on the host file: look from inside.
+        let (master, _) = sock.recv_master(SECS10);
+        rt.ok(&["start", &id]);
+        let out = read_until(&master, "end", SECS10);
+        rt.berth(&["delete", "--force", &id]);
+        panic!("the runtime followed the /dev/console symlink; the container saw {out:?}");
+    }
+    assert_refused(&rt, &id, b, &d, "symlink");
+    let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mi.contains(victim.to_str().unwrap()),
+        "mounted over on the host"
+    );
+}
+
+/// `create` failed with one line naming /dev/console and `what` it found there, and left
+/// nothing behind.
+fn assert_refused(rt: &Runtime, id: &str, b: &Bundle, d: &Detached, what: &str) {
+    let err = d.stderr();
+    assert!(!d.status.success(), "/dev/console as {what} is refused");
+    assert_eq!(lines(&err).len(), 1, "one error line: {err}");
+    assert!(err.contains("/dev/console"), "{err}");
+    assert!(err.contains(what), "{err}");
+    assert_nothing_left(rt, id, b);
+}
+
+#[test]
+fn console_symlink_in_the_images_dev_is_refused() {
+    // The image's /dev/console points at a path that, from inside the container, is the host
+    // directory bound at /out.
+    let mut b = attack_bundle();
+    without_dev_mount(&mut b);
+    std::os::unix::fs::symlink("/out/victim", b.rootfs().join("dev/console")).unwrap();
+    assert_console_attack_fails(&b, "conabs");
+}
+
+#[test]
+fn relative_console_symlink_is_refused() {
+    // ../../out/victim from the rootfs's /dev is the host file both on the host
+    // (bundle/rootfs/dev/../../out) and inside the container (/dev/../../out = /out).
+    let mut b = attack_bundle();
+    without_dev_mount(&mut b);
+    std::os::unix::fs::symlink("../../out/victim", b.rootfs().join("dev/console")).unwrap();
+    assert!(Path::new(&b.rootfs().join("dev/console")).exists());
+    assert_console_attack_fails(&b, "conrel");
+}
+
+#[test]
+fn console_swapped_for_a_symlink_during_setup_is_refused() {
+    // The race: /dev (the config's tmpfs) is mounted, and before the console is set up
+    // something swaps a symlink in at /dev/console. A createContainer hook runs exactly there
+    // (in the container's mount namespace, after the mounts, before pivot_root).
+    let mut b = attack_bundle();
+    let target = b.rootfs().join("dev/console");
+    b.edit(|c| {
+        c["hooks"] = json!({"createContainer": [{
+            "path": "/bin/sh",
+            "args": ["sh", "-c", format!("ln -sf /out/victim {}", target.display())],
+        }]})
+    });
+    assert_console_attack_fails(&b, "conrace");
+}
+
+#[test]
+fn console_over_an_image_node_that_is_not_a_file_is_refused() {
+    let mut b = attack_bundle();
+    without_dev_mount(&mut b);
+    nix::unistd::mkfifo(
+        &b.rootfs().join("dev/console"),
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .unwrap();
+    let rt = Runtime::new();
+    let id = unique_id("confifo");
+    let sock = ConsoleSocket::new();
+    let d = rt.create_detached(&id, &b, &["--console-socket", &sock.path_str()]);
+    assert_refused(&rt, &id, &b, &d, "fifo");
+}
+
+#[test]
+fn console_over_an_image_regular_file_is_the_pty() {
+    // The verified case: the image's /dev/console is a plain file; the pty is mounted on it.
+    let mut b = attack_bundle();
+    without_dev_mount(&mut b);
+    std::fs::write(b.rootfs().join("dev/console"), "").unwrap();
+    let out = run_on_console_socket(&b, "confile");
+    assert!(
+        out.contains("victim=regular file console=character special file"),
+        "{out:?}"
+    );
+    assert!(out.contains(VICTIM.trim()), "{out:?}");
+    assert_eq!(
+        std::fs::read_to_string(b.out().join("victim")).unwrap(),
+        VICTIM
     );
 }

@@ -8,7 +8,6 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::errno::Errno;
 use nix::fcntl::{open, OFlag};
-use nix::mount::{mount, MsFlags};
 use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
 use nix::sys::stat::Mode;
 use oci_spec::runtime::{Box as ConsoleSize, Process};
@@ -39,22 +38,8 @@ fn setup_pty(socket: &OwnedFd, process: &Process, bind_dev_console: bool) -> Res
     }
     let slave = open_peer(master_fd)?;
     give_to_user(&slave, process.user().uid())?;
-    // /dev/console is the pty: bind the slave's inode (reached through our own fd, never a
-    // path the container could swap) over it.
     if bind_dev_console {
-        let console = std::path::Path::new("/dev/console");
-        if std::fs::symlink_metadata(console).is_err() {
-            std::fs::File::create(console).map_err(|e| format!("create /dev/console: {e}"))?;
-        }
-        let src = format!("/proc/self/fd/{}", slave.as_raw_fd());
-        mount(
-            Some(src.as_str()),
-            console,
-            None::<&str>,
-            MsFlags::MS_BIND,
-            None::<&str>,
-        )
-        .map_err(|e| format!("bind pty over /dev/console: {e}"))?;
+        mount_console(&slave)?;
     }
     send_fd(socket.as_raw_fd(), master_fd)?;
     drop(master);
@@ -66,6 +51,76 @@ fn setup_pty(socket: &OwnedFd, process: &Process, bind_dev_console: bool) -> Res
         return Err(format!("TIOCSCTTY: {}", std::io::Error::last_os_error()));
     }
     Ok(())
+}
+
+/// /dev/console is the pty (CVE-2025-52565): the pty's own mount, cloned from the slave fd (no
+/// /proc path, no /dev/pts/N lookup), is moved onto a target opened and checked by fd. The
+/// container's /dev and then `console` in it are opened without following any symlink; the
+/// target must be a regular file or a character device, and is created (an empty file) when
+/// absent. A symlink there is refused wherever it points, so nothing that swaps one in (the
+/// image, a hook, a process racing the setup) can aim the mount at another file, such as a
+/// host file bound into the container. (runc refuses it too: O_NOFOLLOW, ELOOP.)
+fn mount_console(slave: &OwnedFd) -> Result<(), String> {
+    use super::mounts::api;
+    use super::safepath::{self, NO_SYMLINKS};
+    use std::os::fd::AsFd;
+    use std::path::Path;
+    let root = open(
+        "/",
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| format!("open /: {e}"))?;
+    let dev = safepath::open(
+        root.as_fd(),
+        Path::new("dev"),
+        OFlag::O_PATH | OFlag::O_DIRECTORY,
+        Mode::empty(),
+        NO_SYMLINKS,
+    )
+    .map_err(|e| match e.raw_os_error() {
+        Some(libc::ELOOP) => "/dev is a symlink: refusing to mount the pty on /dev/console".into(),
+        _ => format!("open /dev: {e}"),
+    })?;
+    let name = Path::new("console");
+    let target = match safepath::open(
+        dev.as_fd(),
+        name,
+        OFlag::O_PATH | OFlag::O_NOFOLLOW,
+        Mode::empty(),
+        NO_SYMLINKS,
+    ) {
+        // O_EXCL: whatever appears there meanwhile is not ours to open.
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => safepath::open(
+            dev.as_fd(),
+            name,
+            OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_NOCTTY,
+            Mode::from_bits_truncate(0o666),
+            NO_SYMLINKS,
+        )
+        .map_err(|e| format!("create /dev/console: {e}"))?,
+        r => r.map_err(|e| format!("open /dev/console: {e}"))?,
+    };
+    // O_PATH|O_NOFOLLOW opens a symlink itself: its type tells.
+    let st = nix::sys::stat::fstat(&target).map_err(|e| format!("fstat /dev/console: {e}"))?;
+    let kind = match st.st_mode & libc::S_IFMT {
+        libc::S_IFREG | libc::S_IFCHR => None,
+        libc::S_IFLNK => Some("a symlink"),
+        libc::S_IFDIR => Some("a directory"),
+        libc::S_IFIFO => Some("a fifo"),
+        libc::S_IFSOCK => Some("a socket"),
+        _ => Some("a block device"),
+    };
+    if let Some(kind) = kind {
+        return Err(format!(
+            "/dev/console is {kind}, not a regular file or character device: refusing to mount \
+             the pty on it"
+        ));
+    }
+    let tree = api::open_tree(Some(slave.as_fd()), Path::new(""), false)
+        .map_err(|e| format!("clone the pty's mount: {e}"))?;
+    api::move_mount(tree.as_fd(), target.as_fd())
+        .map_err(|e| format!("mount the pty on /dev/console: {e}"))
 }
 
 /// The pty belongs to the process's user, as runc makes its stdio: the uid changes, the gid
@@ -111,7 +166,13 @@ fn open_peer(master: RawFd) -> Result<OwnedFd, String> {
         ));
     }
     // SAFETY: a fresh fd returned by the kernel.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    let slave = unsafe { OwnedFd::from_raw_fd(fd) };
+    // What /dev/ptmx led to must be a devpts master: its peer is then a pty on that devpts.
+    match nix::sys::statfs::fstatfs(&slave) {
+        Ok(fs) if fs.filesystem_type() == nix::sys::statfs::DEVPTS_SUPER_MAGIC => Ok(slave),
+        Ok(_) => Err("/dev/ptmx did not give a pty of a devpts filesystem".into()),
+        Err(e) => Err(format!("statfs the pty slave: {e}")),
+    }
 }
 
 /// TIOCSWINSZ on a terminal fd.
