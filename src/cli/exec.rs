@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use super::Global;
 use crate::error::Error;
+use crate::linux::console;
 use crate::process::exec::{self, ExecOptions, Overrides};
 
 #[derive(clap::Args, Debug)]
@@ -17,7 +18,8 @@ pub struct Args {
     /// Path to an OCI process JSON (replaces the command line's COMMAND and process flags)
     #[arg(short = 'p', long, value_name = "FILE")]
     pub process: Option<PathBuf>,
-    /// Allocate a pseudo-TTY (its master goes to --console-socket)
+    /// Allocate a pseudo-TTY (its master goes to --console-socket; without one, Berth relays it
+    /// on its own terminal)
     #[arg(short = 't', long)]
     pub tty: bool,
     /// Unix socket that receives the pty master (SCM_RIGHTS) when a TTY is allocated
@@ -93,6 +95,7 @@ impl Args {
                 process_label: self.process_label.clone(),
             },
             console_socket: self.console_socket.clone(),
+            console_fd: None,
             pidfd_socket: self.pidfd_socket.clone(),
             pid_file: self.pid_file.clone(),
             preserve_fds: self.preserve_fds,
@@ -131,9 +134,23 @@ fn exec_and_wait(g: &Global, a: &Args) -> Result<i32, Error> {
     )
     .map_err(|e| Error::sys("read signal mask", e))?;
     opts.sigmask = Some(old);
+    // Without --console-socket, a process with a terminal sends its pty master back to Berth,
+    // which relays it on its own terminal until the process exits (as `runc exec -t` does).
+    let relay = match a.console_socket {
+        None => {
+            let (ours, theirs) =
+                console::RelaySocket::pair().map_err(|e| Error::sys("console socketpair", e))?;
+            opts.console_fd = Some(theirs);
+            Some(ours)
+        }
+        Some(_) => None,
+    };
     let mask = super::run::block_signals()?;
     let pid = exec::exec(&g.root, id, &opts)?;
-    super::run::wait_forwarding(pid, &mask, None)
+    drop(opts);
+    // The master was sent before the process called execve, so before exec returned.
+    let tty = relay.as_ref().and_then(console::RelaySocket::relay);
+    super::run::wait_forwarding(pid, &mask, tty)
 }
 
 #[cfg(test)]

@@ -1,33 +1,30 @@
 //! The container's terminal: a pty created inside the container's own devpts, its master sent
 //! to the engine over `--console-socket` (SCM_RIGHTS), its slave made the process's stdio,
-//! controlling terminal and /dev/console. `Relay` is the host side used by `run` in the
-//! foreground without a console socket: Berth's own terminal in raw mode, copied both ways.
+//! controlling terminal and /dev/console. `Relay` is the host side used by `run` and `exec` in
+//! the foreground without a console socket: Berth's own terminal in raw mode, copied both ways.
 
 use std::io::IoSlice;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
+use nix::errno::Errno;
 use nix::fcntl::{open, OFlag};
-use nix::mount::{mount, MsFlags};
 use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
 use nix::sys::stat::Mode;
-use oci_spec::runtime::Box as ConsoleSize;
+use oci_spec::runtime::{Box as ConsoleSize, Process};
 
-/// Creates the pty and wires it up. Runs after pivot_root, as root in the container.
-pub fn setup(socket: &OwnedFd, size: Option<ConsoleSize>) -> Result<(), String> {
-    setup_pty(socket, size, true)
+/// Creates the pty of `process` (its consoleSize, owned by its user) and wires it up. Runs
+/// after pivot_root, as root in the container.
+pub fn setup(socket: &OwnedFd, process: &Process) -> Result<(), String> {
+    setup_pty(socket, process, true)
 }
 
 /// The same for a process joining a running container (`exec`): its own pty, but the
 /// container's /dev/console is left alone. The caller must be a session leader (setsid).
-pub fn setup_for_exec(socket: &OwnedFd, size: Option<ConsoleSize>) -> Result<(), String> {
-    setup_pty(socket, size, false)
+pub fn setup_for_exec(socket: &OwnedFd, process: &Process) -> Result<(), String> {
+    setup_pty(socket, process, false)
 }
 
-fn setup_pty(
-    socket: &OwnedFd,
-    size: Option<ConsoleSize>,
-    bind_dev_console: bool,
-) -> Result<(), String> {
+fn setup_pty(socket: &OwnedFd, process: &Process, bind_dev_console: bool) -> Result<(), String> {
     let master = open(
         "/dev/ptmx",
         OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
@@ -36,26 +33,13 @@ fn setup_pty(
     .map_err(|e| format!("open /dev/ptmx: {e}"))?;
     let master_fd = master.as_raw_fd();
     unlock(master_fd)?;
-    if let Some(sz) = size {
+    if let Some(sz) = process.console_size() {
         set_size(master_fd, sz.height() as u16, sz.width() as u16)?;
     }
     let slave = open_peer(master_fd)?;
-    // /dev/console is the pty: bind the slave's inode (reached through our own fd, never a
-    // path the container could swap) over it.
+    give_to_user(&slave, process.user().uid())?;
     if bind_dev_console {
-        let console = std::path::Path::new("/dev/console");
-        if std::fs::symlink_metadata(console).is_err() {
-            std::fs::File::create(console).map_err(|e| format!("create /dev/console: {e}"))?;
-        }
-        let src = format!("/proc/self/fd/{}", slave.as_raw_fd());
-        mount(
-            Some(src.as_str()),
-            console,
-            None::<&str>,
-            MsFlags::MS_BIND,
-            None::<&str>,
-        )
-        .map_err(|e| format!("bind pty over /dev/console: {e}"))?;
+        mount_console(&slave)?;
     }
     send_fd(socket.as_raw_fd(), master_fd)?;
     drop(master);
@@ -67,6 +51,92 @@ fn setup_pty(
         return Err(format!("TIOCSCTTY: {}", std::io::Error::last_os_error()));
     }
     Ok(())
+}
+
+/// /dev/console is the pty (CVE-2025-52565): the pty's own mount, cloned from the slave fd (no
+/// /proc path, no /dev/pts/N lookup), is moved onto a target opened and checked by fd. The
+/// container's /dev and then `console` in it are opened without following any symlink; the
+/// target must be a regular file or a character device, and is created (an empty file) when
+/// absent. A symlink there is refused wherever it points, so nothing that swaps one in (the
+/// image, a hook, a process racing the setup) can aim the mount at another file, such as a
+/// host file bound into the container. (runc refuses it too: O_NOFOLLOW, ELOOP.)
+fn mount_console(slave: &OwnedFd) -> Result<(), String> {
+    use super::mounts::api;
+    use super::safepath::{self, NO_SYMLINKS};
+    use std::os::fd::AsFd;
+    use std::path::Path;
+    let root = open(
+        "/",
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| format!("open /: {e}"))?;
+    let dev = safepath::open(
+        root.as_fd(),
+        Path::new("dev"),
+        OFlag::O_PATH | OFlag::O_DIRECTORY,
+        Mode::empty(),
+        NO_SYMLINKS,
+    )
+    .map_err(|e| match e.raw_os_error() {
+        Some(libc::ELOOP) => "/dev is a symlink: refusing to mount the pty on /dev/console".into(),
+        _ => format!("open /dev: {e}"),
+    })?;
+    let name = Path::new("console");
+    let target = match safepath::open(
+        dev.as_fd(),
+        name,
+        OFlag::O_PATH | OFlag::O_NOFOLLOW,
+        Mode::empty(),
+        NO_SYMLINKS,
+    ) {
+        // O_EXCL: whatever appears there meanwhile is not ours to open.
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => safepath::open(
+            dev.as_fd(),
+            name,
+            OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_NOCTTY,
+            Mode::from_bits_truncate(0o666),
+            NO_SYMLINKS,
+        )
+        .map_err(|e| format!("create /dev/console: {e}"))?,
+        r => r.map_err(|e| format!("open /dev/console: {e}"))?,
+    };
+    // O_PATH|O_NOFOLLOW opens a symlink itself: its type tells.
+    let st = nix::sys::stat::fstat(&target).map_err(|e| format!("fstat /dev/console: {e}"))?;
+    let kind = match st.st_mode & libc::S_IFMT {
+        libc::S_IFREG | libc::S_IFCHR => None,
+        libc::S_IFLNK => Some("a symlink"),
+        libc::S_IFDIR => Some("a directory"),
+        libc::S_IFIFO => Some("a fifo"),
+        libc::S_IFSOCK => Some("a socket"),
+        _ => Some("a block device"),
+    };
+    if let Some(kind) = kind {
+        return Err(format!(
+            "/dev/console is {kind}, not a regular file or character device: refusing to mount \
+             the pty on it"
+        ));
+    }
+    let tree = api::open_tree(Some(slave.as_fd()), Path::new(""), false)
+        .map_err(|e| format!("clone the pty's mount: {e}"))?;
+    api::move_mount(tree.as_fd(), target.as_fd())
+        .map_err(|e| format!("mount the pty on /dev/console: {e}"))
+}
+
+/// The pty belongs to the process's user, as runc makes its stdio: the uid changes, the gid
+/// stays the one devpts gave it (the mount's gid= option: the tty group, 5, in the default
+/// spec; else the gid of whoever opened ptmx, root). As with runc, ids this namespace cannot
+/// express (EINVAL), an owner it does not map (EPERM) and a read-only /dev (EROFS) leave the
+/// pty as it is.
+fn give_to_user(slave: &OwnedFd, uid: u32) -> Result<(), String> {
+    let st = nix::sys::stat::fstat(slave).map_err(|e| format!("fstat the pty: {e}"))?;
+    if st.st_uid == uid {
+        return Ok(());
+    }
+    match nix::unistd::fchown(slave, Some(nix::unistd::Uid::from_raw(uid)), None) {
+        Ok(()) | Err(Errno::EINVAL | Errno::EPERM | Errno::EROFS) => Ok(()),
+        Err(e) => Err(format!("process.user.uid: give the pty to uid {uid}: {e}")),
+    }
 }
 
 fn unlock(master: RawFd) -> Result<(), String> {
@@ -96,7 +166,13 @@ fn open_peer(master: RawFd) -> Result<OwnedFd, String> {
         ));
     }
     // SAFETY: a fresh fd returned by the kernel.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    let slave = unsafe { OwnedFd::from_raw_fd(fd) };
+    // What /dev/ptmx led to must be a devpts master: its peer is then a pty on that devpts.
+    match nix::sys::statfs::fstatfs(&slave) {
+        Ok(fs) if fs.filesystem_type() == nix::sys::statfs::DEVPTS_SUPER_MAGIC => Ok(slave),
+        Ok(_) => Err("/dev/ptmx did not give a pty of a devpts filesystem".into()),
+        Err(e) => Err(format!("statfs the pty slave: {e}")),
+    }
 }
 
 /// TIOCSWINSZ on a terminal fd.
@@ -159,27 +235,99 @@ pub fn try_recv_master(sock: RawFd) -> Option<OwnedFd> {
     })
 }
 
-/// Copies between Berth's stdin/stdout and a pty master, with Berth's terminal (if stdin is
+/// The pair of sockets through which a process's pty master comes back to Berth itself, when
+/// `run` or `exec` in the foreground relays the terminal (no --console-socket): the other end
+/// goes to the process as its console socket.
+pub struct RelaySocket(OwnedFd);
+
+impl RelaySocket {
+    /// Ours, and the end to hand to the process.
+    pub fn pair() -> std::io::Result<(RelaySocket, OwnedFd)> {
+        use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+        let (ours, theirs) = socketpair(
+            AddressFamily::Unix,
+            SockType::Stream,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )?;
+        Ok((RelaySocket(ours), theirs))
+    }
+
+    /// The relay of the master the process sent (before `create` or `exec` returned), or
+    /// `None` when it has no terminal.
+    pub fn relay(&self) -> Option<Relay> {
+        try_recv_master(self.0.as_raw_fd()).map(Relay::new)
+    }
+}
+
+/// Copies between Berth's stdin/stdout and a pty master, with Berth's terminal (if it has
 /// one) in raw mode until dropped.
 pub struct Relay {
     master: OwnedFd,
+    /// Berth's own terminal, whose size the pty follows (see [`host_terminal`]).
+    host: Option<OwnedFd>,
     saved: Option<nix::sys::termios::Termios>,
     stdin_open: bool,
     master_open: bool,
 }
 
+/// Berth's own terminal, picked as runc picks it: the first of stderr, stdout and stdin that
+/// is a terminal, else the controlling terminal (/dev/tty). Without any, runc fails ("open
+/// /dev/tty: no such device or address"); Berth relays all the same, the pty keeping its
+/// default size, so that `run`/`exec -t` work from scripts and pipes.
+fn host_terminal() -> Option<OwnedFd> {
+    for fd in [2, 1, 0] {
+        // SAFETY: fds 0-2 are only borrowed for the check and the dup.
+        let b = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        if nix::unistd::isatty(b).unwrap_or(false) {
+            if let Ok(own) = b.try_clone_to_owned() {
+                return Some(own);
+            }
+        }
+    }
+    open(
+        "/dev/tty",
+        OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .ok()
+}
+
+/// The size of Berth's own terminal (see [`host_terminal`]), as a console size.
+pub fn host_size() -> Option<ConsoleSize> {
+    let (rows, cols) = get_size(host_terminal()?.as_raw_fd())?;
+    oci_spec::runtime::BoxBuilder::default()
+        .height(rows)
+        .width(cols)
+        .build()
+        .ok()
+}
+
+/// TIOCGWINSZ: (rows, columns) of a terminal fd.
+fn get_size(fd: RawFd) -> Option<(u16, u16)> {
+    let mut ws = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ fills a winsize through a valid pointer.
+    (unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) } == 0).then_some((ws.ws_row, ws.ws_col))
+}
+
 impl Relay {
     pub fn new(master: OwnedFd) -> Relay {
         use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg};
-        let stdin = std::io::stdin();
-        let saved = tcgetattr(&stdin).ok();
-        if let Some(t) = &saved {
+        let host = host_terminal();
+        let saved = host.as_ref().and_then(|h| tcgetattr(h).ok());
+        if let (Some(h), Some(t)) = (&host, &saved) {
             let mut raw = t.clone();
             cfmakeraw(&mut raw);
-            let _ = tcsetattr(&stdin, SetArg::TCSANOW, &raw);
+            let _ = tcsetattr(h, SetArg::TCSANOW, &raw);
         }
         let r = Relay {
             master,
+            host,
             saved,
             stdin_open: true,
             master_open: true,
@@ -190,10 +338,8 @@ impl Relay {
 
     /// Gives the container's terminal the size of ours (at start and on SIGWINCH).
     pub fn resize(&self) {
-        let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
-        // SAFETY: TIOCGWINSZ fills a winsize; fd 0 may not be a terminal (then it fails).
-        if unsafe { libc::ioctl(0, libc::TIOCGWINSZ, &mut ws) } == 0 {
-            let _ = set_size(self.master.as_raw_fd(), ws.ws_row, ws.ws_col);
+        if let Some((rows, cols)) = self.host.as_ref().and_then(|h| get_size(h.as_raw_fd())) {
+            let _ = set_size(self.master.as_raw_fd(), rows, cols);
         }
     }
 
@@ -247,12 +393,8 @@ impl Relay {
 
 impl Drop for Relay {
     fn drop(&mut self) {
-        if let Some(t) = &self.saved {
-            let _ = nix::sys::termios::tcsetattr(
-                std::io::stdin(),
-                nix::sys::termios::SetArg::TCSANOW,
-                t,
-            );
+        if let (Some(h), Some(t)) = (&self.host, &self.saved) {
+            let _ = nix::sys::termios::tcsetattr(h, nix::sys::termios::SetArg::TCSANOW, t);
         }
     }
 }

@@ -167,7 +167,7 @@ fn setup(cfg: &InitConfig, ch: &Channel) -> Result<Channel, String> {
             .console_socket
             .as_ref()
             .ok_or("process.terminal is set but no --console-socket was given")?;
-        console::setup(sock, process.console_size()).map_err(|e| format!("console: {e}"))?;
+        console::setup(sock, process).map_err(|e| format!("console: {e}"))?;
     }
     // sysctls go before finish(): linux.readonlyPaths usually makes /proc/sys read-only.
     if let Some(sysctl) = cfg.spec.linux().as_ref().and_then(|l| l.sysctl().as_ref()) {

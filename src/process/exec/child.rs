@@ -72,7 +72,7 @@ fn setup_and_exec(
             .console_socket
             .as_ref()
             .ok_or("process.terminal is set but no --console-socket was given")?;
-        console::setup_for_exec(sock, p.console_size()).map_err(|e| format!("console: {e}"))?;
+        console::setup_for_exec(sock, p).map_err(|e| format!("console: {e}"))?;
     }
     identity::apply_process_limits(p)?;
 

@@ -62,6 +62,9 @@ pub struct ExecOptions {
     pub args: Vec<String>,
     pub overrides: Overrides,
     pub console_socket: Option<PathBuf>,
+    /// An already connected console socket (`exec` in the foreground relays the pty itself,
+    /// as runc does); used when the process has a terminal and no --console-socket was given.
+    pub console_fd: Option<OwnedFd>,
     /// Unix socket that receives a pidfd of the new process (SCM_RIGHTS), as runc sends it.
     pub pidfd_socket: Option<PathBuf>,
     pub pid_file: Option<PathBuf>,
@@ -105,7 +108,7 @@ pub fn exec(root: &Path, id: &str, opts: &ExecOptions) -> Result<i32> {
         _ => {}
     }
     let spec = lifecycle::load_spec(&c)?;
-    let process = match (&opts.process_file, spec.process()) {
+    let mut process = match (&opts.process_file, spec.process()) {
         (Some(path), container) => {
             if !opts.args.is_empty() {
                 crate::logging::debug(
@@ -144,15 +147,30 @@ pub fn exec(root: &Path, id: &str, opts: &ExecOptions) -> Result<i32> {
         earlier_privileged,
     )?;
     let terminal = process.terminal() == Some(true);
-    let console_socket = match (&opts.console_socket, terminal) {
-        (Some(p), true) => Some(
+    if terminal && opts.console_socket.is_none() && opts.console_fd.is_some() {
+        // Relayed by Berth: the pty starts with the size of Berth's terminal. (The relay also
+        // sets it, as runc does, but only once the process runs, which it may already have
+        // asked for its size.)
+        if let Some(size) = crate::linux::console::host_size() {
+            process.set_console_size(Some(size));
+        }
+    }
+    let console_socket = match (&opts.console_socket, &opts.console_fd, terminal) {
+        (Some(p), _, true) => Some(
             lifecycle::connect_unix(p)
                 .map_err(|e| Error::sys(format!("--console-socket {}", p.display()), e))?,
         ),
-        (None, true) => {
+        (None, Some(fd), true) => Some(
+            fd.try_clone()
+                .map_err(|e| Error::sys("console socket", e))?,
+        ),
+        (None, None, true) => {
+            // Only a detached exec has neither: nobody would be left to relay the pty.
             return Err(Error::Usage(
-                "process.terminal is true (--tty): --console-socket is required".into(),
-            ))
+                "process.terminal is true (--tty): cannot allocate tty if berth will detach \
+                 without setting --console-socket"
+                    .into(),
+            ));
         }
         _ => None,
     };
