@@ -31,7 +31,8 @@ pub(super) fn fresh(ctx: &Ctx, i: usize, m: &Mount, ty: &str, o: &Opts) -> R {
     let kind = Kind::Fresh(ty);
     check_proc(i, dest, &safepath::clean(dest), &kind)?;
     let r = safepath::mkdir_all(ctx.root, dest, 0o755, resolve).map_err(|e| {
-        match symlink_on_the_way(ctx, dest).filter(|_| e.raw_os_error() == Some(libc::ELOOP)) {
+        let refused_link = resolve == NO_SYMLINKS && e.raw_os_error() == Some(libc::ELOOP);
+        match symlink_on_the_way(ctx, dest).filter(|_| refused_link) {
             // runc: "must be mounted on ordinary directory".
             Some(link) => field(
                 i,
