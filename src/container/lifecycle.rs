@@ -252,11 +252,20 @@ fn build(
     let pid = process::spawn(&cfg, cgroup.clone_into_fd(), &mut parent)?;
     st.pid = pid;
     st.start_time = proc_stat(pid).map(|s| s.0).unwrap_or(0);
-    c.save(st)?;
-    if let Some(pf) = &opts.pid_file {
-        write_pid_file(pf, pid)?;
+    // From here on the init exists: a failure must end it (and whatever it left in its cgroup)
+    // before `create` removes the cgroup and the directory, or it would outlive every record
+    // of it. runc does the same for its pid file (terminate, then destroy).
+    let recorded = (|| -> Result<()> {
+        c.save(st.clone())?;
+        if let Some(pf) = &opts.pid_file {
+            write_pid_file(pf, pid)?;
+        }
+        Ok(())
+    })();
+    if recorded.is_err() {
+        kill_all_and_wait(&st);
     }
-    Ok(())
+    recorded
 }
 
 /// Where compiled seccomp filters are cached between containers (keyed by a hash of the
