@@ -5,7 +5,7 @@
 mod common;
 use common::*;
 
-use std::process::Output;
+use std::process::{Command, Output, Stdio};
 
 /// Runs a command whose container may outlive it (output in files beside the bundle, see
 /// [`Runtime::detached`]) and returns what it printed.
@@ -47,4 +47,222 @@ fn create_with_an_unwritable_pid_file_leaves_nothing() {
 #[test]
 fn run_with_an_unwritable_pid_file_leaves_nothing() {
     unwritable_pid_file("run", "pidf-run");
+}
+
+// -- 2. Commands racing on one container act on the directory whose lock they hold. -------
+
+/// A `berth --root R ARGS…` command for a thread of its own (`Runtime` stays on the test's
+/// thread); its output goes to pipes, which is fine for verbs that start no container.
+fn berth_in(root: &str, args: &[&str]) -> Output {
+    Command::new(berth_bin())
+        .arg("--root")
+        .arg(root)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run berth")
+}
+
+/// Runs `n` copies of `berth ARGS…` at once and returns their outputs.
+fn in_parallel(rt: &Runtime, n: usize, args: &[&str]) -> Vec<Output> {
+    let root = rt.root_str();
+    let barrier = std::sync::Barrier::new(n);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..n)
+            .map(|_| {
+                s.spawn(|| {
+                    barrier.wait();
+                    berth_in(root, args)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
+fn describe(outs: &[Output]) -> String {
+    outs.iter()
+        .map(|o| format!("{}: {}", o.status, stderr(o).trim_end()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn racing_delete_force_calls_all_succeed() {
+    let rt = Runtime::new();
+    let id = unique_id("race-delf");
+    let b = sh(&format!("sleep 30; true # {id}"));
+    rt.create(&id, &b);
+    rt.ok(&["start", &id]);
+    let outs = in_parallel(&rt, 20, &["delete", "--force", &id]);
+    assert!(
+        outs.iter().all(|o| o.status.success()),
+        "every delete --force must succeed:\n{}",
+        describe(&outs)
+    );
+    assert_nothing_left(&rt, &id, &b);
+}
+
+#[test]
+fn racing_plain_deletes_one_wins_the_others_find_no_container() {
+    let rt = Runtime::new();
+    let id = unique_id("race-del");
+    let b = sh("true");
+    rt.create(&id, &b);
+    rt.ok(&["start", &id]);
+    assert!(rt.wait_status(&id, "stopped", SECS10));
+    let outs = in_parallel(&rt, 20, &["delete", &id]);
+    let won = outs.iter().filter(|o| o.status.success()).count();
+    assert_eq!(
+        won,
+        1,
+        "exactly one delete must succeed:\n{}",
+        describe(&outs)
+    );
+    for o in outs.iter().filter(|o| !o.status.success()) {
+        assert_one_error_line(o, &["does not exist"]);
+    }
+    assert_nothing_left(&rt, &id, &b);
+}
+
+#[test]
+fn state_racing_create_and_delete_never_reports_a_corrupt_container() {
+    let rt = Runtime::new();
+    let id = unique_id("race-state");
+    let b = sh("sleep 30");
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let root = rt.root_str();
+    let (seen, bad) = std::thread::scope(|s| {
+        let watcher = s.spawn(|| {
+            let (mut seen, mut bad) = (0, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let o = berth_in(root, &["state", &id]);
+                seen += 1;
+                let ok = if o.status.success() {
+                    serde_json::from_slice::<serde_json::Value>(&o.stdout).is_ok_and(|v| {
+                        ["creating", "created", "running", "stopped"]
+                            .contains(&v["status"].as_str().unwrap_or(""))
+                    })
+                } else {
+                    lines(&stderr(&o)).len() == 1 && stderr(&o).contains("does not exist")
+                };
+                if !ok {
+                    bad.push(format!("{}: {}{}", o.status, stdout(&o), stderr(&o)));
+                }
+            }
+            (seen, bad)
+        });
+        for _ in 0..25 {
+            rt.create(&id, &b);
+            rt.ok(&["delete", "--force", &id]);
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        watcher.join().unwrap()
+    });
+    println!("{seen} states raced 25 create/delete cycles");
+    assert!(bad.is_empty(), "state reported:\n{}", bad.join("\n"));
+    assert_nothing_left(&rt, &id, &b);
+}
+
+/// The state letter of /proc/PID/stat.
+fn proc_state(pid: u32) -> Option<char> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    s[s.rfind(')')? + 2..].chars().next()
+}
+
+/// A child process killed (and reaped) when the test lets go of it.
+struct KillOnDrop(std::process::Child);
+
+impl KillOnDrop {
+    /// Waits up to `timeout` for the child to exit and returns its output (stderr piped).
+    fn wait(mut self, timeout: std::time::Duration) -> Output {
+        use std::io::Read;
+        let mut status = None;
+        wait_until(timeout, || {
+            status = self.0.try_wait().unwrap();
+            status.is_some()
+        });
+        let status = status.expect("the command did not finish in time");
+        let mut err = Vec::new();
+        if let Some(mut e) = self.0.stderr.take() {
+            let _ = e.read_to_end(&mut err);
+        }
+        Output {
+            status,
+            stdout: Vec::new(),
+            stderr: err,
+        }
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Whether `pid` waits for a flock (a `->` line of /proc/locks).
+fn blocked_on_flock(pid: u32) -> bool {
+    std::fs::read_to_string("/proc/locks").is_ok_and(|l| {
+        l.lines().any(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.get(1) == Some(&"->")
+                && f.get(2) == Some(&"FLOCK")
+                && f.get(5) == Some(&pid.to_string().as_str())
+        })
+    })
+}
+
+#[test]
+fn a_delete_blocked_on_the_lock_spares_a_container_recreated_under_its_id() {
+    // The lock Berth takes is a flock on the container's directory. The test holds it, starts
+    // `delete --force`, stops that delete while it waits, lets the container be deleted and
+    // created again under the same id, then lets the old delete go on: it holds the lock of a
+    // directory that is gone, and must leave the new container alone.
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    let rt = Runtime::new();
+    let id = unique_id("race-recreate");
+    let b = sh(&format!("sleep 30; true # {id}"));
+    rt.create(&id, &b);
+    let dir = std::fs::File::open(rt.root.path().join(&id)).unwrap();
+    let dir = nix::fcntl::Flock::lock(dir, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| e)
+        .unwrap();
+    let late = rt
+        .cmd()
+        .args(["delete", "--force", &id])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Whatever happens below, the stopped delete must not outlive the test (nor hold the lock
+    // the cleanup needs).
+    let late = KillOnDrop(late);
+    let pid = late.0.id();
+    assert!(
+        wait_until(SECS10, || blocked_on_flock(pid)),
+        "delete never waited for the lock"
+    );
+    kill(Pid::from_raw(pid as i32), Signal::SIGSTOP).unwrap();
+    // Stopped for real (not just signalled) before the lock is released, or it could still
+    // take it on its way to the stop.
+    assert!(
+        wait_until(SECS10, || proc_state(pid) == Some('T')),
+        "delete did not stop"
+    );
+    drop(dir);
+    rt.ok(&["delete", "--force", &id]);
+    rt.create(&id, &b);
+    rt.ok(&["start", &id]);
+    let new_pid = rt.pid(&id);
+    kill(Pid::from_raw(pid as i32), Signal::SIGCONT).unwrap();
+    let o = late.wait(SECS10);
+    assert!(o.status.success(), "the late delete: {}", stderr(&o));
+    assert_eq!(rt.status(&id), "running", "the new container was touched");
+    assert_eq!(rt.pid(&id), new_pid);
+    assert!(pid_alive(new_pid));
+    rt.ok(&["delete", "--force", &id]);
+    assert_nothing_left(&rt, &id, &b);
 }

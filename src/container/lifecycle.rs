@@ -478,7 +478,7 @@ pub fn start(c: &mut Container) -> Result<()> {
         }
     };
     if from_socket_file {
-        let _ = std::fs::remove_file(c.start_socket());
+        c.remove_start_socket();
     }
     result?;
     if let Some(h) = spec

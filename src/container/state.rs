@@ -3,10 +3,15 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use std::io::Write;
+use std::fs::File;
+use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+
+use nix::fcntl::{openat, renameat, renameat2, AtFlags, OFlag, RenameFlags};
+use nix::sys::stat::{fstat, fstatat, mkdirat, Mode};
+use nix::unistd::{unlinkat, UnlinkatFlags};
 
 use serde::{Deserialize, Serialize};
 
@@ -67,10 +72,15 @@ pub struct StoredState {
     pub seccomp_notify: bool,
 }
 
-/// A container directory, locked for as long as this value lives.
+/// A container directory, locked for as long as this value lives. Everything it reads, writes
+/// and removes is reached through the locked directory's fd (and the root's), never by path
+/// again: a container deleted and created anew under the same id while this command waited for
+/// the lock is a different directory, which this one never touches.
 pub struct Container {
     pub id: String,
+    /// For messages only.
     pub dir: PathBuf,
+    root: OwnedFd,
     lock: OwnedFd,
     pub state: Option<StoredState>,
     /// `run` only: the creating process's end of the socketpair its init waits on for `start`
@@ -91,21 +101,150 @@ fn open_dir(path: &Path) -> std::io::Result<OwnedFd> {
     Ok(f.into())
 }
 
-fn lock(fd: &OwnedFd, path: &Path) -> Result<(), StateError> {
+/// Opens `name` in `dir` as a directory (no symlink followed).
+fn open_dir_at(dir: &OwnedFd, name: &str) -> std::io::Result<OwnedFd> {
+    Ok(openat(
+        dir,
+        name,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )?)
+}
+
+/// Opens the file `name` in `dir` (no symlink followed).
+fn open_file_at(dir: &OwnedFd, name: &str, flags: OFlag, mode: u32) -> std::io::Result<File> {
+    let fd = openat(
+        dir,
+        name,
+        flags | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(mode),
+    )?;
+    Ok(File::from(fd))
+}
+
+fn flock(fd: &OwnedFd, arg: libc::c_int) -> std::io::Result<()> {
     loop {
-        // SAFETY: flock on an fd we own; blocks until the lock is ours.
-        if unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX) } == 0 {
+        // SAFETY: flock on an fd we own.
+        if unsafe { libc::flock(fd.as_raw_fd(), arg) } == 0 {
             return Ok(());
         }
         let e = std::io::Error::last_os_error();
         if e.kind() != std::io::ErrorKind::Interrupted {
-            return Err(io("cannot lock container directory", path)(e));
+            return Err(e);
         }
     }
 }
 
+/// Blocks until the lock on `fd` is ours.
+fn lock(fd: &OwnedFd, path: &Path) -> Result<(), StateError> {
+    flock(fd, libc::LOCK_EX).map_err(io("cannot lock container directory", path))
+}
+
+/// Whether some process holds the lock on the directory `fd` now (tried without waiting, and
+/// released at once when it was free).
+pub(super) fn is_locked(fd: &OwnedFd) -> bool {
+    match flock(fd, libc::LOCK_EX | libc::LOCK_NB) {
+        Ok(()) => {
+            let _ = flock(fd, libc::LOCK_UN);
+            false
+        }
+        Err(e) => e.raw_os_error() == Some(libc::EWOULDBLOCK),
+    }
+}
+
+/// Whether `fd` is (still) the directory `name` of `root`.
+fn is_entry(root: &OwnedFd, name: &str, fd: &OwnedFd) -> bool {
+    match (fstat(fd), fstatat(root, name, AtFlags::AT_SYMLINK_NOFOLLOW)) {
+        (Ok(a), Ok(b)) => a.st_dev == b.st_dev && a.st_ino == b.st_ino,
+        _ => false,
+    }
+}
+
+/// A directory name no container id can have (':' is not allowed in ids): where `create`
+/// builds a container directory before it appears under its id.
+const NEW_PREFIX: &str = ":new-";
+
+/// Removes what `create`s killed in the instant between making and publishing their
+/// directory left behind (an unlocked `:new-*` directory).
+fn remove_stale_new_dirs(root: &OwnedFd) {
+    let Ok(mut d) = nix::dir::Dir::openat(
+        root,
+        ".",
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    ) else {
+        return;
+    };
+    let stale: Vec<String> = d
+        .iter()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().ok().map(str::to_string))
+        .filter(|n| n.starts_with(NEW_PREFIX))
+        .collect();
+    for name in stale {
+        if let Ok(fd) = open_dir_at(root, &name) {
+            if !is_locked(&fd) {
+                let _ = remove_contents(&fd);
+                let _ = unlinkat(root, name.as_str(), UnlinkatFlags::RemoveDir);
+            }
+        }
+    }
+}
+
+/// Removes everything inside the directory `dir` (through its fd).
+fn remove_contents(dir: &OwnedFd) -> std::io::Result<()> {
+    let mut d = nix::dir::Dir::openat(
+        dir,
+        ".",
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )?;
+    let names: Vec<std::ffi::CString> = d
+        .iter()
+        .flatten()
+        .map(|e| e.file_name().to_owned())
+        .filter(|n| n.as_bytes() != b"." && n.as_bytes() != b"..")
+        .collect();
+    for name in names {
+        match unlinkat(dir, name.as_c_str(), UnlinkatFlags::NoRemoveDir) {
+            Ok(()) | Err(nix::errno::Errno::ENOENT) => {}
+            Err(nix::errno::Errno::EISDIR) => {
+                let sub = openat(
+                    dir,
+                    name.as_c_str(),
+                    OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                    Mode::empty(),
+                )?;
+                remove_contents(&sub)?;
+                unlinkat(dir, name.as_c_str(), UnlinkatFlags::RemoveDir)?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
 impl Container {
-    /// Makes `<root>/<id>` (failing if it exists) and locks it.
+    fn locked(
+        id: &str,
+        dir: PathBuf,
+        root: OwnedFd,
+        lock: OwnedFd,
+        state: Option<StoredState>,
+    ) -> Container {
+        Container {
+            id: id.to_string(),
+            dir,
+            root,
+            lock,
+            state,
+            start_conn: None,
+        }
+    }
+
+    /// Makes `<root>/<id>` (failing if it exists) and locks it. The directory is made and
+    /// locked under a temporary name and then renamed to the id (never replacing anything), so
+    /// no other command ever sees it unlocked before the create is done with it.
     pub fn create(root: &Path, id: &str) -> Result<Container, StateError> {
         validate_id(id)?;
         std::fs::DirBuilder::new()
@@ -113,45 +252,79 @@ impl Container {
             .mode(0o700)
             .create(root)
             .map_err(io("cannot create state root", root))?;
+        let root_fd = open_dir(root).map_err(io("cannot open state root", root))?;
         let dir = root.join(id);
-        match std::fs::DirBuilder::new().mode(0o711).create(&dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                return Err(StateError::Exists(id.to_string()))
+        remove_stale_new_dirs(&root_fd);
+        let tmp = format!(
+            "{NEW_PREFIX}{}-{}",
+            std::process::id(),
+            crate::timefmt::now_rfc3339()
+        );
+        let made = io("cannot create container directory", &dir);
+        mkdirat(&root_fd, tmp.as_str(), Mode::from_bits_truncate(0o711))
+            .map_err(|e| made(e.into()))?;
+        let published = open_dir_at(&root_fd, &tmp).and_then(|fd| {
+            flock(&fd, libc::LOCK_EX)?;
+            renameat2(
+                &root_fd,
+                tmp.as_str(),
+                &root_fd,
+                id,
+                RenameFlags::RENAME_NOREPLACE,
+            )?;
+            Ok(fd)
+        });
+        let fd = match published {
+            Ok(fd) => fd,
+            Err(e) => {
+                let _ = unlinkat(&root_fd, tmp.as_str(), UnlinkatFlags::RemoveDir);
+                return Err(match e.raw_os_error() {
+                    Some(libc::EEXIST) => StateError::Exists(id.to_string()),
+                    // A filesystem without RENAME_NOREPLACE: made in place, then locked.
+                    Some(libc::EINVAL) => return Self::create_in_place(root_fd, root, id),
+                    _ => io("cannot create container directory", &dir)(e),
+                });
             }
-            Err(e) => return Err(io("cannot create container directory", &dir)(e)),
-        }
-        let fd = open_dir(&dir).map_err(io("cannot open container directory", &dir))?;
-        lock(&fd, &dir)?;
-        Ok(Container {
-            id: id.to_string(),
-            dir,
-            lock: fd,
-            state: None,
-            start_conn: None,
-        })
+        };
+        Ok(Container::locked(id, dir, root_fd, fd, None))
     }
 
-    /// Opens and locks an existing container and reads its state.
+    /// `create` where rename cannot refuse to replace: mkdir under the id, then lock.
+    fn create_in_place(root_fd: OwnedFd, root: &Path, id: &str) -> Result<Container, StateError> {
+        let dir = root.join(id);
+        match mkdirat(&root_fd, id, Mode::from_bits_truncate(0o711)) {
+            Ok(()) => {}
+            Err(nix::errno::Errno::EEXIST) => return Err(StateError::Exists(id.to_string())),
+            Err(e) => return Err(io("cannot create container directory", &dir)(e.into())),
+        }
+        let fd = open_dir_at(&root_fd, id).map_err(io("cannot open container directory", &dir))?;
+        lock(&fd, &dir)?;
+        Ok(Container::locked(id, dir, root_fd, fd, None))
+    }
+
+    /// Opens and locks an existing container and reads its state. When the directory the lock
+    /// was taken on is no longer the container's (it was deleted, and maybe created anew, while
+    /// this waited), the container this command was about does not exist.
     pub fn load(root: &Path, id: &str) -> Result<Container, StateError> {
         validate_id(id)?;
         let dir = root.join(id);
-        let fd = match open_dir(&dir) {
+        let not_found = || StateError::NotFound(id.to_string());
+        let root_fd = match open_dir(root) {
             Ok(fd) => fd,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(StateError::NotFound(id.to_string()))
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(not_found()),
+            Err(e) => return Err(io("cannot open state root", root)(e)),
+        };
+        let fd = match open_dir_at(&root_fd, id) {
+            Ok(fd) => fd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(not_found()),
             Err(e) => return Err(io("cannot open container directory", &dir)(e)),
         };
         lock(&fd, &dir)?;
-        let state = read_state(&dir, id)?;
-        Ok(Container {
-            id: id.to_string(),
-            dir,
-            lock: fd,
-            state,
-            start_conn: None,
-        })
+        if !is_entry(&root_fd, id, &fd) {
+            return Err(not_found());
+        }
+        let state = read_state(&fd, &dir, id)?;
+        Ok(Container::locked(id, dir, root_fd, fd, state))
     }
 
     /// The raw fd of the lock, which a forked child must close so it does not hold the lock.
@@ -161,19 +334,20 @@ impl Container {
 
     /// Writes `state.json` atomically (temporary file, then rename).
     pub fn save(&mut self, st: StoredState) -> Result<(), StateError> {
-        let tmp = self.dir.join(".state.json.tmp");
-        let path = self.dir.join(STATE_FILE);
+        const TMP: &str = ".state.json.tmp";
+        let tmp = self.dir.join(TMP);
         let body = serde_json::to_vec(&st).expect("state serialises");
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(io("cannot write state", &tmp))?;
+        let mut f = open_file_at(
+            &self.lock,
+            TMP,
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_TRUNC,
+            0o600,
+        )
+        .map_err(io("cannot write state", &tmp))?;
         f.write_all(&body).map_err(io("cannot write state", &tmp))?;
         drop(f);
-        std::fs::rename(&tmp, &path).map_err(io("cannot write state", &path))?;
+        renameat(&self.lock, TMP, &self.lock, STATE_FILE)
+            .map_err(|e| io("cannot write state", &self.dir.join(STATE_FILE))(e.into()))?;
         self.state = Some(st);
         Ok(())
     }
@@ -181,19 +355,27 @@ impl Container {
     /// Writes a file in the container directory (e.g. the copy of config.json).
     pub fn write_file(&self, name: &str, data: &[u8]) -> Result<(), StateError> {
         let path = self.dir.join(name);
-        std::fs::write(&path, data).map_err(io("cannot write", &path))
+        open_file_at(
+            &self.lock,
+            name,
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_TRUNC,
+            0o644,
+        )
+        .and_then(|mut f| f.write_all(data))
+        .map_err(io("cannot write", &path))
     }
 
     pub fn read_file(&self, name: &str) -> Result<Vec<u8>, StateError> {
-        let path = self.dir.join(name);
-        std::fs::read(&path).map_err(io("cannot read", &path))
+        read_at(&self.lock, name).map_err(io("cannot read", &self.dir.join(name)))
     }
 
     /// The container's status, derived from its live init process.
     pub fn status(&self) -> Status {
         match &self.state {
             None => Status::Stopped,
-            Some(st) => derive_status(&self.dir, st),
+            Some(st) => status_of(st, || {
+                fstatat(&self.lock, START_SOCKET, AtFlags::AT_SYMLINK_NOFOLLOW).is_ok()
+            }),
         }
     }
 
@@ -208,14 +390,17 @@ impl Container {
         }
     }
 
-    pub fn start_socket(&self) -> PathBuf {
-        self.dir.join(START_SOCKET)
+    /// Removes `start.sock` (the init no longer waits on it).
+    pub fn remove_start_socket(&self) {
+        let _ = unlinkat(&self.lock, START_SOCKET, UnlinkatFlags::NoRemoveDir);
     }
 
     /// Removes the container directory and everything in it.
     pub fn remove(self) -> Result<(), StateError> {
-        std::fs::remove_dir_all(&self.dir)
-            .map_err(io("cannot remove container directory", &self.dir))
+        let failed = io("cannot remove container directory", &self.dir);
+        remove_contents(&self.lock).map_err(failed)?;
+        unlinkat(&self.root, self.id.as_str(), UnlinkatFlags::RemoveDir)
+            .map_err(|e| io("cannot remove container directory", &self.dir)(e.into()))
     }
 
     pub fn require(&self, ok: &[Status], op: &'static str) -> Result<Status, StateError> {
@@ -239,9 +424,16 @@ impl Container {
     }
 }
 
-fn read_state(dir: &Path, id: &str) -> Result<Option<StoredState>, StateError> {
-    let path = dir.join(STATE_FILE);
-    match std::fs::read(&path) {
+/// Reads the whole file `name` of the directory `dir`.
+fn read_at(dir: &OwnedFd, name: &str) -> std::io::Result<Vec<u8>> {
+    let mut b = Vec::new();
+    open_file_at(dir, name, OFlag::O_RDONLY, 0)?.read_to_end(&mut b)?;
+    Ok(b)
+}
+
+fn read_state(dir: &OwnedFd, path: &Path, id: &str) -> Result<Option<StoredState>, StateError> {
+    let path = path.join(STATE_FILE);
+    match read_at(dir, STATE_FILE) {
         Ok(b) => serde_json::from_slice(&b)
             .map(Some)
             .map_err(|e| StateError::Corrupt {
@@ -258,9 +450,15 @@ fn read_state(dir: &Path, id: &str) -> Result<Option<StoredState>, StateError> {
 
 /// Status of a container from its state, without taking the lock (used by `list`).
 pub fn derive_status(dir: &Path, st: &StoredState) -> Status {
+    status_of(st, || dir.join(START_SOCKET).exists())
+}
+
+/// The status of a container whose init is recorded in `st`; `start_socket` tells whether
+/// start.sock exists (asked only while the init lives).
+fn status_of(st: &StoredState, start_socket: impl FnOnce() -> bool) -> Status {
     match proc_stat(st.pid) {
         Some((start, state)) if start == st.start_time && state != 'Z' && state != 'X' => {
-            if dir.join(START_SOCKET).exists() {
+            if start_socket() {
                 Status::Created
             } else if st.cgroup.as_ref().is_some_and(crate::cgroups::is_frozen) {
                 Status::Paused
