@@ -266,3 +266,106 @@ fn a_delete_blocked_on_the_lock_spares_a_container_recreated_under_its_id() {
     rt.ok(&["delete", "--force", &id]);
     assert_nothing_left(&rt, &id, &b);
 }
+
+// -- 3. A `start` killed half-way leaves a status that follows what the init did. ---------
+
+/// A small xorshift generator: the delays vary from run to run, and the seed is printed so a
+/// failing run can be replayed (BERTH_TEST_SEED).
+fn rng() -> impl FnMut() -> u64 {
+    let mut x: u64 = std::env::var("BERTH_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        })
+        | 1;
+    println!("BERTH_TEST_SEED={x}");
+    move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    }
+}
+
+#[test]
+fn a_start_killed_at_any_moment_never_leaves_a_container_that_cannot_start() {
+    use std::time::Duration;
+    let rt = Runtime::new();
+    let mut b = sh("true");
+    let mut next = rng();
+    let mut seen = std::collections::BTreeMap::<String, u32>::new();
+    let mut late_release = 0;
+    for i in 0..30 {
+        let id = unique_id(&format!("killstart{i}"));
+        let marker = b.out().join(&id);
+        b.args(&[
+            "sh",
+            "-c",
+            &format!("touch /out/{id}; sleep 30; true # {id}"),
+        ]);
+        rt.create(&id, &b);
+        // Every other trial within the first 2 ms, where a start does its work on an idle
+        // machine; the others anywhere in 0-15 ms.
+        let range = if i % 2 == 0 { 2_000 } else { 15_000 };
+        let delay = Duration::from_micros(next() % range);
+        let mut start = rt
+            .cmd()
+            .args(["start", &id])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(delay);
+        let _ = start.kill();
+        let _ = start.wait();
+        let status = rt.status(&id);
+        *seen.entry(status.clone()).or_default() += 1;
+        let second = rt.berth(&["start", &id]);
+        let err = stderr(&second);
+        let ctx = format!("trial {i}, killed after {delay:?}, state {status}");
+        assert!(
+            !err.contains("Connection refused"),
+            "{ctx}: second start: {err}"
+        );
+        match status.as_str() {
+            // Not started yet: it still can be, once.
+            // (Unless the killed start had sent its message an instant before `state` looked
+            // and the init had yet to take it: the init then runs the program, and the second
+            // start is refused in runc's words.)
+            "created" => {
+                if !second.status.success() {
+                    assert_one_error_line(&second, &["cannot start an already running container"]);
+                    late_release += 1;
+                    println!("{ctx}: {err}");
+                }
+                assert!(
+                    wait_for_file(&marker, SECS10),
+                    "{ctx}: the program never ran"
+                );
+            }
+            // Released: the program runs (or ran), and may not be started again.
+            "running" | "stopped" => {
+                assert_one_error_line(&second, &["cannot start"]);
+                if status == "running" {
+                    assert!(
+                        wait_for_file(&marker, SECS10),
+                        "{ctx}: running, but never ran"
+                    );
+                }
+            }
+            other => panic!("{ctx}: unexpected status {other}"),
+        }
+        let after = rt.status(&id);
+        assert_ne!(after, "created", "{ctx}: still created after a start");
+        rt.ok(&["delete", "--force", &id]);
+        assert_nothing_left(&rt, &id, &b);
+    }
+    println!(
+        "status after a killed start, over 30 trials: {seen:?} \
+         ({late_release} created ones were released by the killed start)"
+    );
+}

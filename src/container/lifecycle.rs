@@ -213,6 +213,8 @@ fn build(
             .as_ref()
             .is_some_and(|h| h.poststop().as_ref().is_some_and(|v| !v.is_empty())),
         seccomp_notify: seccomp.as_ref().is_some_and(|s| s.uses_notify()),
+        init_comm: None,
+        init_exe: None,
     };
     // If this process is killed half-way, there is no state.json yet: `delete --force` then
     // finds the cgroup from the stored config (see `delete`).
@@ -251,7 +253,11 @@ fn build(
     };
     let pid = process::spawn(&cfg, cgroup.clone_into_fd(), &mut parent)?;
     st.pid = pid;
-    st.start_time = proc_stat(pid).map(|s| s.0).unwrap_or(0);
+    if let Some(s) = super::state::read_stat(pid) {
+        st.start_time = s.start;
+        st.init_comm = Some(s.comm);
+    }
+    st.init_exe = super::state::exe_identity(pid);
     // From here on the init exists: a failure must end it (and whatever it left in its cgroup)
     // before `create` removes the cgroup and the directory, or it would outlive every record
     // of it. runc does the same for its pid file (terminate, then destroy).
@@ -438,17 +444,17 @@ pub fn start(c: &mut Container) -> Result<()> {
         // the container is `created` by construction (no start.sock shows it).
         Some(fd) => (fd, false),
         None => {
-            c.require(&[Status::Created], "start")?;
+            c.require_startable()?;
             let fd = seqpacket_socket()?;
             connect(fd.as_raw_fd(), &start_socket_addr(c)?)
-                .map_err(|e| Error::sys("connect to the container's init", e))?;
+                .map_err(|e| handshake_failed(c, "connect to the container's init", e))?;
             (fd, true)
         }
     };
     let st = c.state.clone().expect("created container has state");
     let ch = sync::Channel(fd);
     ch.send(sync::START, &hook_state(&st, Status::Created))
-        .map_err(|e| Error::sys("release the container's init", e))?;
+        .map_err(|e| handshake_failed(c, "release the container's init", e))?;
     // The stored config is parsed only when something below needs it.
     let spec = if st.poststart_hooks || st.seccomp_notify {
         Some(load_spec(c)?)
@@ -458,7 +464,7 @@ pub fn start(c: &mut Container) -> Result<()> {
     let result = loop {
         let reply = ch
             .recv()
-            .map_err(|e| Error::sys("wait for the container's init", e))?;
+            .map_err(|e| handshake_failed(c, "wait for the container's init", e))?;
         match reply {
             Some((sync::NOTIFY_FD, fdnum)) => {
                 let spec = spec.as_ref().ok_or_else(|| {
@@ -489,6 +495,15 @@ pub fn start(c: &mut Container) -> Result<()> {
         crate::hooks::run_all_warn("poststart", h, &hook_state(&st, Status::Running));
     }
     Ok(())
+}
+
+/// The error for a failed exchange with a created init: when the init is no longer waiting
+/// (it exited, or another `start` released it), that is the error, in runc's words.
+fn handshake_failed(c: &Container, what: &str, e: impl Into<std::io::Error>) -> Error {
+    match c.require_startable() {
+        Err(refused) => refused.into(),
+        Ok(()) => Error::sys(what, e),
+    }
 }
 
 /// Takes the seccomp notify fd out of `holder` (the init, or an exec'd process) with

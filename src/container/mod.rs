@@ -28,6 +28,9 @@ pub enum StateError {
         op: &'static str,
         hint: &'static str,
     },
+    /// `start` refused, in runc's words.
+    #[error("container {id:?}: {why}")]
+    CannotStart { id: String, why: String },
     #[error("{what} {path:?}: {source}")]
     Io {
         what: &'static str,

@@ -70,6 +70,20 @@ pub struct StoredState {
     pub poststop_hooks: bool,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub seccomp_notify: bool,
+    /// The init's name (/proc/PID/comm) and the (st_dev, st_ino) of its executable while it
+    /// waits for `start` (Berth's): a released init renames itself (`sync::RELEASED_NAME`), and
+    /// once it has exec'd the user's program both differ, whatever became of start.sock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_comm: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_exe: Option<(u64, u64)>,
+}
+
+/// (st_dev, st_ino) of the executable process `pid` runs (None when it cannot be seen).
+pub fn exe_identity(pid: i32) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(format!("/proc/{pid}/exe")).ok()?;
+    Some((m.dev(), m.ino()))
 }
 
 /// A container directory, locked for as long as this value lives. Everything it reads, writes
@@ -403,6 +417,20 @@ impl Container {
             .map_err(|e| io("cannot remove container directory", &self.dir)(e.into()))
     }
 
+    /// Only a created container can be started; the refusals are runc's phrases.
+    pub fn require_startable(&self) -> Result<(), StateError> {
+        let why = match self.status() {
+            Status::Created => return Ok(()),
+            Status::Stopped => "cannot start a container that has stopped".to_string(),
+            Status::Running => "cannot start an already running container".to_string(),
+            s => format!("cannot start a container in the {s} state"),
+        };
+        Err(StateError::CannotStart {
+            id: self.id.clone(),
+            why,
+        })
+    }
+
     pub fn require(&self, ok: &[Status], op: &'static str) -> Result<Status, StateError> {
         let s = self.status();
         if ok.contains(&s) {
@@ -454,11 +482,25 @@ pub fn derive_status(dir: &Path, st: &StoredState) -> Status {
 }
 
 /// The status of a container whose init is recorded in `st`; `start_socket` tells whether
-/// start.sock exists (asked only while the init lives).
+/// start.sock exists (asked only while the init lives). As runc, "created" is what the live
+/// init does, not a stored flag: it waits for `start` while start.sock exists and it still
+/// runs Berth (a `start` killed after releasing it leaves start.sock behind; one stat of
+/// /proc/PID/exe then shows the user's program instead).
 fn status_of(st: &StoredState, start_socket: impl FnOnce() -> bool) -> Status {
-    match proc_stat(st.pid) {
-        Some((start, state)) if start == st.start_time && state != 'Z' && state != 'X' => {
-            if start_socket() {
+    match read_stat(st.pid) {
+        Some(s) if s.start == st.start_time && s.state != 'Z' && s.state != 'X' => {
+            let same_exe = || match (st.init_exe, exe_identity(st.pid)) {
+                (Some(then), Some(now)) => then == now,
+                _ => true,
+            };
+            let waits = match &st.init_comm {
+                // Its name first (read already), the executable only if the name matches (a
+                // user's program may have Berth's name).
+                Some(comm) => *comm == s.comm && same_exe(),
+                // A state from before the name was recorded: start.sock decides.
+                None => start_socket() && same_exe(),
+            };
+            if waits {
                 Status::Created
             } else if st.cgroup.as_ref().is_some_and(crate::cgroups::is_frozen) {
                 Status::Paused
@@ -472,17 +514,32 @@ fn status_of(st: &StoredState, start_socket: impl FnOnce() -> bool) -> Status {
 
 /// Reads (start time, state letter) from /proc/PID/stat.
 pub fn proc_stat(pid: i32) -> Option<(u64, char)> {
+    read_stat(pid).map(|s| (s.start, s.state))
+}
+
+/// What Berth reads of /proc/PID/stat.
+pub struct ProcStat {
+    /// Start time (clock ticks since boot).
+    pub start: u64,
+    pub state: char,
+    /// The command name (comm).
+    pub comm: String,
+}
+
+pub fn read_stat(pid: i32) -> Option<ProcStat> {
     if pid <= 0 {
         return None;
     }
     let s = crate::linux::procfs::read_pseudo(format!("/proc/{pid}/stat")).ok()?;
     // The command name may contain spaces and parentheses; fields resume after the last ')'.
-    let rest = &s[s.rfind(')')? + 2..];
+    let close = s.rfind(')')?;
+    let comm = s.get(s.find('(')? + 1..close)?.to_string();
+    let rest = s.get(close + 2..)?;
     let mut fields = rest.split(' ');
     let state = fields.next()?.chars().next()?;
     // rest starts at field 3 (state); start time is field 22.
     let start = fields.nth(18)?.parse().ok()?;
-    Some((start, state))
+    Some(ProcStat { start, state, comm })
 }
 
 /// Every container under `root`, with its state (unlocked reads).

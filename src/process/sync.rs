@@ -30,6 +30,21 @@ pub const NOTIFY_FD: u8 = b'N';
 /// `start` → init: the seccomp agent has the fd.
 pub const NOTIFY_DONE: u8 = b'n';
 
+/// The name (/proc/PID/comm) a created init takes when a `start` has released it, until its
+/// execve renames it: the container's status then reads "running", not "created", even if that
+/// `start` is killed before it can tidy up (see `container::state`).
+pub const RELEASED_NAME: &str = "berth:released";
+
+/// Called by a created init when a `start` connected on `listener` has sent its message: no
+/// other `start` can connect any more (ECONNREFUSED), and the init's name says it is released.
+pub fn released(listener: &OwnedFd) {
+    let _ = nix::sys::socket::shutdown(listener.as_raw_fd(), nix::sys::socket::Shutdown::Read);
+    let name = std::ffi::CString::new(RELEASED_NAME).expect("no NUL");
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes, which outlives
+    // the call.
+    unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr(), 0, 0, 0) };
+}
+
 pub struct Channel(pub OwnedFd);
 
 pub fn pair() -> io::Result<(Channel, Channel)> {
@@ -66,6 +81,19 @@ impl Channel {
                 }
                 Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
                 Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Blocks until a message can be read (true) or the other side is gone without sending
+    /// one (false); the message stays queued for `recv`.
+    pub fn has_message(&self) -> bool {
+        let mut byte = [0u8; 1];
+        loop {
+            match nix::sys::socket::recv(self.0.as_raw_fd(), &mut byte, MsgFlags::MSG_PEEK) {
+                Ok(n) => return n > 0,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(_) => return false,
             }
         }
     }
