@@ -369,3 +369,56 @@ fn a_start_killed_at_any_moment_never_leaves_a_container_that_cannot_start() {
          ({late_release} created ones were released by the killed start)"
     );
 }
+
+// -- 4. Large states reach the init; an oversized config.json is refused clearly. --------
+
+fn large_annotations(name: &str, total: usize) {
+    let rt = Runtime::new();
+    let id = unique_id(name);
+    let mut b = sh("touch /out/ran; sleep 30");
+    // 64 annotations of total/64 bytes each.
+    let value = "v".repeat(total / 64);
+    let annotations: serde_json::Map<String, serde_json::Value> = (0..64)
+        .map(|i| (format!("org.example.big.{i}"), value.clone().into()))
+        .collect();
+    b.edit(|c| c["annotations"] = annotations.clone().into());
+    rt.create(&id, &b);
+    let o = rt.berth(&["start", &id]);
+    assert!(o.status.success(), "start: {}", stderr(&o));
+    assert!(
+        wait_for_file(&b.out().join("ran"), SECS10),
+        "the program never ran"
+    );
+    let st = rt.state(&id);
+    assert_eq!(st["status"], "running");
+    assert_eq!(
+        st["annotations"].as_object().map(|a| a.len()),
+        Some(64),
+        "state lacks the annotations"
+    );
+    assert_eq!(st["annotations"]["org.example.big.63"], value.as_str());
+    rt.ok(&["delete", "--force", &id]);
+    assert_nothing_left(&rt, &id, &b);
+}
+
+#[test]
+fn annotations_of_256_kib_reach_a_started_container() {
+    large_annotations("annot256k", 256 << 10);
+}
+
+#[test]
+fn annotations_of_4_mib_reach_a_started_container() {
+    large_annotations("annot4m", 4 << 20);
+}
+
+#[test]
+fn a_config_over_the_size_limit_is_refused_by_name() {
+    let rt = Runtime::new();
+    let id = unique_id("hugeconfig");
+    let mut b = sh("true");
+    // 33 MiB, past the documented 32 MiB limit.
+    b.edit(|c| c["annotations"] = serde_json::json!({"big": "v".repeat(33 << 20)}));
+    let o = detached_output(&rt, &["create", "--bundle", b.path_str(), &id], &b);
+    assert_one_error_line(&o, &["config.json", "larger than"]);
+    assert_nothing_left(&rt, &id, &b);
+}

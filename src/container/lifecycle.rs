@@ -80,6 +80,7 @@ fn hook_state(st: &StoredState, status: Status) -> Vec<u8> {
 /// Returns the locked container (status `created`).
 pub fn create(root: &Path, id: &str, opts: &CreateOptions) -> Result<Container> {
     super::validate_id(id)?;
+    check_config_size(&opts.bundle)?;
     let Bundle {
         dir,
         rootfs,
@@ -148,6 +149,21 @@ pub fn create(root: &Path, id: &str, opts: &CreateOptions) -> Result<Container> 
             }
             Err(e)
         }
+    }
+}
+
+/// The largest config.json `create` accepts (runc has no limit of its own; this one keeps a
+/// runaway file from being read, copied and parsed whole; the error states the limit).
+pub const MAX_CONFIG_BYTES: u64 = 32 << 20;
+
+fn check_config_size(bundle: &Path) -> Result<()> {
+    match std::fs::metadata(bundle.join("config.json")) {
+        Ok(m) if m.len() > MAX_CONFIG_BYTES => Err(Error::Usage(format!(
+            "config.json: larger than {MAX_CONFIG_BYTES} bytes (32 MiB): {} bytes",
+            m.len()
+        ))),
+        // Reading it reports any other problem, by name.
+        _ => Ok(()),
     }
 }
 
