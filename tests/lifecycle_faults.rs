@@ -422,3 +422,80 @@ fn a_config_over_the_size_limit_is_refused_by_name() {
     assert_one_error_line(&o, &["config.json", "larger than"]);
     assert_nothing_left(&rt, &id, &b);
 }
+
+// -- 5. `list` shows containers whose create is under way or was interrupted. ------------
+
+/// The row of `id` in `list`'s table, split in columns.
+fn list_row(rt: &Runtime, id: &str) -> Option<Vec<String>> {
+    let out = rt.ok(&["list"]);
+    out.lines()
+        .map(|l| l.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+        .find(|cols| cols.first().map(String::as_str) == Some(id))
+}
+
+/// The entry of `id` in `list --format json`.
+fn list_json_entry(rt: &Runtime, id: &str) -> Option<serde_json::Value> {
+    let v: serde_json::Value = serde_json::from_str(&rt.ok(&["list", "--format", "json"])).ok()?;
+    v.as_array()?.iter().find(|e| e["id"] == id).cloned()
+}
+
+#[test]
+fn list_shows_a_create_under_way_and_one_that_was_killed() {
+    let rt = Runtime::new();
+    let mut b = sh("true");
+    let hook_pid = b.out().join("hook.pid");
+    let script = format!("echo $$ > {}; exec sleep 60", hook_pid.display());
+    b.edit(|c| {
+        c["hooks"] = serde_json::json!(
+            {"createRuntime": [{"path": "/bin/sh", "args": ["sh", "-c", script]}]})
+    });
+    let id = unique_id("listkilled");
+    rt.track(&id);
+    let child = rt
+        .cmd()
+        .args(["create", "--bundle", b.path_str(), &id])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let child = KillOnDrop(child);
+    assert!(
+        wait_until(SECS10, || std::fs::read_to_string(&hook_pid)
+            .is_ok_and(|s| s.trim().parse::<i32>().is_ok())),
+        "the hook never ran"
+    );
+    let hook: i32 = b.read_out("hook.pid").trim().parse().unwrap();
+    let under_way = (list_row(&rt, &id), list_json_entry(&rt, &id));
+    drop(child);
+    let killed = (list_row(&rt, &id), list_json_entry(&rt, &id));
+    let listed = rt.berth(&["list"]);
+    // The hook is the runtime's child, not the container's: the test ends it itself.
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(hook),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    let o = rt.berth(&["delete", "--force", &id]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_nothing_left(&rt, &id, &b);
+
+    let (row, entry) = under_way;
+    let row = row.expect("list leaves out a create under way");
+    assert_eq!(row[2], "creating", "{row:?}");
+    assert_eq!(
+        entry.expect("list --format json leaves it out")["status"],
+        "creating"
+    );
+    let (row, entry) = killed;
+    let row = row.expect("list leaves out a killed create");
+    assert_eq!(row[2], "interrupted", "{row:?}");
+    assert_eq!(
+        entry.expect("list --format json leaves it out")["status"],
+        "interrupted"
+    );
+    // As runc warns about a container it cannot load, one line on stderr says what to do.
+    assert!(
+        stderr(&listed).contains(&id) && stderr(&listed).contains("delete --force"),
+        "no warning: {}",
+        stderr(&listed)
+    );
+}

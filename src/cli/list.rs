@@ -1,7 +1,7 @@
 //! `berth list [--format table|json] [--quiet]`
 
 use super::Global;
-use crate::container::{self, lifecycle};
+use crate::container::{self, lifecycle, Listed};
 use crate::error::Error;
 
 #[derive(clap::Args, Debug)]
@@ -68,12 +68,22 @@ pub fn run(g: &Global, a: Args) -> Result<i32, Error> {
         }
         return Ok(0);
     }
+    // The init's pid while it lives; 0 once stopped, or when no state records it.
+    let pid = |st: &container::StoredState, listed: &Listed| match listed {
+        Listed::Known(s) if *s != container::Status::Stopped => st.pid,
+        _ => 0,
+    };
     if a.format == "json" {
         let items: Vec<serde_json::Value> = all
             .iter()
-            .map(|(st, status, uid)| {
-                let mut v = serde_json::to_value(lifecycle::oci_state(st, *status))
+            .map(|(st, listed, uid)| {
+                let status = match listed {
+                    Listed::Known(s) => *s,
+                    _ => container::Status::Stopped,
+                };
+                let mut v = serde_json::to_value(lifecycle::oci_state(st, status))
                     .expect("state serialises");
+                v["status"] = listed.to_string().into();
                 v["owner"] = owner_name(*uid).into();
                 v.as_object_mut().map(|o| o.remove("annotations"));
                 v
@@ -83,23 +93,21 @@ pub fn run(g: &Global, a: Args) -> Result<i32, Error> {
         if items.is_empty() {
             println!("null");
         } else {
-            println!("{}", serde_json::Value::Array(items));
+            println!(
+                "{}",
+                serde_json::to_string(&items).expect("list serialises")
+            );
         }
         return Ok(0);
     }
     let mut rows = vec![["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"]
         .map(String::from)
         .to_vec()];
-    for (st, status, uid) in &all {
-        let pid = if *status == container::Status::Stopped {
-            0
-        } else {
-            st.pid
-        };
+    for (st, listed, uid) in &all {
         rows.push(vec![
             st.id.clone(),
-            pid.to_string(),
-            status.to_string(),
+            pid(st, listed).to_string(),
+            listed.to_string(),
             st.bundle.display().to_string(),
             st.created.clone(),
             owner_name(*uid),

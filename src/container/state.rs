@@ -542,8 +542,33 @@ pub fn read_stat(pid: i32) -> Option<ProcStat> {
     Some(ProcStat { start, state, comm })
 }
 
-/// Every container under `root`, with its state (unlocked reads).
-pub fn list(root: &Path) -> Vec<(StoredState, Status, u32)> {
+/// How `list` sees a container.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Listed {
+    /// From its state and its init.
+    Known(Status),
+    /// A directory without state whose lock a `create` holds: it is being created.
+    Creating,
+    /// A directory without state, unlocked: its `create` was killed (an init it made may live
+    /// on; `delete --force` finds it).
+    Interrupted,
+}
+
+impl fmt::Display for Listed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Listed::Known(s) => s.fmt(f),
+            Listed::Creating => f.write_str("creating"),
+            Listed::Interrupted => f.write_str("interrupted"),
+        }
+    }
+}
+
+/// Every container under `root`, with its state (unlocked reads), oldest first. A directory
+/// without state.json is listed as being created or as interrupted (with only its id, owner
+/// and the directory's time); one whose state cannot be read is left out with a warning, as
+/// runc does.
+pub fn list(root: &Path) -> Vec<(StoredState, Listed, u32)> {
     use std::os::unix::fs::MetadataExt;
     let mut out = Vec::new();
     let Ok(rd) = std::fs::read_dir(root) else {
@@ -552,17 +577,41 @@ pub fn list(root: &Path) -> Vec<(StoredState, Status, u32)> {
     for entry in rd.flatten() {
         let dir = entry.path();
         let Ok(meta) = entry.metadata() else { continue };
-        if !meta.is_dir() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !meta.is_dir() || validate_id(&name).is_err() {
             continue;
         }
-        let Ok(b) = std::fs::read(dir.join(STATE_FILE)) else {
-            continue;
+        let warn = |what: &dyn fmt::Display| {
+            crate::logging::warn(format!("list: load container {name:?}: {what}"));
         };
-        let Ok(st) = serde_json::from_slice::<StoredState>(&b) else {
-            continue;
-        };
-        let status = derive_status(&dir, &st);
-        out.push((st, status, meta.uid()));
+        match std::fs::read(dir.join(STATE_FILE)) {
+            Ok(b) => match serde_json::from_slice::<StoredState>(&b) {
+                Ok(st) => {
+                    let status = derive_status(&dir, &st);
+                    out.push((st, Listed::Known(status), meta.uid()));
+                }
+                Err(e) => warn(&e),
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let creating = open_dir(&dir).is_ok_and(|fd| is_locked(&fd));
+                let listed = if creating {
+                    Listed::Creating
+                } else {
+                    warn(&format_args!(
+                        "its create was interrupted (no {STATE_FILE}); remove it with \
+                         `berth delete --force {name}`"
+                    ));
+                    Listed::Interrupted
+                };
+                let st = StoredState {
+                    id: name.clone(),
+                    created: crate::timefmt::format_unix(meta.mtime(), meta.mtime_nsec() as u32),
+                    ..Default::default()
+                };
+                out.push((st, listed, meta.uid()));
+            }
+            Err(e) => warn(&e),
+        }
     }
     out.sort_by(|a, b| a.0.created.cmp(&b.0.created));
     out
