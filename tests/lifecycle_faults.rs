@@ -499,3 +499,83 @@ fn list_shows_a_create_under_way_and_one_that_was_killed() {
         stderr(&listed)
     );
 }
+
+// -- 6. `list` and `state` print runc's fields in runc's order. ---------------------------
+
+/// The keys of the top-level JSON object starting at `text`, in the order they appear.
+fn key_order(text: &str) -> Vec<String> {
+    // serde_json (without preserve_order) sorts keys: walk the text instead.
+    let mut keys = Vec::new();
+    let mut de = serde_json::Deserializer::from_str(text).into_iter::<serde_json::Value>();
+    let Some(Ok(serde_json::Value::Object(obj))) = de.next() else {
+        return keys;
+    };
+    let mut positions: Vec<(usize, String)> = obj
+        .keys()
+        .filter_map(|k| text.find(&format!("\"{k}\":")).map(|p| (p, k.clone())))
+        .collect();
+    positions.sort();
+    keys.extend(positions.into_iter().map(|(_, k)| k));
+    keys
+}
+
+#[test]
+fn list_and_state_print_runcs_fields_in_runcs_order() {
+    let rt = Runtime::new();
+    let id = unique_id("listorder");
+    let mut b = sh("sleep 30");
+    b.edit(|c| c["annotations"] = serde_json::json!({"org.example.a": "1"}));
+    rt.create(&id, &b);
+    let want = [
+        "ociVersion",
+        "id",
+        "pid",
+        "status",
+        "bundle",
+        "rootfs",
+        "created",
+        "annotations",
+        "owner",
+    ];
+    let state = rt.ok(&["state", &id]);
+    let list = rt.ok(&["list", "--format", "json"]);
+    let table = rt.ok(&["list"]);
+    rt.ok(&["delete", "--force", &id]);
+    assert_nothing_left(&rt, &id, &b);
+
+    assert_eq!(key_order(&state), want, "state: {state}");
+    let entry = list
+        .trim()
+        .strip_prefix('[')
+        .and_then(|l| l.strip_suffix(']'));
+    assert_eq!(key_order(entry.unwrap_or("")), want, "list: {list}");
+    let v: serde_json::Value = serde_json::from_str(&list).unwrap();
+    assert_eq!(v[0]["owner"], "root", "{list}");
+    assert_eq!(v[0]["annotations"]["org.example.a"], "1", "{list}");
+
+    // Go's tabwriter as runc sets it up: cells padded to the widest of their column plus 3,
+    // at least 12; the last column unpadded.
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        rows[0],
+        ["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"]
+    );
+    assert_eq!(rows.len(), 2, "{table}");
+    let widths: Vec<usize> = (0..5)
+        .map(|c| rows.iter().map(|r| r[c].len() + 3).max().unwrap().max(12))
+        .collect();
+    for (line, cells) in table.lines().zip(&rows) {
+        let mut expect = String::new();
+        for (c, cell) in cells.iter().enumerate() {
+            if c < 5 {
+                expect.push_str(&format!("{cell:<w$}", w = widths[c]));
+            } else {
+                expect.push_str(cell);
+            }
+        }
+        assert_eq!(line, expect, "table:\n{table}");
+    }
+}

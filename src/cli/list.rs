@@ -60,6 +60,22 @@ fn table(rows: &[Vec<String>]) -> String {
     out
 }
 
+/// One container in `list --format json`: runc's fields, in runc's order (its containerState).
+#[derive(serde::Serialize)]
+struct Entry<'a> {
+    #[serde(rename = "ociVersion")]
+    oci_version: &'a str,
+    id: &'a str,
+    pid: i32,
+    status: String,
+    bundle: &'a std::path::Path,
+    rootfs: &'a std::path::Path,
+    created: &'a str,
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    annotations: &'a std::collections::BTreeMap<String, String>,
+    owner: String,
+}
+
 pub fn run(g: &Global, a: Args) -> Result<i32, Error> {
     let all = container::list(&g.root);
     if a.quiet {
@@ -74,19 +90,18 @@ pub fn run(g: &Global, a: Args) -> Result<i32, Error> {
         _ => 0,
     };
     if a.format == "json" {
-        let items: Vec<serde_json::Value> = all
+        let items: Vec<Entry> = all
             .iter()
-            .map(|(st, listed, uid)| {
-                let status = match listed {
-                    Listed::Known(s) => *s,
-                    _ => container::Status::Stopped,
-                };
-                let mut v = serde_json::to_value(lifecycle::oci_state(st, status))
-                    .expect("state serialises");
-                v["status"] = listed.to_string().into();
-                v["owner"] = owner_name(*uid).into();
-                v.as_object_mut().map(|o| o.remove("annotations"));
-                v
+            .map(|(st, listed, uid)| Entry {
+                oci_version: lifecycle::OCI_VERSION,
+                id: &st.id,
+                pid: pid(st, listed),
+                status: listed.to_string(),
+                bundle: &st.bundle,
+                rootfs: &st.rootfs,
+                created: &st.created,
+                annotations: &st.annotations,
+                owner: owner_name(*uid),
             })
             .collect();
         // runc prints `null` for an empty list (a nil Go slice).

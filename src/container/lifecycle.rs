@@ -41,7 +41,7 @@ pub struct CreateOptions {
 }
 
 /// The OCI state of a container, as `state` prints it and hooks read it on stdin. Field order
-/// and names follow runc.
+/// and names follow runc's `state` (annotations before owner).
 #[derive(Serialize)]
 pub struct OciState<'a> {
     #[serde(rename = "ociVersion")]
@@ -52,9 +52,9 @@ pub struct OciState<'a> {
     pub bundle: &'a Path,
     pub rootfs: &'a Path,
     pub created: &'a str,
-    pub owner: &'a str,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: &'a BTreeMap<String, String>,
+    pub owner: &'a str,
 }
 
 pub fn oci_state<'a>(st: &'a StoredState, status: Status) -> OciState<'a> {
