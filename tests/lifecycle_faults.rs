@@ -49,6 +49,30 @@ fn run_with_an_unwritable_pid_file_leaves_nothing() {
     unwritable_pid_file("run", "pidf-run");
 }
 
+#[test]
+fn a_foreground_run_whose_container_is_deleted_meanwhile_reports_its_exit() {
+    // `run` deletes its container when it exits; when someone else deleted it first, there is
+    // nothing left to do, and the exit status is still the container's (128+9: SIGKILL).
+    let rt = Runtime::new();
+    let id = unique_id("run-deleted");
+    let b = sh(&format!("touch /out/ready; sleep 30; true # {id}"));
+    rt.track(&id);
+    let run = rt
+        .cmd()
+        .args(["run", "--bundle", b.path_str(), &id])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let run = KillOnDrop(run);
+    assert!(wait_for_file(&b.out().join("ready"), SECS10), "never ran");
+    rt.ok(&["delete", "--force", &id]);
+    let o = run.wait(SECS10);
+    assert_eq!(o.status.code(), Some(137), "run: {}", stderr(&o));
+    assert_eq!(stderr(&o), "");
+    assert_nothing_left(&rt, &id, &b);
+}
+
 // -- 2. Commands racing on one container act on the directory whose lock they hold. -------
 
 /// A `berth --root R ARGS…` command for a thread of its own (`Runtime` stays on the test's
