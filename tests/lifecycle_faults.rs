@@ -291,6 +291,31 @@ fn a_delete_blocked_on_the_lock_spares_a_container_recreated_under_its_id() {
     assert_nothing_left(&rt, &id, &b);
 }
 
+#[test]
+fn create_removes_what_a_create_killed_before_publishing_its_directory_left() {
+    // `create` makes its directory under a name no id can have, locks it, then renames it to
+    // the id; one killed in between leaves that directory, which the next create removes once
+    // its maker (by the pid in its name) is gone. (Pid 999999999 is above any pid_max.)
+    let rt = Runtime::new();
+    let id = unique_id("stalenew");
+    let b = sh("true");
+    let stale = rt.root.path().join(":new-999999999-x");
+    std::fs::create_dir_all(&stale).unwrap();
+    let alive = rt
+        .root
+        .path()
+        .join(format!(":new-{}-x", std::process::id()));
+    std::fs::create_dir_all(&alive).unwrap();
+    rt.create(&id, &b);
+    let (stale_left, alive_left) = (stale.exists(), alive.exists());
+    let _ = std::fs::remove_dir(&alive);
+    let _ = std::fs::remove_dir(&stale);
+    rt.ok(&["delete", "--force", &id]);
+    assert_nothing_left(&rt, &id, &b);
+    assert!(!stale_left, "the stale directory is still there");
+    assert!(alive_left, "the directory of a live creator was removed");
+}
+
 // -- 3. A `start` killed half-way leaves a status that follows what the init did. ---------
 
 /// A small xorshift generator: the delays vary from run to run, and the seed is printed so a

@@ -196,6 +196,12 @@ fn remove_stale_new_dirs(root: &OwnedFd) {
         .filter(|n| n.starts_with(NEW_PREFIX))
         .collect();
     for name in stale {
+        // The creator's pid is in the name: while it lives, the directory may be one it has
+        // made and not locked yet.
+        let creator = name[NEW_PREFIX.len()..].split('-').next().unwrap_or("");
+        if Path::new("/proc").join(creator).exists() {
+            continue;
+        }
         if let Ok(fd) = open_dir_at(root, &name) {
             if !is_locked(&fd) {
                 let _ = remove_contents(&fd);
