@@ -254,7 +254,9 @@ fn build(
         preserve_fds: opts.preserve_fds + listen_fds(),
         console_socket: console,
         start,
-        close_in_child: std::iter::once(c.lock_fd())
+        close_in_child: c
+            .dir_fds()
+            .into_iter()
             .chain(c.start_conn.as_ref().map(|fd| fd.as_raw_fd()))
             .collect(),
         seccomp,

@@ -347,9 +347,15 @@ impl Container {
         Ok(Container::locked(id, dir, root_fd, fd, state))
     }
 
-    /// The raw fd of the lock, which a forked child must close so it does not hold the lock.
+    /// The raw fd of the lock (the container directory's).
     pub fn lock_fd(&self) -> RawFd {
         self.lock.as_raw_fd()
+    }
+
+    /// The host directories this value holds open (the container's, whose lock it is, and the
+    /// state root's): a forked child must close them, to hold neither the lock nor a way out.
+    pub fn dir_fds(&self) -> [RawFd; 2] {
+        [self.lock.as_raw_fd(), self.root.as_raw_fd()]
     }
 
     /// Writes `state.json` atomically (temporary file, then rename).
