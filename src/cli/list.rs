@@ -1,7 +1,7 @@
 //! `berth list [--format table|json] [--quiet]`
 
 use super::Global;
-use crate::container::{self, lifecycle};
+use crate::container::{self, lifecycle, Listed};
 use crate::error::Error;
 
 #[derive(clap::Args, Debug)]
@@ -60,6 +60,22 @@ fn table(rows: &[Vec<String>]) -> String {
     out
 }
 
+/// One container in `list --format json`: runc's fields, in runc's order (its containerState).
+#[derive(serde::Serialize)]
+struct Entry<'a> {
+    #[serde(rename = "ociVersion")]
+    oci_version: &'a str,
+    id: &'a str,
+    pid: i32,
+    status: String,
+    bundle: &'a std::path::Path,
+    rootfs: &'a std::path::Path,
+    created: &'a str,
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    annotations: &'a std::collections::BTreeMap<String, String>,
+    owner: String,
+}
+
 pub fn run(g: &Global, a: Args) -> Result<i32, Error> {
     let all = container::list(&g.root);
     if a.quiet {
@@ -68,38 +84,45 @@ pub fn run(g: &Global, a: Args) -> Result<i32, Error> {
         }
         return Ok(0);
     }
+    // The init's pid while it lives; 0 once stopped, or when no state records it.
+    let pid = |st: &container::StoredState, listed: &Listed| match listed {
+        Listed::Known(s) if *s != container::Status::Stopped => st.pid,
+        _ => 0,
+    };
     if a.format == "json" {
-        let items: Vec<serde_json::Value> = all
+        let items: Vec<Entry> = all
             .iter()
-            .map(|(st, status, uid)| {
-                let mut v = serde_json::to_value(lifecycle::oci_state(st, *status))
-                    .expect("state serialises");
-                v["owner"] = owner_name(*uid).into();
-                v.as_object_mut().map(|o| o.remove("annotations"));
-                v
+            .map(|(st, listed, uid)| Entry {
+                oci_version: lifecycle::OCI_VERSION,
+                id: &st.id,
+                pid: pid(st, listed),
+                status: listed.to_string(),
+                bundle: &st.bundle,
+                rootfs: &st.rootfs,
+                created: &st.created,
+                annotations: &st.annotations,
+                owner: owner_name(*uid),
             })
             .collect();
         // runc prints `null` for an empty list (a nil Go slice).
         if items.is_empty() {
             println!("null");
         } else {
-            println!("{}", serde_json::Value::Array(items));
+            println!(
+                "{}",
+                serde_json::to_string(&items).expect("list serialises")
+            );
         }
         return Ok(0);
     }
     let mut rows = vec![["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"]
         .map(String::from)
         .to_vec()];
-    for (st, status, uid) in &all {
-        let pid = if *status == container::Status::Stopped {
-            0
-        } else {
-            st.pid
-        };
+    for (st, listed, uid) in &all {
         rows.push(vec![
             st.id.clone(),
-            pid.to_string(),
-            status.to_string(),
+            pid(st, listed).to_string(),
+            listed.to_string(),
             st.bundle.display().to_string(),
             st.created.clone(),
             owner_name(*uid),

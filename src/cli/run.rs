@@ -13,7 +13,7 @@ use nix::unistd::Pid;
 
 use super::create::CreateFlags;
 use super::Global;
-use crate::container::{lifecycle, Container};
+use crate::container::{lifecycle, Container, StateError};
 use crate::error::Error;
 use crate::linux::console;
 
@@ -68,10 +68,18 @@ pub fn run(g: &Global, a: Args) -> Result<i32, Error> {
         .and_then(|s| console::try_recv_master(s.as_raw_fd()))
         .map(console::Relay::new);
     // Block signals before releasing the init so none is lost; they are forwarded below.
+    // From here on a failure deletes the container this command made: a foreground `run`
+    // that reports an error leaves nothing behind.
     let mask = if a.detach {
         None
     } else {
-        Some(block_signals()?)
+        match block_signals() {
+            Ok(m) => Some(m),
+            Err(e) => {
+                let _ = lifecycle::delete(c, true);
+                return Err(e);
+            }
+        }
     };
     if let Err(e) = lifecycle::start(&mut c) {
         let _ = lifecycle::delete(c, true);
@@ -81,12 +89,16 @@ pub fn run(g: &Global, a: Args) -> Result<i32, Error> {
         return Ok(0);
     };
     drop(c); // release the lock while the container runs
-    let code = wait_forwarding(pid, &mask, tty)?;
-    if !a.keep {
-        let c = Container::load(&g.root, &a.id)?;
-        lifecycle::delete(c, true)?;
+    let waited = wait_forwarding(pid, &mask, tty);
+    if !a.keep || waited.is_err() {
+        match Container::load(&g.root, &a.id) {
+            Ok(c) => lifecycle::delete(c, true)?,
+            // Deleted meanwhile by someone else: nothing left to do.
+            Err(StateError::NotFound(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
     }
-    Ok(code)
+    waited
 }
 
 pub(super) fn block_signals() -> Result<SigSet, Error> {

@@ -13,11 +13,10 @@ pub struct Args {
 pub fn run(g: &Global, a: Args) -> Result<i32, Error> {
     let c = Container::load(&g.root, &a.id)?;
     let status = c.status();
-    let st = c.state.as_ref().ok_or_else(|| StateError::Corrupt {
-        id: a.id.clone(),
-        path: c.dir.clone(),
-        msg: "no state.json (an interrupted create?); delete it with `berth delete --force`".into(),
-    })?;
+    let st = c
+        .state
+        .as_ref()
+        .ok_or_else(|| StateError::Interrupted(a.id.clone()))?;
     let out =
         serde_json::to_string_pretty(&lifecycle::oci_state(st, status)).expect("state serialises");
     println!("{out}");

@@ -41,7 +41,7 @@ pub struct CreateOptions {
 }
 
 /// The OCI state of a container, as `state` prints it and hooks read it on stdin. Field order
-/// and names follow runc.
+/// and names follow runc's `state` (annotations before owner).
 #[derive(Serialize)]
 pub struct OciState<'a> {
     #[serde(rename = "ociVersion")]
@@ -52,9 +52,9 @@ pub struct OciState<'a> {
     pub bundle: &'a Path,
     pub rootfs: &'a Path,
     pub created: &'a str,
-    pub owner: &'a str,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: &'a BTreeMap<String, String>,
+    pub owner: &'a str,
 }
 
 pub fn oci_state<'a>(st: &'a StoredState, status: Status) -> OciState<'a> {
@@ -80,6 +80,7 @@ fn hook_state(st: &StoredState, status: Status) -> Vec<u8> {
 /// Returns the locked container (status `created`).
 pub fn create(root: &Path, id: &str, opts: &CreateOptions) -> Result<Container> {
     super::validate_id(id)?;
+    check_config_size(&opts.bundle)?;
     let Bundle {
         dir,
         rootfs,
@@ -153,6 +154,21 @@ pub fn create(root: &Path, id: &str, opts: &CreateOptions) -> Result<Container> 
     }
 }
 
+/// The largest config.json `create` accepts (runc has no limit of its own; this one keeps a
+/// runaway file from being read, copied and parsed whole; the error states the limit).
+pub const MAX_CONFIG_BYTES: u64 = 32 << 20;
+
+fn check_config_size(bundle: &Path) -> Result<()> {
+    match std::fs::metadata(bundle.join("config.json")) {
+        Ok(m) if m.len() > MAX_CONFIG_BYTES => Err(Error::Usage(format!(
+            "config.json: larger than {MAX_CONFIG_BYTES} bytes (32 MiB): {} bytes",
+            m.len()
+        ))),
+        // Reading it reports any other problem, by name.
+        _ => Ok(()),
+    }
+}
+
 /// What `create` has validated and prepared before its first side effect.
 struct Checked<'a> {
     bundle: &'a Path,
@@ -215,6 +231,8 @@ fn build(
             .as_ref()
             .is_some_and(|h| h.poststop().as_ref().is_some_and(|v| !v.is_empty())),
         seccomp_notify: seccomp.as_ref().is_some_and(|s| s.uses_notify()),
+        init_comm: None,
+        init_exe: None,
     };
     // If this process is killed half-way, there is no state.json yet: `delete --force` then
     // finds the cgroup from the stored config (see `delete`).
@@ -238,7 +256,9 @@ fn build(
         preserve_fds: opts.preserve_fds + listen_fds(),
         console_socket: console,
         start,
-        close_in_child: std::iter::once(c.lock_fd())
+        close_in_child: c
+            .dir_fds()
+            .into_iter()
             .chain(c.start_conn.as_ref().map(|fd| fd.as_raw_fd()))
             .collect(),
         seccomp,
@@ -253,12 +273,25 @@ fn build(
     };
     let pid = process::spawn(&cfg, cgroup.clone_into_fd(), &mut parent)?;
     st.pid = pid;
-    st.start_time = proc_stat(pid).map(|s| s.0).unwrap_or(0);
-    c.save(st)?;
-    if let Some(pf) = &opts.pid_file {
-        write_pid_file(pf, pid)?;
+    if let Some(s) = super::state::read_stat(pid) {
+        st.start_time = s.start;
+        st.init_comm = Some(s.comm);
     }
-    Ok(())
+    st.init_exe = super::state::exe_identity(pid);
+    // From here on the init exists: a failure must end it (and whatever it left in its cgroup)
+    // before `create` removes the cgroup and the directory, or it would outlive every record
+    // of it. runc does the same for its pid file (terminate, then destroy).
+    let recorded = (|| -> Result<()> {
+        c.save(st.clone())?;
+        if let Some(pf) = &opts.pid_file {
+            write_pid_file(pf, pid)?;
+        }
+        Ok(())
+    })();
+    if recorded.is_err() {
+        kill_all_and_wait(&st);
+    }
+    recorded
 }
 
 /// Where compiled seccomp filters are cached between containers (keyed by a hash of the
@@ -431,17 +464,17 @@ pub fn start(c: &mut Container) -> Result<()> {
         // the container is `created` by construction (no start.sock shows it).
         Some(fd) => (fd, false),
         None => {
-            c.require(&[Status::Created], "start")?;
+            c.require_startable()?;
             let fd = seqpacket_socket()?;
             connect(fd.as_raw_fd(), &start_socket_addr(c)?)
-                .map_err(|e| Error::sys("connect to the container's init", e))?;
+                .map_err(|e| handshake_failed(c, "connect to the container's init", e))?;
             (fd, true)
         }
     };
     let st = c.state.clone().expect("created container has state");
     let ch = sync::Channel(fd);
     ch.send(sync::START, &hook_state(&st, Status::Created))
-        .map_err(|e| Error::sys("release the container's init", e))?;
+        .map_err(|e| handshake_failed(c, "release the container's init", e))?;
     // The stored config is parsed only when something below needs it.
     let spec = if st.poststart_hooks || st.seccomp_notify {
         Some(load_spec(c)?)
@@ -451,7 +484,7 @@ pub fn start(c: &mut Container) -> Result<()> {
     let result = loop {
         let reply = ch
             .recv()
-            .map_err(|e| Error::sys("wait for the container's init", e))?;
+            .map_err(|e| handshake_failed(c, "wait for the container's init", e))?;
         match reply {
             Some((sync::NOTIFY_FD, fdnum)) => {
                 let spec = spec.as_ref().ok_or_else(|| {
@@ -471,7 +504,7 @@ pub fn start(c: &mut Container) -> Result<()> {
         }
     };
     if from_socket_file {
-        let _ = std::fs::remove_file(c.start_socket());
+        c.remove_start_socket();
     }
     result?;
     if let Some(h) = spec
@@ -482,6 +515,15 @@ pub fn start(c: &mut Container) -> Result<()> {
         crate::hooks::run_all_warn("poststart", h, &hook_state(&st, Status::Running));
     }
     Ok(())
+}
+
+/// The error for a failed exchange with a created init: when the init is no longer waiting
+/// (it exited, or another `start` released it), that is the error, in runc's words.
+fn handshake_failed(c: &Container, what: &str, e: impl Into<std::io::Error>) -> Error {
+    match c.require_startable() {
+        Err(refused) => refused.into(),
+        Ok(()) => Error::sys(what, e),
+    }
 }
 
 /// Takes the seccomp notify fd out of `holder` (the init, or an exec'd process) with

@@ -5,7 +5,7 @@
 pub mod lifecycle;
 mod state;
 
-pub use state::{list, Container, Status, StoredState, CONFIG_FILE};
+pub use state::{list, Container, Listed, Status, StoredState, CONFIG_FILE};
 
 use std::path::PathBuf;
 
@@ -28,6 +28,9 @@ pub enum StateError {
         op: &'static str,
         hint: &'static str,
     },
+    /// `start` refused, in runc's words.
+    #[error("container {id:?}: {why}")]
+    CannotStart { id: String, why: String },
     #[error("{what} {path:?}: {source}")]
     Io {
         what: &'static str,
@@ -35,6 +38,11 @@ pub enum StateError {
         #[source]
         source: std::io::Error,
     },
+    /// A directory without state.json: its create was killed half-way.
+    #[error(
+        "container {0:?}: its create was interrupted (no state.json); remove it with `berth delete --force {0}`"
+    )]
+    Interrupted(String),
     #[error("state of container {id:?} is corrupt ({path:?}): {msg}")]
     Corrupt {
         id: String,

@@ -219,7 +219,15 @@ fn setup(cfg: &InitConfig, ch: &Channel) -> Result<Channel, String> {
     };
     let conn = loop {
         match accept4(listener.as_raw_fd(), SockFlag::SOCK_CLOEXEC) {
-            Ok(fd) => break Channel(unsafe_owned(fd)),
+            // A `start` that went away before saying anything (killed) leaves the container
+            // created: wait for the next one.
+            Ok(fd) => match Channel(unsafe_owned(fd)) {
+                conn if conn.has_message() => {
+                    sync::released(listener);
+                    break conn;
+                }
+                _ => continue,
+            },
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => return Err(format!("wait for start: {e}")),
         }

@@ -30,6 +30,29 @@ pub const NOTIFY_FD: u8 = b'N';
 /// `start` → init: the seccomp agent has the fd.
 pub const NOTIFY_DONE: u8 = b'n';
 
+/// The name (/proc/PID/comm) a created init takes when a `start` has released it, until its
+/// execve renames it: the container's status then reads "running", not "created", even if that
+/// `start` is killed before it can tidy up (see `container::state`).
+pub const RELEASED_NAME: &str = "berth:released";
+
+/// Called by a created init when a `start` connected on `listener` has sent its message: no
+/// other `start` can connect any more (ECONNREFUSED), and the init's name says it is released.
+pub fn released(listener: &OwnedFd) {
+    let _ = nix::sys::socket::shutdown(listener.as_raw_fd(), nix::sys::socket::Shutdown::Read);
+    let name = std::ffi::CString::new(RELEASED_NAME).expect("no NUL");
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes, which outlives
+    // the call.
+    unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr(), 0, 0, 0) };
+}
+
+/// A frame carrying one piece of a message too large for one frame; the message's last piece
+/// comes in a frame with the message's own tag. (A state JSON with megabytes of annotations
+/// does not fit one datagram: the socket's send buffer bounds it, EMSGSIZE.)
+const MORE: u8 = b'+';
+
+/// The most payload one frame carries.
+const PIECE: usize = 32 * 1024;
+
 pub struct Channel(pub OwnedFd);
 
 pub fn pair() -> io::Result<(Channel, Channel)> {
@@ -43,12 +66,22 @@ pub fn pair() -> io::Result<(Channel, Channel)> {
 }
 
 impl Channel {
+    /// Sends one message: one frame, or for a large payload a run of MORE frames ended by
+    /// one with `tag` (the receiver reassembles them; blocking sends pace the sender).
     pub fn send(&self, tag: u8, payload: &[u8]) -> io::Result<()> {
-        let mut buf = Vec::with_capacity(1 + payload.len());
-        buf.push(tag);
-        buf.extend_from_slice(payload);
-        send(self.0.as_raw_fd(), &buf, MsgFlags::MSG_NOSIGNAL)?;
-        Ok(())
+        let mut pieces = payload.chunks(PIECE).peekable();
+        let mut buf = Vec::with_capacity(1 + payload.len().min(PIECE));
+        loop {
+            let piece = pieces.next().unwrap_or_default();
+            let last = pieces.peek().is_none();
+            buf.clear();
+            buf.push(if last { tag } else { MORE });
+            buf.extend_from_slice(piece);
+            send_frame(self.0.as_raw_fd(), &buf)?;
+            if last {
+                return Ok(());
+            }
+        }
     }
 
     pub fn send_error(&self, msg: &str) {
@@ -57,15 +90,46 @@ impl Channel {
 
     /// Receives one message; `None` at end of stream (the other side exited or closed).
     pub fn recv(&self) -> io::Result<Option<(u8, Vec<u8>)>> {
+        let mut message: Vec<u8> = Vec::new();
+        let mut pieces = 0usize;
         loop {
-            match recv_message(self.0.as_raw_fd()) {
-                Ok(buf) if buf.is_empty() => return Ok(None),
-                Ok(mut buf) => {
-                    let tag = buf.remove(0);
-                    return Ok(Some((tag, buf)));
-                }
+            let mut buf = match recv_message(self.0.as_raw_fd()) {
+                Ok(buf) => buf,
                 Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
                 Err(e) => return Err(e),
+            };
+            if buf.is_empty() {
+                if pieces == 0 {
+                    return Ok(None);
+                }
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the other side exited in the middle of a message",
+                ));
+            }
+            let tag = buf[0];
+            if pieces == 0 && tag != MORE {
+                // The common case: a whole message in one frame.
+                buf.remove(0);
+                return Ok(Some((tag, buf)));
+            }
+            message.extend_from_slice(&buf[1..]);
+            pieces += 1;
+            if tag != MORE {
+                return Ok(Some((tag, message)));
+            }
+        }
+    }
+
+    /// Blocks until a message can be read (true) or the other side is gone without sending
+    /// one (false); the message stays queued for `recv`.
+    pub fn has_message(&self) -> bool {
+        let mut byte = [0u8; 1];
+        loop {
+            match nix::sys::socket::recv(self.0.as_raw_fd(), &mut byte, MsgFlags::MSG_PEEK) {
+                Ok(n) => return n > 0,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(_) => return false,
             }
         }
     }
@@ -91,8 +155,18 @@ impl AsFd for Channel {
     }
 }
 
-/// The largest message either side sends (a state JSON with many annotations fits).
+/// The largest frame either side sends (a tag and a piece).
 const MAX_MESSAGE: usize = 64 * 1024;
+
+fn send_frame(fd: std::os::fd::RawFd, frame: &[u8]) -> io::Result<()> {
+    loop {
+        match send(fd, frame, MsgFlags::MSG_NOSIGNAL) {
+            Ok(_) => return Ok(()),
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
 
 /// One recv(2) into a buffer that is allocated but not zeroed: only the bytes the kernel writes
 /// are touched (zeroing 64 KiB for a one-byte tag cost ~16 page faults per message, twice
@@ -115,4 +189,27 @@ fn recv_message(fd: std::os::fd::RawFd) -> io::Result<Vec<u8>> {
     // SAFETY: see above; 0 <= n <= capacity.
     unsafe { buf.set_len(n as usize) };
     Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn large_messages_arrive_whole_and_small_ones_unchanged() {
+        let (a, b) = pair().unwrap();
+        let big: Vec<u8> = (0..5 * PIECE + 7).map(|i| i as u8).collect();
+        let sent = big.clone();
+        // Larger than the socket buffer: the sender blocks until the receiver reads.
+        let t = std::thread::spawn(move || {
+            a.send(START, &sent).unwrap();
+            a.send(GO, &[]).unwrap();
+            a.send(READY, &vec![1; PIECE]).unwrap();
+        });
+        assert_eq!(b.recv().unwrap(), Some((START, big)));
+        assert_eq!(b.recv().unwrap(), Some((GO, vec![])));
+        assert_eq!(b.expect(READY).unwrap(), vec![1; PIECE]);
+        t.join().unwrap();
+        assert_eq!(b.recv().unwrap(), None);
+    }
 }
