@@ -447,6 +447,26 @@ fn wait_signals(b: &Bundle, n: usize) -> Vec<String> {
     got
 }
 
+/// The children of `pid` (its main thread's), from /proc.
+fn children(pid: i32) -> Vec<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(String::from)
+        .collect()
+}
+
+/// Waits until the recorder shell has left its trap handler: busybox ash runs traps between
+/// commands, so a `sleep` child it started after `before` was read means the handler is over.
+/// A signal sent while ash is still inside one handler can be lost (a lower-numbered signal
+/// arriving mid-handler), which once made this test flaky under load.
+fn wait_handler_done(pid: i32, before: &[String]) {
+    assert!(
+        wait_until(SECS10, || children(pid).iter().any(|c| !before.contains(c))),
+        "the shell did not go back to its loop"
+    );
+}
+
 #[test]
 fn kill_takes_signal_names_with_and_without_sig_numbers_and_defaults_to_term() {
     let rt = Runtime::new();
@@ -455,14 +475,19 @@ fn kill_takes_signal_names_with_and_without_sig_numbers_and_defaults_to_term() {
     rt.create(&id, &b);
     rt.ok(&["start", &id]);
     assert!(wait_for_file(&b.out().join("ready"), SECS10));
-    rt.ok(&["kill", &id, "SIGUSR1"]);
-    assert_eq!(wait_signals(&b, 1), ["USR1"]);
-    rt.ok(&["kill", &id, "USR2"]);
-    assert_eq!(wait_signals(&b, 2), ["USR1", "USR2"]);
-    rt.ok(&["kill", &id, "1"]); // SIGHUP
-    assert_eq!(wait_signals(&b, 3), ["USR1", "USR2", "HUP"]);
-    rt.ok(&["kill", &id, "sigwinch"]);
-    assert_eq!(wait_signals(&b, 4), ["USR1", "USR2", "HUP", "WINCH"]);
+    let pid = rt.pid(&id);
+    let mut want: Vec<&str> = Vec::new();
+    for (arg, name) in [
+        ("SIGUSR1", "USR1"),
+        ("USR2", "USR2"),
+        ("1", "HUP"),
+        ("sigwinch", "WINCH"),
+    ] {
+        rt.ok(&["kill", &id, arg]);
+        want.push(name);
+        assert_eq!(wait_signals(&b, want.len()), want, "kill {arg}");
+        wait_handler_done(pid, &children(pid));
+    }
     rt.ok(&["kill", &id]); // default: SIGTERM
     assert_eq!(
         wait_signals(&b, 5),
