@@ -86,7 +86,8 @@ pub fn switch(id: &Identity) -> Result<(), String> {
 /// mount of the container's can redirect the write). Children inherit it.
 pub fn write_oom_score_adj(pid: i32, p: &Process) -> Result<(), String> {
     if let Some(adj) = p.oom_score_adj() {
-        std::fs::write(format!("/proc/{pid}/oom_score_adj"), adj.to_string())
+        let f = crate::linux::procfs::ProcFile::Pid(pid, "oom_score_adj");
+        crate::linux::procfs::write_proc(f, adj.to_string().as_bytes())
             .map_err(|e| format!("process.oomScoreAdj: {adj}: {e}"))?;
     }
     Ok(())

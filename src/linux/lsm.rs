@@ -2,11 +2,10 @@
 //! when that LSM is enabled on the host (otherwise accepted and ignored, as engines expect: they
 //! only send them where the LSM exists). Which LSMs are enabled is read on the host side before
 //! the fork (never from the container's /sys); the label is set for the next execve through the
-//! process's own attr file, opened under a verified procfs (see `procfs`).
+//! thread's own attr file (/proc/thread-self/attr/…), opened under a verified procfs (see
+//! `procfs::write_proc`).
 
-use std::path::{Path, PathBuf};
-
-use super::procfs::{self, Fs};
+use super::procfs::{self, ProcFile};
 
 /// Which LSMs the host has enabled.
 #[derive(Clone, Copy, Debug, Default)]
@@ -65,18 +64,9 @@ pub fn set_exec_labels(
         }
         return Ok(());
     }
-    let root = procfs::open_root(Path::new("/proc"), Fs::Proc)
-        .map_err(|e| format!("process.apparmorProfile/selinuxLabel: /proc: {e}"))?;
-    let me = format!("{}/task/{}", nix::unistd::getpid(), nix::unistd::gettid());
     for (file, value) in writes {
-        let rel = PathBuf::from(&me).join(file);
-        procfs::write(
-            std::os::fd::AsFd::as_fd(&root),
-            Fs::Proc,
-            &rel,
-            value.as_bytes(),
-        )
-        .map_err(|e| format!("set {file} to {value:?}: {e}"))?;
+        procfs::write_proc(ProcFile::OwnThread(file), value.as_bytes())
+            .map_err(|e| format!("set {file} to {value:?}: {e}"))?;
     }
     Ok(())
 }

@@ -1,10 +1,14 @@
-//! Writes under /proc and /sys that cannot be redirected.
+//! Writes under /proc and /sys that cannot be redirected (the CVE-2025-52881 class).
 //!
 //! A write meant for a kernel file (a sysctl, say) is only made after proving that it reaches
 //! one: the root is opened and checked to be the root of a real procfs (or a sysfs) by its
 //! filesystem magic, the file is opened beneath it with openat2 refusing symlinks, magic links
-//! and mount crossings (so nothing bind-mounted over part of /proc can stand in for it), and the
-//! opened file is checked again before writing.
+//! and mount crossings (so nothing bind-mounted over part of /proc, before or during the lookup,
+//! can stand in for it), and the opened file is checked again before writing: same filesystem
+//! type, same superblock and same mount as the verified root.
+//!
+//! Every write Berth makes into /proc goes through [`write_proc`] (sysctls, uid_map/gid_map,
+//! oom_score_adj, timens_offsets, the LSM attr files).
 
 use std::io::{self, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -143,8 +147,118 @@ pub fn write(root: BorrowedFd, fs: Fs, rel: &Path, value: &[u8]) -> io::Result<(
         _ => e,
     })?;
     check(fd.as_fd(), fs, rel)?;
+    same_mount(root, fd.as_fd(), rel)?;
     let mut f = std::fs::File::from(fd);
     f.write_all(value)
+}
+
+/// The mount id of `fd` (statx STATX_MNT_ID), or None where the kernel does not report it.
+fn mount_id(fd: BorrowedFd) -> io::Result<Option<u64>> {
+    // SAFETY: statx on an fd with AT_EMPTY_PATH and an empty C string; the kernel fills `st`,
+    // a zeroed plain-data struct we own, and reads nothing else.
+    let mut st: libc::statx = unsafe { std::mem::zeroed() };
+    let r = unsafe {
+        libc::statx(
+            std::os::fd::AsRawFd::as_raw_fd(&fd),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH | libc::AT_STATX_DONT_SYNC,
+            libc::STATX_MNT_ID,
+            &mut st,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((st.stx_mask & libc::STATX_MNT_ID != 0).then_some(st.stx_mnt_id))
+}
+
+/// The opened file must be on the root's own superblock and mount: not a file of another
+/// procfs, nor anything bound over part of this one (RESOLVE_NO_XDEV already refuses crossing
+/// a mount; this checks the result itself).
+fn same_mount(root: BorrowedFd, file: BorrowedFd, rel: &Path) -> io::Result<()> {
+    let other = |what: &str| {
+        bad(format!(
+            "{} is on {what} than the procfs it was opened from; refusing to write there",
+            rel.display()
+        ))
+    };
+    if fstat(root)?.st_dev != fstat(file)?.st_dev {
+        return Err(other("another filesystem"));
+    }
+    match (mount_id(root)?, mount_id(file)?) {
+        (Some(a), Some(b)) if a != b => Err(other("another mount")),
+        _ => Ok(()),
+    }
+}
+
+/// A file under /proc that Berth writes, named the way that cannot be redirected.
+#[derive(Clone, Copy, Debug)]
+pub enum ProcFile<'a> {
+    /// A sysctl (`net.ipv4.ip_forward` or `net/ipv4/ip_forward`): /proc/sys/….
+    Sysctl(&'a str),
+    /// A file of the calling process (`timens_offsets`), reached through the procfs's own
+    /// `self` link (read, then resolved without following it), so it is right whichever pid
+    /// namespace the procfs belongs to.
+    OwnProcess(&'a str),
+    /// A file of the calling thread (`attr/exec`), through the procfs's `thread-self` link.
+    OwnThread(&'a str),
+    /// A file of another process, by its pid in the caller's pid namespace (`uid_map`,
+    /// `gid_map`, `oom_score_adj`); refused unless the procfs shows pids as the caller sees
+    /// them (its `self` is the caller's pid), or the pid could name some other process.
+    Pid(i32, &'a str),
+}
+
+impl ProcFile<'_> {
+    /// The path below the procfs root, for messages (`sys/net/ipv4/ip_forward`, `42/uid_map`).
+    pub fn display(&self) -> String {
+        match self {
+            ProcFile::Sysctl(k) => sysctl_path(k).display().to_string(),
+            ProcFile::OwnProcess(f) => format!("self/{f}"),
+            ProcFile::OwnThread(f) => format!("thread-self/{f}"),
+            ProcFile::Pid(pid, f) => format!("{pid}/{f}"),
+        }
+    }
+}
+
+/// Where a procfs's `self` or `thread-self` link points (`42`, `42/task/43`), checked to be
+/// only pid components, so it can be joined below the root.
+fn own_link(root: BorrowedFd, link: &str) -> io::Result<PathBuf> {
+    let t = nix::fcntl::readlinkat(root, link)?;
+    let t = t.to_string_lossy();
+    let ok = t
+        .split('/')
+        .all(|c| c == "task" || (!c.is_empty() && c.bytes().all(|b| b.is_ascii_digit())));
+    if !ok || t.starts_with("task") {
+        return Err(bad(format!(
+            "/proc/{link} points to {t:?}, not a pid; refusing to write there"
+        )));
+    }
+    Ok(PathBuf::from(t.into_owned()))
+}
+
+/// Writes `value` to `file` in /proc, which must be the root of a real procfs; the file is
+/// reached beneath it without crossing a symlink, a magic link or a mount, and is checked to be
+/// on that procfs's own mount before the write.
+pub fn write_proc(file: ProcFile, value: &[u8]) -> io::Result<()> {
+    let root = open_root(Path::new("/proc"), Fs::Proc)?;
+    let rel = match file {
+        ProcFile::Sysctl(k) => sysctl_path(k),
+        ProcFile::OwnProcess(f) => own_link(root.as_fd(), "self")?.join(f),
+        ProcFile::OwnThread(f) => own_link(root.as_fd(), "thread-self")?.join(f),
+        ProcFile::Pid(pid, f) => {
+            let me = nix::unistd::getpid().as_raw().to_string();
+            let seen = own_link(root.as_fd(), "self")?;
+            if seen != Path::new(&me) {
+                return Err(bad(format!(
+                    "/proc belongs to another pid namespace (its self is {}, this process is \
+                     {me}); refusing to write {pid}/{f} there",
+                    seen.display()
+                )));
+            }
+            Path::new(&pid.to_string()).join(f)
+        }
+    };
+    write(root.as_fd(), Fs::Proc, &rel, value)
 }
 
 /// The file under /proc/sys for a sysctl key (`net.ipv4.ip_forward` or `net/ipv4/ip_forward`).
@@ -201,5 +315,66 @@ mod tests {
         // Escaping with .. is refused.
         let e = write(proc.as_fd(), Fs::Proc, Path::new("../etc/hostname"), b"x").unwrap_err();
         assert!(e.to_string().contains("refusing"), "{e}");
+    }
+
+    #[test]
+    fn own_files_are_reached_through_the_procfs_links() {
+        let proc = open_root(Path::new("/proc"), Fs::Proc).unwrap();
+        let me = nix::unistd::getpid().as_raw().to_string();
+        assert_eq!(own_link(proc.as_fd(), "self").unwrap(), Path::new(&me));
+        let t = own_link(proc.as_fd(), "thread-self").unwrap();
+        let tid = nix::unistd::gettid().as_raw().to_string();
+        assert_eq!(t, Path::new(&me).join("task").join(tid));
+        // A write that changes nothing: this thread's comm, through thread-self.
+        let comm = read_pseudo("/proc/thread-self/comm").unwrap();
+        write_proc(ProcFile::OwnThread("comm"), comm.trim_end().as_bytes()).unwrap();
+        assert_eq!(read_pseudo("/proc/thread-self/comm").unwrap(), comm);
+        let adj = read_pseudo("/proc/self/oom_score_adj").unwrap();
+        let pid = nix::unistd::getpid().as_raw();
+        write_proc(ProcFile::Pid(pid, "oom_score_adj"), adj.trim().as_bytes()).unwrap();
+    }
+
+    #[test]
+    fn a_file_bound_over_proc_is_never_written() {
+        // In a private mount namespace of one thread: a host file bound over a sysctl, then
+        // the sysctl written through write_proc.
+        let dir = tempfile::tempdir().unwrap();
+        let stand_in = dir.path().join("ip_forward");
+        std::fs::write(&stand_in, "stand-in\n").unwrap();
+        let target = Path::new("/proc/sys/net/ipv4/ip_forward");
+        let child = || -> Result<String, String> {
+            use nix::mount::{mount, MsFlags};
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).map_err(|e| e.to_string())?;
+            mount(
+                None::<&str>,
+                "/",
+                None::<&str>,
+                MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+                None::<&str>,
+            )
+            .map_err(|e| e.to_string())?;
+            mount(
+                Some(&stand_in),
+                target,
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .map_err(|e| e.to_string())?;
+            let cur = read_pseudo("/proc/sys/net/ipv4/ip_forward").map_err(|e| e.to_string())?;
+            assert_eq!(cur, "stand-in\n");
+            match write_proc(ProcFile::Sysctl("net.ipv4.ip_forward"), b"1") {
+                Ok(()) => Ok("written".into()),
+                Err(e) => Ok(e.to_string()),
+            }
+        };
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("SKIP: needs root for a mount namespace");
+            return;
+        }
+        // A thread, so that unshare affects only it.
+        let got = std::thread::scope(|s| s.spawn(child).join().unwrap()).unwrap();
+        assert!(got.contains("crosses a mount point"), "{got}");
+        assert_eq!(std::fs::read_to_string(&stand_in).unwrap(), "stand-in\n");
     }
 }

@@ -520,12 +520,10 @@ fn reopen_null_stdio(root: BorrowedFd) {
 }
 
 /// Writes a sysctl under /proc/sys, after checking that /proc is the root of a real procfs and
-/// that the file is reached without crossing a mount or a symlink.
+/// that the file is reached without crossing a mount or a symlink (see `procfs::write_proc`).
 pub fn write_sysctl(key: &str, value: &str) -> Result<(), RootfsError> {
-    let rel = procfs::sysctl_path(key);
-    let proc = procfs::open_root(Path::new("/proc"), procfs::Fs::Proc).map_err(sys("/proc"))?;
-    procfs::write(proc.as_fd(), procfs::Fs::Proc, &rel, value.as_bytes())
-        .map_err(sys(format!("write /proc/{}", rel.display())))
+    let f = procfs::ProcFile::Sysctl(key);
+    procfs::write_proc(f, value.as_bytes()).map_err(sys(format!("write /proc/{}", f.display())))
 }
 
 #[cfg(test)]

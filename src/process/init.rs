@@ -114,7 +114,8 @@ fn setup(cfg: &InitConfig, ch: &Channel) -> Result<Channel, String> {
                 )
             })
             .collect();
-        std::fs::write("/proc/self/timens_offsets", body)
+        let f = crate::linux::procfs::ProcFile::OwnProcess("timens_offsets");
+        crate::linux::procfs::write_proc(f, body.as_bytes())
             .map_err(|e| format!("linux.timeOffsets: write /proc/self/timens_offsets: {e}"))?;
     }
     setsid().map_err(|e| format!("setsid: {e}"))?;

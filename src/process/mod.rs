@@ -192,7 +192,8 @@ pub fn write_id_maps(spec: &Spec, pid: i32) -> Result<(), ProcessError> {
     ] {
         let body = crate::config::id_map_text(maps.unwrap_or_default());
         let path = format!("/proc/{pid}/{file}");
-        std::fs::write(&path, body).map_err(|e| {
+        let f = crate::linux::procfs::ProcFile::Pid(pid, file);
+        crate::linux::procfs::write_proc(f, body.as_bytes()).map_err(|e| {
             let why = match e.raw_os_error() {
                 Some(libc::EINVAL) => " (the kernel refused the mappings)",
                 Some(libc::EPERM) => {

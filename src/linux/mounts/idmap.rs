@@ -342,7 +342,9 @@ fn userns_with(uid: &[LinuxIdMapping], gid: &[LinuxIdMapping]) -> Result<OwnedFd
     for (file, maps) in [("uid_map", uid), ("gid_map", gid)] {
         let path = format!("/proc/{pid}/{file}");
         let body: String = maps.iter().map(line).collect();
-        std::fs::write(&path, body).map_err(|e| format!("write {path}: {e}"))?;
+        let f = crate::linux::procfs::ProcFile::Pid(pid, file);
+        crate::linux::procfs::write_proc(f, body.as_bytes())
+            .map_err(|e| format!("write {path}: {e}"))?;
     }
     let path = format!("/proc/{pid}/ns/user");
     nix::fcntl::open(
