@@ -138,3 +138,76 @@ fn a_read_only_source_mount_stays_read_only_in_a_user_namespace() {
     assert!(!stdout(&o).contains("SHOULD-NOT-RUN"));
     assert_nothing_left(&rt, &id, &b);
 }
+
+/// Container A: its own user namespace (0 → HOST), `sleep`; created, and started when `start`.
+/// Returns A's bundle and its init's pid.
+fn container_a(rt: &Runtime, id: &str, start: bool) -> (Bundle, i32) {
+    let mut a = Bundle::sh("exec sleep 1000");
+    userns(&mut a);
+    rt.create(id, &a);
+    if start {
+        rt.ok(&["start", id]);
+    }
+    let pid = rt.pid(id);
+    (a, pid)
+}
+
+/// Runs B, which joins A's user namespace (and A's pid namespace with `join_pid`) by path and
+/// has its own of the others; returns B's output lines: `id -u`, its pid, its user and pid
+/// namespaces as /proc/self/ns shows them. Then deletes A, and checks that neither left
+/// anything behind (B's check waits for A's: a created A's init holds the runtime's root).
+fn run_b(rt: &Runtime, name: &str, a: (&str, &Bundle, i32), join_pid: bool) -> Vec<String> {
+    let (a_id, a_bundle, a_pid) = a;
+    let mut b =
+        Bundle::sh("id -u; echo $$; readlink /proc/self/ns/user; readlink /proc/self/ns/pid");
+    b.namespace("user", Some(&format!("/proc/{a_pid}/ns/user")));
+    if join_pid {
+        b.namespace("pid", Some(&format!("/proc/{a_pid}/ns/pid")));
+    }
+    let id = unique_id(name);
+    let o = rt.run_timeout(&id, &b, &[]);
+    rt.ok(&["delete", "--force", a_id]);
+    assert!(o.status.success(), "{name}: {}", stderr(&o));
+    assert_nothing_left(rt, a_id, a_bundle);
+    assert_nothing_left(rt, &id, &b);
+    lines(&stdout(&o)).iter().map(|l| l.to_string()).collect()
+}
+
+/// Joining a user namespace with a new pid namespace: B is root there (0, mapped), and pid 1 of
+/// a pid namespace of its own (owned by the joined user namespace).
+#[test]
+fn a_container_joining_a_user_namespace_is_root_there_with_its_own_pid_namespace() {
+    if skip("userns-join") {
+        return;
+    }
+    let rt = Runtime::new();
+    let a_id = unique_id("userns-join-a");
+    let (a, a_pid) = container_a(&rt, &a_id, true);
+    let (a_user, a_pidns) = (ns_link(a_pid, "user"), ns_link(a_pid, "pid"));
+    let out = run_b(&rt, "userns-join-b", (&a_id, &a, a_pid), false);
+    assert_eq!(out.len(), 4, "{out:?}");
+    assert_eq!(out[0], "0", "B's uid in A's user namespace: {out:?}");
+    assert_eq!(out[1], "1", "B is pid 1 of its own pid namespace: {out:?}");
+    assert_eq!(out[2], a_user, "{out:?}");
+    assert_ne!(out[3], a_pidns, "{out:?}");
+    assert_ne!(out[3], ns_link(std::process::id() as i32, "pid"), "{out:?}");
+}
+
+/// Joining A's user and pid namespaces while A is only created (its init, Berth's code, is not
+/// dumpable yet): every path is opened before the user namespace is joined, as runc does.
+#[test]
+fn a_container_joins_the_user_and_pid_namespaces_of_a_created_container() {
+    if skip("userns-join-pid") {
+        return;
+    }
+    let rt = Runtime::new();
+    let a_id = unique_id("userns-join-pid-a");
+    let (a, a_pid) = container_a(&rt, &a_id, false);
+    let (a_user, a_pidns) = (ns_link(a_pid, "user"), ns_link(a_pid, "pid"));
+    let out = run_b(&rt, "userns-join-pid-b", (&a_id, &a, a_pid), true);
+    assert_eq!(out.len(), 4, "{out:?}");
+    assert_eq!(out[0], "0", "B's uid in A's user namespace: {out:?}");
+    assert_ne!(out[1], "1", "A's init is pid 1 there: {out:?}");
+    assert_eq!(out[2], a_user, "{out:?}");
+    assert_eq!(out[3], a_pidns, "{out:?}");
+}
