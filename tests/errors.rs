@@ -214,7 +214,7 @@ const CASES: &[Case] = &[
     Case {
         name: "host-sysctl",
         edit: |b| set(b, |c| c["linux"]["sysctl"] = json!({"kernel.panic": "1"})),
-        needles: &["linux.sysctl.kernel.panic"],
+        needles: &["linux.sysctl[\"kernel.panic\"]"],
     },
     Case {
         name: "net-sysctl-without-netns",
@@ -224,7 +224,7 @@ const CASES: &[Case] = &[
                 c["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": "1"})
             });
         },
-        needles: &["linux.sysctl.net.ipv4.ip_forward"],
+        needles: &["linux.sysctl[\"net.ipv4.ip_forward\"]"],
     },
     Case {
         name: "time-offsets-without-time-ns",

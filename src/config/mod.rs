@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use oci_spec::runtime::Spec;
 use thiserror::Error;
 
-pub use validate::{check_process_fields, id_map_text, validate};
+pub use validate::{check_process_fields, id_map_text, sysctl_field, validate};
 
 #[derive(Debug, Error)]
 pub enum ConfigError {

@@ -174,7 +174,8 @@ fn setup(cfg: &InitConfig, ch: &Channel) -> Result<Channel, String> {
     // sysctls go before finish(): linux.readonlyPaths usually makes /proc/sys read-only.
     if let Some(sysctl) = cfg.spec.linux().as_ref().and_then(|l| l.sysctl().as_ref()) {
         for (k, v) in sysctl {
-            rootfs::write_sysctl(k, v).map_err(|e| format!("linux.sysctl.{k}: {e}"))?;
+            rootfs::write_sysctl(k, v)
+                .map_err(|e| format!("{}: {e}", crate::config::sysctl_field(k)))?;
         }
     }
     // The working directory is created if missing, as root and before the rootfs may become
