@@ -79,7 +79,7 @@ fn failed_sysctl_leaves_nothing() {
         |b| {
             b.edit(|c| c["linux"]["sysctl"] = json!({"net.ipv4.no_such_knob": "1"}));
         },
-        "linux.sysctl.net.ipv4.no_such_knob",
+        "linux.sysctl[\"net.ipv4.no_such_knob\"]",
     );
 }
 

@@ -296,7 +296,10 @@ fn sysctls_are_only_written_to_a_real_procfs() {
     std::fs::write(fake.join("ip_forward"), "0\n").unwrap();
     let id = unique_id("fakeproc");
     let o = rt.run_timeout(&id, &b, &[]);
-    assert_one_error_line(&o, &["linux.sysctl.net.ipv4.ip_forward", "not on a procfs"]);
+    assert_one_error_line(
+        &o,
+        &["linux.sysctl[\"net.ipv4.ip_forward\"]", "not on a procfs"],
+    );
     assert_eq!(
         std::fs::read_to_string(fake.join("ip_forward")).unwrap(),
         "0\n"

@@ -403,7 +403,7 @@ fn messages_use_the_spec_names() {
     refused(
         "sysctl-ns",
         b,
-        &["linux.sysctl.net.ipv4.ip_forward: needs a network namespace"],
+        &["linux.sysctl[\"net.ipv4.ip_forward\"]: needs a network namespace"],
     );
     let b = bundle(|c| c["process"]["scheduler"] = json!({"policy": "SCHED_FIFO", "priority": 0}));
     refused(

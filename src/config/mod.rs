@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use oci_spec::runtime::Spec;
 use thiserror::Error;
 
-pub use validate::{check_process_fields, id_map_text, validate};
+pub use validate::{check_process_fields, id_map_text, sysctl_field, validate};
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
@@ -59,8 +59,14 @@ pub fn load_bundle(bundle: &Path) -> Result<Bundle, ConfigError> {
         what: "cannot read config.json",
         source,
     })?;
-    let spec = parse(&bytes)?;
+    let (spec, ignored) = parse_object_keeping(&bytes, "")?;
     let rootfs = validate(&spec, &dir)?;
+    crate::linux::capabilities::warn_ignored(
+        &ignored,
+        spec.process()
+            .as_ref()
+            .and_then(|p| p.capabilities().as_ref()),
+    );
     Ok(Bundle {
         dir,
         rootfs,
@@ -77,7 +83,118 @@ pub fn parse(bytes: &[u8]) -> Result<Spec, ConfigError> {
 /// Parses one JSON object into `T`. Error paths are prefixed with `at` (`process` for an
 /// `exec --process` file, so that its fields are named as in config.json). Anything but an
 /// object is refused: serde would otherwise take `[]` for a struct with every field missing.
+/// Capability names this runtime does not know are dropped (see [`parse_object_keeping`]).
 pub fn parse_object<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    at: &str,
+) -> Result<T, ConfigError> {
+    parse_object_keeping(bytes, at).map(|(v, _)| v)
+}
+
+/// [`parse_object`], also returning the capability names it dropped from the capability sets
+/// (of `process`, or of the object itself when `at` is `process`): names in capability form
+/// that neither Berth nor the oci-spec types know (`CAP_TEST_CAP`, a capability newer than
+/// them), which runc ignores with a warning so that configs from newer hosts still run. They
+/// are dropped before the typed deserialization, which would refuse them.
+pub fn parse_object_keeping<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    at: &str,
+) -> Result<(T, Vec<String>), ConfigError> {
+    let pointer = if at.is_empty() {
+        "/process/capabilities"
+    } else {
+        "/capabilities"
+    };
+    // Only when there is a name to drop is the value deserialized from the edited tree (whose
+    // errors carry no line and column); else straight from the bytes, as before.
+    if let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(bytes) {
+        let base = if at.is_empty() { "process" } else { at };
+        let dropped = match v.pointer_mut(pointer) {
+            Some(caps) => drop_unknown_capabilities(caps, &format!("{base}.capabilities"))?,
+            None => Vec::new(),
+        };
+        if !dropped.is_empty() {
+            let value = typed(v, at)?;
+            return Ok((value, dropped));
+        }
+    }
+    Ok((typed_from_bytes(bytes, at)?, Vec::new()))
+}
+
+/// The five sets of `process.capabilities`.
+const CAPABILITY_SETS: [&str; 5] = [
+    "bounding",
+    "effective",
+    "inheritable",
+    "permitted",
+    "ambient",
+];
+
+/// Removes from each set of `caps` (at JSON path `at`) the names in capability form
+/// (`CAP_[A-Z0-9_]+`) that are not known capabilities, and returns them. An entry that is not a
+/// capability name at all (not a string, or not in that form) is an error naming it, by its
+/// index in the file.
+fn drop_unknown_capabilities(
+    caps: &mut serde_json::Value,
+    at: &str,
+) -> Result<Vec<String>, ConfigError> {
+    let mut dropped = Vec::new();
+    for set in CAPABILITY_SETS {
+        // A set that is not an array is left to the typed deserialization to report.
+        let Some(list) = caps.get_mut(set).and_then(|l| l.as_array_mut()) else {
+            continue;
+        };
+        let mut keep = Vec::with_capacity(list.len());
+        for (k, entry) in list.drain(..).enumerate() {
+            let not_a_name = |what: String| ConfigError::Parse {
+                field: format!("{at}.{set}[{k}]: "),
+                msg: format!("{what} is not a capability name (CAP_ followed by A-Z, 0-9, _)"),
+            };
+            let Some(name) = entry.as_str() else {
+                return Err(not_a_name(entry.to_string()));
+            };
+            if serde_json::from_value::<oci_spec::runtime::Capability>(entry.clone()).is_ok() {
+                keep.push(entry);
+            } else if capability_form(name) {
+                dropped.push(name.to_string());
+            } else {
+                return Err(not_a_name(format!("{name:?}")));
+            }
+        }
+        *list = keep;
+    }
+    Ok(dropped)
+}
+
+/// `CAP_` followed by capital letters, digits and `_`: how capabilities are named.
+pub fn capability_form(name: &str) -> bool {
+    name.strip_prefix("CAP_").is_some_and(|rest| {
+        !rest.is_empty()
+            && rest
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+    })
+}
+
+/// Deserializes the edited tree `v` into `T`, naming the field of an error (by path; the tree
+/// has no line and column to give).
+fn typed<T: serde::de::DeserializeOwned>(v: serde_json::Value, at: &str) -> Result<T, ConfigError> {
+    serde_path_to_error::deserialize(v).map_err(|e| path_error(e, at))
+}
+
+/// The field named by a serde_path_to_error error, prefixed with `at`, and its message.
+fn path_error(e: serde_path_to_error::Error<serde_json::Error>, at: &str) -> ConfigError {
+    let path = match e.path().to_string() {
+        p if p == "." || p.is_empty() => at.to_string(),
+        p if at.is_empty() => p,
+        p => format!("{at}.{p}"),
+    };
+    let inner = e.into_inner();
+    parse_error(&path, &inner)
+}
+
+/// Deserializes `bytes` (one JSON object) into `T`.
+fn typed_from_bytes<T: serde::de::DeserializeOwned>(
     bytes: &[u8],
     at: &str,
 ) -> Result<T, ConfigError> {
@@ -98,15 +215,7 @@ pub fn parse_object<T: serde::de::DeserializeOwned>(
         });
     }
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let path = match e.path().to_string() {
-            p if p == "." || p.is_empty() => at.to_string(),
-            p if at.is_empty() => p,
-            p => format!("{at}.{p}"),
-        };
-        let inner = e.into_inner();
-        parse_error(&path, &inner)
-    })?;
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| path_error(e, at))?;
     // One object and nothing after it but white space.
     de.end().map_err(|e| parse_error("", &e))?;
     Ok(value)
@@ -200,13 +309,53 @@ mod tests {
     }
 
     #[test]
-    fn unknown_capability_names_its_path() {
+    fn unknown_capability_names_are_dropped_and_returned() {
+        let (spec, dropped): (Spec, _) = parse_object_keeping(
+            br#"{"ociVersion":"1.0.2","process":{"user":{"uid":0,"gid":0},"cwd":"/",
+            "capabilities":{"bounding":["CAP_CHOWN","CAP_NOPE","kill"],"ambient":["CAP_X1"]}}}"#,
+            "",
+        )
+        .unwrap();
+        assert_eq!(dropped, ["CAP_NOPE", "CAP_X1"]);
+        let caps = spec
+            .process()
+            .as_ref()
+            .unwrap()
+            .capabilities()
+            .clone()
+            .unwrap();
+        assert_eq!(caps.bounding().as_ref().map(|b| b.len()), Some(2));
+        assert_eq!(caps.ambient().as_ref().map(|a| a.len()), Some(0));
+        // As a process object (exec --process), the sets are at the top.
+        let (_, dropped): (oci_spec::runtime::Process, _) = parse_object_keeping(
+            br#"{"user":{"uid":0,"gid":0},"cwd":"/","capabilities":{"effective":["CAP_NOPE"]}}"#,
+            "process",
+        )
+        .unwrap();
+        assert_eq!(dropped, ["CAP_NOPE"]);
+    }
+
+    #[test]
+    fn what_is_not_a_capability_name_names_its_path() {
         let e = err(
             r#"{"ociVersion":"1.0.2","process":{"user":{"uid":0,"gid":0},"cwd":"/",
-            "capabilities":{"bounding":["CAP_CHOWN","CAP_NOPE"]}}}"#,
+            "capabilities":{"bounding":["CAP_CHOWN","CAP_NOPE","cap nope"]}}}"#,
+        );
+        assert_eq!(
+            e,
+            "config.json: process.capabilities.bounding[2]: \"cap nope\" is not a capability \
+             name (CAP_ followed by A-Z, 0-9, _)"
         );
         assert!(
-            e.starts_with("config.json: process.capabilities.bounding[1]: unknown capability"),
+            capability_form("CAP_A1_B") && !capability_form("CAP_") && !capability_form("cap_x")
+        );
+        // With nothing to drop, errors keep their position in the file.
+        let e = err(
+            r#"{"ociVersion":"1.0.2","process":{"user":{"uid":0,"gid":0},"cwd":"/",
+            "capabilities":{"bounding":["CAP_CHOWN"]}},"linux":{"sysctl":5}}"#,
+        );
+        assert!(
+            e.contains("linux.sysctl: invalid type") && e.contains("line 2"),
             "{e}"
         );
     }

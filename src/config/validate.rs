@@ -483,12 +483,24 @@ fn check_mounts(spec: &Spec) -> R {
 }
 
 /// sysctls are namespaced; one that is not (or whose namespace the container shares with the
-/// host) would change the host, so it is refused as runc refuses it.
+/// host) would change the host, so it is refused as runc refuses it. So is `kernel.hostname`,
+/// which `hostname` sets (runc 1.1.5 refuses it whether or not `hostname` is set; it accepts
+/// `kernel.domainname`, which Docker uses for its domain name).
 fn check_sysctl(spec: &Spec, ns: &NamespaceSet) -> R {
     let linux = spec.linux().as_ref().expect("checked by caller");
     for key in linux.sysctl().iter().flat_map(|m| m.keys()) {
-        let field = format!("linux.sysctl.{key}");
+        let field = sysctl_field(key);
         let dotted = key.replace('/', ".");
+        if dotted == "kernel.hostname" {
+            // runc's words.
+            return Err(bad(
+                field,
+                format!(
+                    "sysctl {key:?} is not allowed as it conflicts with the OCI \"hostname\" \
+                     field (set hostname instead)"
+                ),
+            ));
+        }
         let ipc = matches!(
             dotted.as_str(),
             "kernel.msgmax"
@@ -504,7 +516,7 @@ fn check_sysctl(spec: &Spec, ns: &NamespaceSet) -> R {
             LinuxNamespaceType::Ipc
         } else if dotted.starts_with("net.") {
             LinuxNamespaceType::Network
-        } else if dotted == "kernel.hostname" || dotted == "kernel.domainname" {
+        } else if dotted == "kernel.domainname" {
             LinuxNamespaceType::Uts
         } else {
             return Err(bad(
@@ -526,6 +538,11 @@ fn check_sysctl(spec: &Spec, ns: &NamespaceSet) -> R {
         }
     }
     Ok(())
+}
+
+/// The JSON path of `linux.sysctl`'s entry `key`: bracketed, since the key has dots of its own.
+pub fn sysctl_field(key: &str) -> String {
+    format!("linux.sysctl[{key:?}]")
 }
 
 fn check_devices(spec: &Spec) -> R {

@@ -4,7 +4,7 @@
 //! (the CVE-2022-27650 class). When `process.capabilities` is absent, nothing is changed, as
 //! runc does.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 
 use caps::{CapSet, Capability as Cap};
 use oci_spec::runtime::{Capability as OciCap, LinuxCapabilities};
@@ -25,23 +25,62 @@ pub fn prime() {
     let _ = supported();
 }
 
+/// `c` as this kernel knows it, or None: a capability the caps crate does not name, or one
+/// above the kernel's cap_last_cap.
+fn available(c: &OciCap, supported: &HashSet<Cap>) -> Option<Cap> {
+    let name = format!(
+        "CAP_{}",
+        c.to_string().to_uppercase().trim_start_matches("CAP_")
+    );
+    name.parse().ok().filter(|cap| supported.contains(cap))
+}
+
 fn to_caps(set: Option<&HashSet<OciCap>>) -> Result<HashSet<Cap>, String> {
     let supported = supported();
-    let mut out = HashSet::new();
-    for c in set.into_iter().flatten() {
-        let name = format!(
-            "CAP_{}",
-            c.to_string().to_uppercase().trim_start_matches("CAP_")
-        );
-        let cap: Cap = name
-            .parse()
-            .map_err(|_| format!("process.capabilities: unknown capability {name:?}"))?;
-        // A capability this kernel does not know cannot be granted; skip it as runc does.
-        if supported.contains(&cap) {
-            out.insert(cap);
+    // A capability this kernel does not have cannot be granted: skipped as runc skips it
+    // (`warn_ignored` named it before the container was made).
+    Ok(set
+        .into_iter()
+        .flatten()
+        .filter_map(|c| available(c, supported))
+        .collect())
+}
+
+/// Warns once, in runc's words, of the capability names that are ignored: `unknown` (names the
+/// config parser dropped: see `config::parse_object_keeping`), and those of `caps` this kernel
+/// does not have. Sorted, each once, as runc lists them.
+pub fn warn_ignored(unknown: &[String], caps: Option<&LinuxCapabilities>) {
+    let names = ignored(unknown, caps, supported());
+    if !names.is_empty() {
+        crate::logging::warn(format!(
+            "ignoring unknown or unavailable capabilities: [{}]",
+            names.join(" ")
+        ));
+    }
+}
+
+fn ignored(
+    unknown: &[String],
+    caps: Option<&LinuxCapabilities>,
+    supported: &HashSet<Cap>,
+) -> Vec<String> {
+    let mut names: BTreeSet<String> = unknown.iter().cloned().collect();
+    if let Some(c) = caps {
+        for set in [
+            c.bounding(),
+            c.effective(),
+            c.inheritable(),
+            c.permitted(),
+            c.ambient(),
+        ] {
+            for cap in set.iter().flatten() {
+                if available(cap, supported).is_none() {
+                    names.insert(crate::config::spec_name(cap).trim_matches('"').to_string());
+                }
+            }
         }
     }
-    Ok(out)
+    names.into_iter().collect()
 }
 
 /// Drops every capability not in `bounding` from the bounding set (needs CAP_SETPCAP, so it runs
@@ -100,4 +139,26 @@ pub fn apply(c: Option<&LinuxCapabilities>) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ignored_names_are_the_unknown_and_the_unavailable_sorted_once() {
+        let c: LinuxCapabilities = serde_json::from_str(
+            r#"{"bounding":["CAP_CHOWN","CAP_BPF"],"effective":["CAP_BPF","CAP_KILL"]}"#,
+        )
+        .unwrap();
+        // A kernel older than CAP_BPF (5.8): only chown and kill.
+        let old: HashSet<Cap> = [Cap::CAP_CHOWN, Cap::CAP_KILL].into();
+        let unknown = ["CAP_ZZZ".to_string(), "CAP_TEST_CAP".to_string()];
+        assert_eq!(
+            ignored(&unknown, Some(&c), &old),
+            ["CAP_BPF", "CAP_TEST_CAP", "CAP_ZZZ"]
+        );
+        let all: HashSet<Cap> = [Cap::CAP_CHOWN, Cap::CAP_KILL, Cap::CAP_BPF].into();
+        assert!(ignored(&[], Some(&c), &all).is_empty());
+    }
 }

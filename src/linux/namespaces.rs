@@ -34,6 +34,9 @@ pub struct NsPlan {
     /// The pid namespace is entered after clone (new after a joined user namespace, or joined by
     /// path), so the child must fork once more for its init to live in it.
     pub fork_for_pid: bool,
+    /// The flags of that fork: CLONE_NEWPID when the pid namespace is new (made by the fork
+    /// itself, owned by the user namespace the child is in by then), none when it was joined.
+    pub fork_flags: CloneFlags,
     pub new_mount: bool,
     pub new_pid: bool,
 }
@@ -48,6 +51,7 @@ impl NsPlan {
             unshare_flags: CloneFlags::empty(),
             new_user: false,
             fork_for_pid: false,
+            fork_flags: CloneFlags::empty(),
             new_mount: false,
             new_pid: false,
         };
@@ -83,8 +87,11 @@ impl NsPlan {
             p.clone_flags = new - late;
             p.unshare_flags = new & late;
         } else {
+            // A new pid namespace is made by the extra fork (unshare would leave this process
+            // outside it anyway).
             p.unshare_flags = new - CloneFlags::CLONE_NEWPID;
             p.fork_for_pid = p.new_pid || joins_pid;
+            p.fork_flags = new & CloneFlags::CLONE_NEWPID;
         }
         p.joins = joins;
         p
@@ -96,11 +103,19 @@ impl NsPlan {
     }
 }
 
-/// Joins each namespace in `joins` (child side).
+/// Joins each namespace in `joins` (child side). Every path is opened first, while this
+/// process still has the host's credentials, then each is joined in order (the user namespace
+/// first), as runc does: once in another user namespace, /proc/PID/ns/* of a process that is
+/// not dumpable (another container's init before `start`) may no longer be opened.
 pub fn join_all(joins: &[(T, PathBuf)]) -> Result<(), String> {
-    for (t, path) in joins {
-        let f = std::fs::File::open(path)
-            .map_err(|e| format!("open namespace {t:?} at {}: {e}", path.display()))?;
+    let files = joins
+        .iter()
+        .map(|(t, path)| {
+            std::fs::File::open(path)
+                .map_err(|e| format!("open namespace {t:?} at {}: {e}", path.display()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    for ((t, path), f) in joins.iter().zip(&files) {
         setns(f.as_fd(), flag(*t))
             .map_err(|e| format!("join {t:?} namespace {}: {e}", path.display()))?;
     }
@@ -165,5 +180,15 @@ mod tests {
         assert!(p.unshare_flags.contains(CloneFlags::CLONE_NEWNS));
         assert!(!p.unshare_flags.contains(CloneFlags::CLONE_NEWPID));
         assert!(p.fork_for_pid);
+        assert_eq!(p.fork_flags, CloneFlags::CLONE_NEWPID);
+    }
+
+    #[test]
+    fn a_joined_pid_namespace_is_entered_by_a_plain_fork() {
+        let p = NsPlan::from_spec(&spec(
+            r#"[{"type":"user","path":"/u"},{"type":"pid","path":"/p"},{"type":"mount"}]"#,
+        ));
+        assert!(p.fork_for_pid);
+        assert!(p.fork_flags.is_empty());
     }
 }

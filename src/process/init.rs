@@ -4,7 +4,7 @@
 //!  1. close the parent's and the caller's fds (non-dumpable since the fork), wait for GO
 //!     (id maps and cgroup)
 //!  2. enter namespaces (join by path, unshare, fork once more for a pid namespace)
-//!  3. become root of a new user namespace; time namespace offsets; new session
+//!  3. become root of the user namespace (new or joined); time namespace offsets; new session
 //!  4. mounts into the rootfs (before pivot_root)
 //!  5. prestart/createRuntime hooks (run by the parent), createContainer hooks (here)
 //!  6. pivot_root; console; sysctl; read-only root, masked and read-only paths
@@ -82,7 +82,8 @@ fn setup(cfg: &InitConfig, ch: &Channel) -> Result<Channel, String> {
     if ns.fork_for_pid {
         // A pid namespace applies to children only: fork the real init, report its host pid
         // and leave.
-        match crate::linux::sys::clone3_fork(0, None).map_err(|e| format!("fork init: {e}"))? {
+        let flags = ns.fork_flags.bits() as u64;
+        match crate::linux::sys::clone3_fork(flags, None).map_err(|e| format!("fork init: {e}"))? {
             Forked::Parent(pid) => {
                 let _ = ch.send(sync::PID, &pid.to_ne_bytes());
                 exit_now(0)
@@ -91,8 +92,9 @@ fn setup(cfg: &InitConfig, ch: &Channel) -> Result<Channel, String> {
         }
     }
 
-    // 3. Identity inside a new user namespace, time offsets, session.
-    if ns.new_user {
+    // 3. Identity inside a new or joined user namespace (joining leaves the host's ids, unmapped
+    //    there: runc's init becomes 0 in either case), time offsets, session.
+    if ns.new_user || ns.joins.iter().any(|(t, _)| *t == LinuxNamespaceType::User) {
         setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
             .map_err(|e| format!("become gid 0 in the user namespace: {e}"))?;
         setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
@@ -173,7 +175,8 @@ fn setup(cfg: &InitConfig, ch: &Channel) -> Result<Channel, String> {
     // sysctls go before finish(): linux.readonlyPaths usually makes /proc/sys read-only.
     if let Some(sysctl) = cfg.spec.linux().as_ref().and_then(|l| l.sysctl().as_ref()) {
         for (k, v) in sysctl {
-            rootfs::write_sysctl(k, v).map_err(|e| format!("linux.sysctl.{k}: {e}"))?;
+            rootfs::write_sysctl(k, v)
+                .map_err(|e| format!("{}: {e}", crate::config::sysctl_field(k)))?;
         }
     }
     // The working directory is created if missing, as root and before the rootfs may become

@@ -94,9 +94,10 @@ pub fn spawn(
     cgroup_fd: Option<RawFd>,
     parent: &mut dyn Parent,
 ) -> Result<i32, crate::error::Error> {
-    // Id-mapped mount sources need the host's user namespace: made before the fork (see
-    // linux::mounts::idmap); this process's copies close when spawn returns.
-    let _idmapped = crate::linux::mounts::idmap::prepare(cfg.spec, cfg.bundle)
+    // Id-mapped mounts, and the bind sources of a container with a user namespace, need the
+    // host's user namespace: their trees are made before the fork (see
+    // linux::mounts::prepared); this process's copies close when spawn returns.
+    let _prepared = crate::linux::mounts::prepared::prepare(cfg.spec, cfg.bundle)
         .map_err(|e| ProcessError::Init(e.to_string()))?;
     let (ours, theirs) = sync::pair().map_err(sys("socketpair"))?;
     crate::linux::capabilities::prime();

@@ -15,26 +15,23 @@ use oci_spec::runtime::Mount;
 use super::attrs::{atime_of, mnt_attr_of, propagate, rec_attrs};
 use super::dest::{check_dest, check_proc, dest_err, Kind};
 use super::options::{names, ATIME_ENUM, LOCKABLE, MNT_FLAGS};
-use super::{api, field, idmap, Ctx, Opts, R};
+use super::{api, clone_source, field, idmap, prepared, Ctx, Opts, R};
 use crate::linux::rootfs::errno_str;
 use crate::linux::safepath::{self, IN_ROOT};
+
+/// `mounts[i]`'s source, for messages (a relative one is relative to the bundle).
+fn source_path(ctx: &Ctx, m: &Mount) -> std::path::PathBuf {
+    let src = m.source().clone().unwrap_or_default();
+    ctx.bundle.join(src)
+}
 
 /// A bind mount: clone the source tree, set its flags while detached, attach it.
 pub(super) fn bind(ctx: &Ctx, i: usize, m: &Mount, o: &Opts) -> R {
     let dest = m.destination();
-    let src = m
-        .source()
-        .as_ref()
-        .ok_or_else(|| field(i, "source", "a bind mount needs a source"))?;
-    let src = if src.is_absolute() {
-        src.clone()
-    } else {
-        ctx.bundle.join(src)
-    };
-    let recursive = o.set.contains(MsFlags::MS_REC);
-    // An id-mapped mount's tree was cloned and id-mapped by the runtime (see idmap.rs).
-    let tree = match idmap::take(i) {
-        Some(tree) => tree,
+    // A tree the runtime prepared (id-mapped, or of a container with a user namespace: see
+    // prepared.rs); else the source is cloned here.
+    let (src, tree, locked) = match prepared::take(i) {
+        Some(t) => (source_path(ctx, m), t.fd, t.locked),
         None if idmap::wanted(m, o) => {
             return Err(field(
                 i,
@@ -42,8 +39,10 @@ pub(super) fn bind(ctx: &Ctx, i: usize, m: &Mount, o: &Opts) -> R {
                 "the id-mapped tree was not prepared by the runtime",
             ))
         }
-        None => api::open_tree(None, &src, recursive)
-            .map_err(|e| field(i, "source", format!("{}: {}", src.display(), errno_str(&e))))?,
+        None => {
+            let (src, fd) = clone_source(i, m, ctx.bundle, o.set.contains(MsFlags::MS_REC))?;
+            (src, fd, false)
+        }
     };
     let is_dir = fstat(tree.as_fd())
         .map(|s| SFlag::from_bits_truncate(s.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR)
@@ -57,12 +56,20 @@ pub(super) fn bind(ctx: &Ctx, i: usize, m: &Mount, o: &Opts) -> R {
     }
     .map_err(dest_err(i, dest))?;
     check_dest(ctx, i, dest, r.fd.as_fd(), &kind)?;
-    attach(i, &tree, r.fd.as_fd(), dest, o)
+    attach(i, &tree, r.fd.as_fd(), dest, o, locked)
 }
 
-/// Sets a detached tree's flags, moves it onto `target`, then sets its propagation.
-pub(super) fn attach(i: usize, tree: &OwnedFd, target: BorrowedFd, dest: &Path, o: &Opts) -> R {
-    bind_flags(i, tree.as_fd(), o)?;
+/// Sets a detached tree's flags, moves it onto `target`, then sets its propagation. With
+/// `locked`, the tree's lockable flags are treated as the kernel treats locked ones.
+pub(super) fn attach(
+    i: usize,
+    tree: &OwnedFd,
+    target: BorrowedFd,
+    dest: &Path,
+    o: &Opts,
+    locked: bool,
+) -> R {
+    bind_flags(i, tree.as_fd(), o, locked)?;
     rec_attrs(i, tree.as_fd(), o)?;
     api::move_mount(tree.as_fd(), target).map_err(|e| {
         let hint = match e.raw_os_error() {
@@ -82,8 +89,10 @@ pub(super) fn attach(i: usize, tree: &OwnedFd, target: BorrowedFd, dest: &Path, 
 /// A bind mount's own flags, with runc's semantics: when any flag is given, the mount gets
 /// exactly the requested flags (like `mount --bind -o …`); with `remount`, the requested flags
 /// are applied on top of the source's. Flags the kernel locked (a mount inherited from a more
-/// privileged user namespace) are kept unless the config explicitly asks to clear one.
-fn bind_flags(i: usize, tree: BorrowedFd, o: &Opts) -> R {
+/// privileged user namespace) are kept unless the config explicitly asks to clear one; with
+/// `locked`, so are the tree's own (a tree the runtime cloned for a container with a user
+/// namespace, whose flags the kernel would have locked had the init cloned it: prepared.rs).
+fn bind_flags(i: usize, tree: BorrowedFd, o: &Opts, locked: bool) -> R {
     let set = o.set & MNT_FLAGS;
     let clear = o.clear & MNT_FLAGS;
     if set.is_empty() && clear.is_empty() {
@@ -102,9 +111,14 @@ fn bind_flags(i: usize, tree: BorrowedFd, o: &Opts) -> R {
         attr.attr_clr |= A_ATIME;
         attr.attr_set |= a;
     }
-    let first = match api::mount_setattr(tree, false, &attr) {
-        Ok(()) => return Ok(()),
-        Err(e) => e,
+    let first = if locked {
+        // What the kernel answers for a locked flag.
+        io::Error::from_raw_os_error(libc::EPERM)
+    } else {
+        match api::mount_setattr(tree, false, &attr) {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        }
     };
     let fail = |e: &io::Error| field(i, "options", format!("bind mount flags: {}", errno_str(e)));
     if first.raw_os_error() != Some(libc::EPERM) {
@@ -117,9 +131,15 @@ fn bind_flags(i: usize, tree: BorrowedFd, o: &Opts) -> R {
             i,
             "options",
             format!(
-                "cannot clear {} on this bind mount: the kernel locked it (inherited from a more \
-                 privileged user namespace)",
-                names(cur & clear & LOCKABLE)
+                "cannot clear {} on this bind mount: {}",
+                names(cur & clear & LOCKABLE),
+                if locked {
+                    "its source's mount has it, and in a container with a user namespace it is \
+                     locked (as the kernel locks the flags of a mount from a more privileged \
+                     user namespace)"
+                } else {
+                    "the kernel locked it (inherited from a more privileged user namespace)"
+                }
             ),
         ));
     }

@@ -209,7 +209,7 @@ fn cgroup1(ctx: &Ctx, i: usize, m: &Mount, o: &Opts) -> R {
                     format!("cgroup: {}: {}", own.display(), errno_str(&e)),
                 )
             })?;
-            attach(i, &tree, subfd.as_fd(), &sub, &bind_opts)?;
+            attach(i, &tree, subfd.as_fd(), &sub, &bind_opts, false)?;
         }
     }
     // A hierarchy with several controllers ("cpu,cpuacct") is also reachable by each name.
@@ -296,7 +296,7 @@ fn cgroup2(ctx: &Ctx, i: usize, m: &Mount, o: &Opts) -> R {
         propagation: o.propagation.clone(),
         ..Default::default()
     };
-    attach(i, &tree, r.fd.as_fd(), dest, &bind_opts)
+    attach(i, &tree, r.fd.as_fd(), dest, &bind_opts, false)
 }
 
 #[cfg(test)]

@@ -26,14 +26,13 @@
 use std::collections::HashMap;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
 use nix::unistd::Pid;
 use oci_spec::runtime::{LinuxIdMapping, LinuxNamespaceType, Mount, Spec};
 
-use super::{api, field, is_bind, parse, R};
+use super::{api, clone_source, field, is_bind, parse, R};
 use crate::linux::rootfs::errno_str;
 use crate::linux::sys::{clone3_fork, exit_now, Forked};
 
@@ -51,7 +50,7 @@ enum Source {
 
 /// What `mounts[i]` needs for its id mapping.
 #[derive(Debug, PartialEq)]
-struct Plan {
+pub(super) struct Plan {
     maps: Source,
     /// The field named when the mapping itself is refused (`uidMappings` or `options[j]`).
     at: String,
@@ -75,7 +74,7 @@ pub fn check(spec: &Spec) -> Result<(), (String, String)> {
 
 /// `mounts[i]`'s id mapping, if it has one. Options that do not parse are left to the mount
 /// itself to report.
-fn plan(spec: &Spec, i: usize, m: &Mount) -> R<Option<Plan>> {
+pub(super) fn plan(spec: &Spec, i: usize, m: &Mount) -> R<Option<Plan>> {
     let Ok(opts) = parse(i, m.options().as_deref().unwrap_or(&[])) else {
         return Ok(None);
     };
@@ -202,74 +201,21 @@ fn check_maps(i: usize, name: &str, maps: &[LinuxIdMapping]) -> R {
     Ok(())
 }
 
-/// The detached, id-mapped trees made by [`prepare`], by mount index. The container's init is a
-/// fork of the runtime and inherits this (and the fds) as it was at the fork.
-static PREPARED: Mutex<Vec<(usize, OwnedFd)>> = Mutex::new(Vec::new());
-
-/// The runtime's hold on the prepared trees: dropping it closes the runtime's copies (the
-/// forked init keeps its own).
-pub struct Prepared(());
-
-impl Drop for Prepared {
-    fn drop(&mut self) {
-        if let Ok(mut p) = PREPARED.lock() {
-            p.clear();
-        }
-    }
-}
-
-/// Makes the id-mapped trees for every id-mapped mount of `spec` (runtime side, in the host's
-/// user namespace, before the init is forked). Nothing is left behind on error.
-pub fn prepare(spec: &Spec, bundle: &Path) -> R<Prepared> {
-    let guard = Prepared(());
-    let has_mount_ns = spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.namespaces().as_ref())
-        .is_some_and(|ns| ns.iter().any(|n| n.typ() == LinuxNamespaceType::Mount));
-    let mut trees = Vec::new();
-    if has_mount_ns {
-        let mut userns: HashMap<String, OwnedFd> = HashMap::new();
-        for (i, m) in spec.mounts().iter().flatten().enumerate() {
-            if let Some(p) = plan(spec, i, m)? {
-                trees.push((i, id_mapped_tree(i, m, &p, bundle, &mut userns)?));
-            }
-        }
-    }
-    *PREPARED.lock().unwrap_or_else(|e| e.into_inner()) = trees;
-    Ok(guard)
-}
-
-/// The prepared tree of `mounts[i]`, if it is id-mapped (init side).
-pub(super) fn take(i: usize) -> Option<OwnedFd> {
-    let mut p = PREPARED.lock().unwrap_or_else(|e| e.into_inner());
-    let k = p.iter().position(|(j, _)| *j == i)?;
-    Some(p.swap_remove(k).1)
-}
-
 /// Whether `mounts[i]` is an id-mapped mount (so that its tree must come from [`prepare`]).
 pub(super) fn wanted(m: &Mount, o: &super::Opts) -> bool {
     o.idmap.is_some() || m.uid_mappings().is_some() || m.gid_mappings().is_some()
 }
 
-fn id_mapped_tree(
+/// `mounts[i]`'s source tree, cloned and id-mapped as `p` says. `userns` holds the user
+/// namespaces made so far, by mapping, so that mounts with the same mapping share one.
+pub(super) fn id_mapped_tree(
     i: usize,
     m: &Mount,
     p: &Plan,
     bundle: &Path,
     userns: &mut HashMap<String, OwnedFd>,
 ) -> R<OwnedFd> {
-    let src = m
-        .source()
-        .as_ref()
-        .expect("a bind mount has a source (validated)");
-    let src = if src.is_absolute() {
-        src.clone()
-    } else {
-        bundle.join(src)
-    };
-    let tree = api::open_tree(None, &src, p.recursive_tree)
-        .map_err(|e| field(i, "source", format!("{}: {}", src.display(), errno_str(&e))))?;
+    let (src, tree) = clone_source(i, m, bundle, p.recursive_tree)?;
     let key = format!("{:?}", p.maps);
     if !userns.contains_key(&key) {
         let fd = match &p.maps {

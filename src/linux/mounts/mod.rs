@@ -22,19 +22,21 @@
 //! * `bind.rs`: bind mounts: open_tree clone, runc's flag semantics, locked flags, move_mount.
 //! * `idmap.rs`: id-mapped bind mounts (`uidMappings`/`gidMappings`, `idmap`, `ridmap`):
 //!   validated with the config, their trees made by the runtime before the init is forked.
+//! * `prepared.rs`: the trees the runtime makes before the init is forked (id-mapped ones, and
+//!   every bind source of a container with a user namespace), which the init then attaches.
 //! * `attrs.rs`: the mount_setattr helpers all kinds share: propagation, `r*` attributes, and
 //!   MS_* → MOUNT_ATTR_* translation.
 //! * `cgroup.rs`: the `cgroup` type: v1 hierarchies (from mountinfo) or cgroup2, with or
 //!   without a cgroup namespace.
 //! * `api.rs`: the new mount API's system calls (open_tree, move_mount, mount_setattr, fsopen, …).
 
-use std::os::fd::BorrowedFd;
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::mount::MsFlags;
 use oci_spec::runtime::Mount;
 
-use super::rootfs::RootfsError;
+use super::rootfs::{errno_str, RootfsError};
 
 pub mod api;
 mod attrs;
@@ -45,6 +47,7 @@ mod dest;
 mod fresh;
 pub mod idmap;
 mod options;
+pub mod prepared;
 
 // What rootfs.rs calls besides the entry point: the option parser, mountinfo unescaping.
 pub use options::{parse, Opts};
@@ -82,6 +85,19 @@ pub fn is_bind(m: &Mount) -> bool {
             .iter()
             .flatten()
             .any(|o| o == "bind" || o == "rbind")
+}
+
+/// `mounts[i]`'s source as a path (a relative one is relative to the bundle), and a detached
+/// clone of its mount (of its whole subtree with `recursive`): open_tree(OPEN_TREE_CLONE).
+fn clone_source(i: usize, m: &Mount, bundle: &Path, recursive: bool) -> R<(PathBuf, OwnedFd)> {
+    let src = m
+        .source()
+        .as_ref()
+        .ok_or_else(|| field(i, "source", "a bind mount needs a source"))?;
+    let src = bundle.join(src);
+    let tree = api::open_tree(None, &src, recursive)
+        .map_err(|e| field(i, "source", format!("{}: {}", src.display(), errno_str(&e))))?;
+    Ok((src, tree))
 }
 
 /// Mounts `mounts[i]` inside the rootfs.

@@ -15,8 +15,9 @@ use crate::linux::identity::id_range_error;
 pub fn process_from_file(path: &Path) -> Result<Process> {
     let what = format!("--process {}", path.display());
     let bytes = std::fs::read(path).map_err(|e| Error::sys(&what, e))?;
-    let p = parse_process(&bytes).map_err(|e| in_source(&what, e))?;
+    let (p, ignored) = parse_process(&bytes).map_err(|e| in_source(&what, e))?;
     crate::config::check_process_fields(&p, "process").map_err(|e| in_source(&what, e))?;
+    crate::linux::capabilities::warn_ignored(&ignored, p.capabilities().as_ref());
     Ok(p)
 }
 
@@ -44,9 +45,10 @@ pub(super) fn inherit_from_container(p: &mut Process, c: &Process) {
     }
 }
 
-/// Parses a process object with the config parser's field-naming errors (`process.user.uid`).
-fn parse_process(bytes: &[u8]) -> std::result::Result<Process, ConfigError> {
-    crate::config::parse_object(bytes, "process")
+/// Parses a process object with the config parser's field-naming errors (`process.user.uid`);
+/// also returns the capability names it ignored (unknown to Berth).
+fn parse_process(bytes: &[u8]) -> std::result::Result<(Process, Vec<String>), ConfigError> {
+    crate::config::parse_object_keeping(bytes, "process")
 }
 
 /// Re-labels a config error with where the JSON came from, instead of "config.json".
@@ -112,18 +114,22 @@ pub fn process_from_flags(mut p: Process, args: &[String], o: &Overrides) -> Res
         gids.extend(&o.additional_gids);
         p.user_mut().set_additional_gids(Some(gids));
     }
+    let mut unknown = Vec::new();
     if !o.caps.is_empty() {
-        let caps = o
-            .caps
-            .iter()
-            .map(|c| parse_cap(c))
-            .collect::<Result<Vec<_>>>()?;
+        let mut caps = Vec::new();
+        for c in &o.caps {
+            match parse_cap(c)? {
+                Ok(cap) => caps.push(cap),
+                Err(name) => unknown.push(name),
+            }
+        }
         // Without process.capabilities nothing is dropped: there is nothing to add to.
         if let Some(pc) = p.capabilities().clone() {
             p.set_capabilities(Some(add_caps(pc, &caps)));
         }
     }
     crate::config::check_process_fields(&p, "process").map_err(|e| in_source("exec", e))?;
+    crate::linux::capabilities::warn_ignored(&unknown, p.capabilities().as_ref());
     Ok(p)
 }
 
@@ -150,16 +156,23 @@ fn parse_user(u: &str) -> Result<(u32, Option<u32>)> {
     Ok((uid, gid))
 }
 
-/// `CAP_NET_ADMIN`, `NET_ADMIN` or `net_admin`.
-fn parse_cap(c: &str) -> Result<Capability> {
+/// `CAP_NET_ADMIN`, `NET_ADMIN` or `net_admin`. A name in capability form that Berth does not
+/// know (newer than it, or made up) is `Err(name)`: ignored with a warning, as runc ignores
+/// it; what is not a capability name at all is refused.
+fn parse_cap(c: &str) -> Result<std::result::Result<Capability, String>> {
     let up = c.to_ascii_uppercase();
     let name = if up.starts_with("CAP_") {
         up
     } else {
         format!("CAP_{up}")
     };
-    serde_json::from_value(serde_json::Value::String(name.clone()))
-        .map_err(|_| Error::Usage(format!("--cap {c:?}: unknown capability {name:?}")))
+    match serde_json::from_value(serde_json::Value::String(name.clone())) {
+        Ok(cap) => Ok(Ok(cap)),
+        Err(_) if crate::config::capability_form(&name) => Ok(Err(name)),
+        Err(_) => Err(Error::Usage(format!(
+            "--cap {c:?}: not a capability name (CAP_ followed by A-Z, 0-9, _)"
+        ))),
+    }
 }
 
 fn add_caps(mut pc: LinuxCapabilities, caps: &[Capability]) -> LinuxCapabilities {
@@ -256,12 +269,15 @@ mod tests {
         assert!(u.contains("--user \"bob\": bad uid"), "{u}");
         let c = e(
             Overrides {
-                caps: vec!["CAP_NOPE".into()],
+                caps: vec!["no such cap".into()],
                 ..Default::default()
             },
             &["id"],
         );
-        assert!(c.contains("--cap \"CAP_NOPE\": unknown capability"), "{c}");
+        assert!(
+            c.contains("--cap \"no such cap\": not a capability name"),
+            "{c}"
+        );
         let v = e(
             Overrides {
                 env: vec!["NOEQUALS".into()],
@@ -278,6 +294,18 @@ mod tests {
             &["id"],
         );
         assert!(w.contains("process.cwd: must be an absolute path"), "{w}");
+    }
+
+    #[test]
+    fn unknown_cap_flags_are_left_out() {
+        let o = Overrides {
+            caps: vec!["CAP_NOPE".into(), "net_raw".into()],
+            ..Default::default()
+        };
+        let p = process_from_flags(base(), &args(&["id"]), &o).unwrap();
+        let c = p.capabilities().as_ref().unwrap();
+        let want: std::collections::HashSet<_> = [Capability::Kill, Capability::NetRaw].into();
+        assert_eq!(c.bounding().as_ref(), Some(&want));
     }
 
     #[test]
