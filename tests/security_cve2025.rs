@@ -258,7 +258,10 @@ fn assert_covered_sysctl_refused(name: &str, source: &Path, watched: &[&Path]) {
     assert!(!stdout(&o).contains("RAN"), "{}", stdout(&o));
     assert_one_error_line(
         &o,
-        &["linux.sysctl.net.ipv4.ip_forward", "crosses a mount point"],
+        &[
+            "linux.sysctl[\"net.ipv4.ip_forward\"]",
+            "crosses a mount point",
+        ],
     );
     assert_nothing_left(&rt, &id, &b);
 }
