@@ -306,6 +306,19 @@ fn process_json_is_run_as_given() {
     assert_eq!(stdout(&o), "from-json\n/tmp\n1000\n1000\n");
 }
 
+/// runc's process type has a plain `user`: a `--process` file without one runs as 0:0.
+#[test]
+fn process_json_without_user_runs_as_root() {
+    let c = running("procjsonnouser");
+    let f = write_process(
+        c.bundle.path(),
+        json!({"args": ["sh", "-c", "id -u; id -g"], "env": ["PATH=/bin"], "cwd": "/"}),
+    );
+    let o = c.exec(&["--process", f.to_str().unwrap()], &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "0\n0\n");
+}
+
 #[test]
 fn process_json_without_capabilities_gets_the_container_ones() {
     let c = running("procjsoncaps");

@@ -14,7 +14,15 @@ use crate::linux::identity::id_range_error;
 /// (`process.args`, `process.user.uid`, …).
 pub fn process_from_file(path: &Path) -> Result<Process> {
     let what = format!("--process {}", path.display());
-    let bytes = std::fs::read(path).map_err(|e| Error::sys(&what, e))?;
+    let mut bytes = std::fs::read(path).map_err(|e| Error::sys(&what, e))?;
+    // runc's process type has a plain (not optional) user: a file without one runs as uid 0,
+    // gid 0. oci-spec requires the field, so an object without it gets that default.
+    if let Ok(serde_json::Value::Object(mut o)) = serde_json::from_slice(&bytes) {
+        if !o.contains_key("user") {
+            o.insert("user".into(), serde_json::json!({"uid": 0, "gid": 0}));
+            bytes = serde_json::to_vec(&o).unwrap_or(bytes);
+        }
+    }
     let (p, ignored) = parse_process(&bytes).map_err(|e| in_source(&what, e))?;
     crate::config::check_process_fields(&p, "process").map_err(|e| in_source(&what, e))?;
     crate::linux::capabilities::warn_ignored(&ignored, p.capabilities().as_ref());
@@ -339,6 +347,19 @@ mod tests {
         let p = process_from_file(&f).unwrap();
         assert_eq!(p.user().uid(), 5);
         assert_eq!(p.terminal(), Some(true));
+    }
+
+    #[test]
+    fn a_process_file_without_user_runs_as_root_as_with_runc() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("p.json");
+        std::fs::write(&f, r#"{"cwd":"/","args":["id"]}"#).unwrap();
+        let p = process_from_file(&f).unwrap();
+        assert_eq!((p.user().uid(), p.user().gid()), (0, 0));
+        // Errors elsewhere in such a file still name their field.
+        std::fs::write(&f, r#"{"cwd":"/","args":["a"],"env":[1]}"#).unwrap();
+        let e = process_from_file(&f).unwrap_err().to_string();
+        assert!(e.contains("process.env[0]"), "{e}");
     }
 
     #[test]
