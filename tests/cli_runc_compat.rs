@@ -66,3 +66,73 @@ fn spec_matches_runc_except_documented_differences() {
         assert_eq!(berth, want, "berth spec {extra:?} vs runc spec {extra:?}");
     }
 }
+
+// ---- help and version --------------------------------------------------------------------
+
+/// runc 1.1.5's verbs (`runc --help`) that Berth does not implement: CRIU checkpointing.
+const RUNC_VERBS_BERTH_LACKS: &[&str] = &["checkpoint", "restore"];
+
+/// The verbs `runc --help` lists (the COMMANDS section, without `help, h`).
+fn runc_verbs() -> Vec<String> {
+    let o = Command::new(RUNC).arg("--help").output().unwrap();
+    let out = stdout(&o);
+    out.lines()
+        .skip_while(|l| !l.starts_with("COMMANDS:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("   "))
+        .filter_map(|l| l.split_whitespace().next())
+        .map(|v| v.trim_end_matches(',').to_string())
+        .filter(|v| v != "help")
+        .collect()
+}
+
+#[test]
+fn help_is_printed_for_berth_and_every_runc_verb() {
+    let o = Command::new(berth_bin()).arg("-h").output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let top = stdout(&o);
+    assert!(top.contains("Usage: "), "{top}");
+    let verbs = if runc_present() {
+        runc_verbs()
+    } else {
+        println!("SKIP (partly): {RUNC} not installed; checking Berth's own verb list");
+        [
+            "create", "start", "run", "state", "kill", "delete", "list", "spec",
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    assert!(verbs.len() > 10, "runc --help parsed: {verbs:?}");
+    for v in &verbs {
+        if RUNC_VERBS_BERTH_LACKS.contains(&v.as_str()) {
+            continue;
+        }
+        let o = Command::new(berth_bin()).args([v, "-h"]).output().unwrap();
+        assert!(o.status.success(), "berth {v} -h: {}", stderr(&o));
+        let out = stdout(&o);
+        assert!(
+            out.contains(&format!("Usage: berth {v}")),
+            "berth {v} -h: {out}"
+        );
+        assert!(
+            top.contains(&format!("  {v} ")),
+            "berth -h lists {v}: {top}"
+        );
+    }
+    // What Berth lacks is refused as a usage error, on one line.
+    for v in RUNC_VERBS_BERTH_LACKS {
+        let o = Command::new(berth_bin()).args([v, "-h"]).output().unwrap();
+        assert_one_error_line(&o, &["unrecognized subcommand", v]);
+    }
+}
+
+#[test]
+fn version_subcommand_prints_what_the_flag_prints() {
+    let flag = Command::new(berth_bin()).arg("--version").output().unwrap();
+    let short = Command::new(berth_bin()).arg("-v").output().unwrap();
+    let verb = Command::new(berth_bin()).arg("version").output().unwrap();
+    assert!(verb.status.success(), "berth version: {}", stderr(&verb));
+    assert!(stdout(&flag).contains("version "), "{}", stdout(&flag));
+    assert_eq!(stdout(&verb), stdout(&flag));
+    assert_eq!(stdout(&short), stdout(&flag));
+}

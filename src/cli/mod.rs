@@ -98,6 +98,8 @@ pub enum Cmd {
     Exec(exec::Args),
     /// Print the OCI features this runtime supports, as JSON
     Features(features::Args),
+    /// Print the version (the same as --version)
+    Version,
 }
 
 fn version_text() -> String {
@@ -159,7 +161,7 @@ pub fn main() -> i32 {
         }
     };
     let g = &cli.global;
-    if g.version {
+    if g.version || matches!(cli.cmd, Some(Cmd::Version)) {
         print!("{}", version_text());
         return 0;
     }
@@ -226,6 +228,10 @@ fn dispatch(g: &Global, cmd: Cmd) -> Result<i32, Error> {
         Cmd::Ps(a) => ps::run(g, a),
         Cmd::Exec(a) => exec::run(g, a),
         Cmd::Features(a) => features::run(g, a),
+        Cmd::Version => {
+            print!("{}", version_text());
+            Ok(0)
+        }
     }
 }
 
