@@ -12,9 +12,11 @@
 //! * `--rootless`: no `/sys/fs/cgroup` mount. runc keeps it and falls back to other mounts
 //!   when the kernel refuses a cgroup mount in the user namespace; Berth's rootless config only
 //!   bind-mounts `/sys` (which already holds the host's cgroup mounts, read-only).
+//! * `linux.namespaces`: a cgroup namespace on every host. runc 1.1 adds it only when
+//!   /sys/fs/cgroup is cgroup2 (unified); Berth always does, so the container sees its own
+//!   cgroup as `/` on v1 and hybrid hosts too (the tests' bundles, made with `berth spec`,
+//!   rely on that).
 //! * Key order: serde_json writes object keys sorted, runc in Go struct order. Same JSON.
-//!
-//! Like runc, the cgroup namespace is in the list only on a cgroup v2 (unified) host.
 
 use std::path::PathBuf;
 
@@ -31,12 +33,6 @@ pub struct Args {
     /// A config for a rootless container (user namespace mapping the current user)
     #[arg(long = "rootless", id = "spec_rootless")]
     pub rootless: bool,
-}
-
-/// Whether /sys/fs/cgroup is a cgroup2 mount: runc's test for adding a cgroup namespace.
-fn cgroup2_unified() -> bool {
-    nix::sys::statfs::statfs("/sys/fs/cgroup")
-        .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
 }
 
 pub fn default_spec(rootless: bool) -> serde_json::Value {
@@ -74,7 +70,7 @@ pub fn default_spec(rootless: bool) -> serde_json::Value {
             "resources": {"devices": [{"allow": false, "access": "rwm"}]},
             "namespaces": [
                 {"type": "pid"}, {"type": "network"}, {"type": "ipc"},
-                {"type": "uts"}, {"type": "mount"}
+                {"type": "uts"}, {"type": "mount"}, {"type": "cgroup"}
             ],
             "maskedPaths": [
                 "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
@@ -86,10 +82,6 @@ pub fn default_spec(rootless: bool) -> serde_json::Value {
             ]
         }
     });
-    if cgroup2_unified() {
-        let ns = spec["linux"]["namespaces"].as_array_mut().expect("array");
-        ns.push(json!({"type": "cgroup"}));
-    }
     if rootless {
         let uid = nix::unistd::getuid().as_raw();
         let gid = nix::unistd::getgid().as_raw();
