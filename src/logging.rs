@@ -63,7 +63,7 @@ fn format_line(json: bool, level: Level, msg: &str) -> String {
 pub fn log(level: Level, msg: &str) {
     let Some(l) = LOGGER.get() else {
         if level >= Level::Warn {
-            eprintln!("berth: {msg}");
+            eprintln!("{}", plain_line(level, msg));
         }
         return;
     };
@@ -81,15 +81,26 @@ pub fn log(level: Level, msg: &str) {
     }
 }
 
+/// The one line a user reads on stderr: `berth: error: <msg>` (`berth: warning: <msg>`).
+///
+/// runc writes its fatal error as a logrus line (`time=… level=error msg=…`); scripts and tools
+/// that scan stderr look for the word `error`. Berth keeps its short human line (the log file,
+/// if any, gets the logrus/JSON form) and puts the level after the program name, as many Unix
+/// tools do: every test matching on the message itself (e.g. `assert_one_error_line`) is
+/// unaffected; only exact `berth: <msg>` comparisons changed.
+fn plain_line(level: Level, msg: &str) -> String {
+    format!("berth: {}: {msg}", level.as_str())
+}
+
 /// Reports a fatal error: to the log file (if any) in its format, and always one plain line on
-/// stderr.
+/// stderr ([`plain_line`]).
 pub fn fatal(msg: &str) {
     if let Some(l) = LOGGER.get() {
         if let Some(mut f) = l.file.as_ref() {
             let _ = writeln!(f, "{}", format_line(l.json, Level::Error, msg));
         }
     }
-    let _ = writeln!(std::io::stderr(), "berth: {msg}");
+    let _ = writeln!(std::io::stderr(), "{}", plain_line(Level::Error, msg));
 }
 
 pub fn debug(msg: impl AsRef<str>) {

@@ -142,3 +142,78 @@ fn version_subcommand_prints_what_the_flag_prints() {
     assert_eq!(stdout(&verb), stdout(&flag));
     assert_eq!(stdout(&short), stdout(&flag));
 }
+
+// ---- error wording -----------------------------------------------------------------------
+
+/// A started container whose init sleeps (deleted with the runtime).
+fn sleeping(rt: &Runtime, name: &str) -> String {
+    let b = Bundle::sh("sleep 1000");
+    let id = unique_id(name);
+    rt.create(&id, &b);
+    rt.ok(&["start", &id]);
+    id
+}
+
+#[test]
+fn exec_into_a_paused_container_uses_runcs_phrase() {
+    let rt = Runtime::new();
+    let id = sleeping(&rt, "rc-paused");
+    rt.ok(&["pause", &id]);
+    let o = rt.berth(&["exec", &id, "true"]);
+    rt.ok(&["resume", &id]);
+    assert_one_error_line(
+        &o,
+        &["cannot exec in a paused container", "--ignore-paused"],
+    );
+    rt.ok(&["delete", "--force", &id]);
+}
+
+#[test]
+fn exec_cgroup_outside_the_container_uses_runcs_phrase() {
+    let rt = Runtime::new();
+    let id = sleeping(&rt, "rc-subcg");
+    let o = rt.berth(&["exec", "--cgroup", "../escape", &id, "true"]);
+    assert_one_error_line(&o, &["is not a sub cgroup path", "--cgroup"]);
+    rt.ok(&["delete", "--force", &id]);
+}
+
+#[test]
+fn seccomp_agent_nobody_listens_on_uses_runcs_phrase() {
+    let rt = Runtime::new();
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("agent.sock");
+    // The socket file exists, but its listener is gone: connect() is refused.
+    drop(std::os::unix::net::UnixListener::bind(&sock).unwrap());
+    let mut b = Bundle::sh("true");
+    b.edit(|c| {
+        c["linux"]["seccomp"] = serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW", "listenerPath": sock,
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}]});
+    });
+    let id = unique_id("rc-agent");
+    // Berth hands the notify fd over at `start`, when the init loads its filter.
+    rt.create(&id, &b);
+    let o = rt.berth(&["start", &id]);
+    let _ = rt.berth(&["delete", "--force", &id]);
+    assert_one_error_line(
+        &o,
+        &[
+            "failed to connect with seccomp agent",
+            "linux.seccomp.listenerPath",
+        ],
+    );
+    assert_nothing_left(&rt, &id, &b);
+}
+
+/// runc's fatal error on stderr is a logrus line with `level=error`; Berth's one line carries
+/// the word too (`berth: error: …`), for usage errors as well as runtime ones.
+#[test]
+fn fatal_errors_on_stderr_say_error() {
+    let rt = Runtime::new();
+    let o = rt.berth(&["state", "no-such-container-rc"]);
+    assert_one_error_line(&o, &["berth: error: ", "does not exist"]);
+    let o = rt.berth(&["list", "--bogus-flag"]);
+    assert_one_error_line(&o, &["berth: error: ", "--bogus-flag"]);
+    let o = rt.berth(&[]);
+    assert_one_error_line(&o, &["berth: error: ", "no command"]);
+}

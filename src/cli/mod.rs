@@ -155,7 +155,7 @@ pub fn main() -> i32 {
                 (Some(log), json) if crate::logging::init(Some(&log), json, false).is_ok() => {
                     crate::logging::fatal(&line)
                 }
-                _ => eprintln!("berth: {line}"),
+                _ => crate::logging::fatal(&line),
             }
             return 1;
         }
@@ -166,11 +166,11 @@ pub fn main() -> i32 {
         return 0;
     }
     if let Err(e) = crate::logging::init(g.log.as_deref(), g.log_format == "json", g.debug) {
-        eprintln!("berth: --log {}: {e}", g.log.as_deref().unwrap_or(""));
+        crate::logging::fatal(&format!("--log {}: {e}", g.log.as_deref().unwrap_or("")));
         return 1;
     }
     let Some(cmd) = cli.cmd else {
-        eprintln!("berth: no command given (see berth --help)");
+        crate::logging::fatal("no command given (see berth --help)");
         return 1;
     };
     match dispatch(g, cmd) {

@@ -102,8 +102,9 @@ pub fn exec(root: &Path, id: &str, opts: &ExecOptions) -> Result<i32> {
             return Err(wrong_state(
                 &c,
                 Status::Paused,
-                " (resume it, or use --ignore-paused)",
-            ))
+                // runc's phrase last, for scripts that match it.
+                " (resume it, or use --ignore-paused): cannot exec in a paused container",
+            ));
         }
         _ => {}
     }
