@@ -217,3 +217,107 @@ fn fatal_errors_on_stderr_say_error() {
     let o = rt.berth(&[]);
     assert_one_error_line(&o, &["berth: error: ", "no command"]);
 }
+
+// ---- --debug -----------------------------------------------------------------------------
+
+/// The `--log` file's lines as JSON values.
+fn json_lines(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+fn debug_msgs(lines: &[Value]) -> Vec<String> {
+    lines
+        .iter()
+        .filter(|v| v["level"] == "debug")
+        .map(|v| v["msg"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn debug_logs_each_command_and_its_steps() {
+    let rt = Runtime::new();
+    let logs = tempfile::tempdir().unwrap();
+    let mut b = Bundle::sh("sleep 1000");
+    b.edit(|c| c["hooks"] = serde_json::json!({"createRuntime": [{"path": "/bin/true"}]}));
+    let id = unique_id("rc-debug");
+    rt.track(&id);
+    let run = |verb: &str, args: &[&str], debug: bool| -> Vec<Value> {
+        let log = logs.path().join(format!("{verb}-{debug}.log"));
+        let mut cmd = rt.cmd();
+        if debug {
+            cmd.arg("--debug");
+        }
+        cmd.arg("--log")
+            .arg(&log)
+            .args(["--log-format", "json", verb]);
+        let o = capture(cmd.args(args));
+        assert!(o.status.success(), "{verb}: {}", stderr(&o));
+        json_lines(&log)
+    };
+    let bundle = b.path_str().to_string();
+    let steps = [
+        ("create", vec!["--bundle", &bundle, &id]),
+        ("start", vec![&id]),
+        ("state", vec![&id]),
+        ("kill", vec![&id, "KILL"]),
+        ("delete", vec!["--force", &id]),
+    ];
+    for (verb, args) in &steps {
+        let msgs = debug_msgs(&run(verb, args, true));
+        let has = |needle: &str| msgs.iter().any(|m| m.contains(needle));
+        assert!(
+            msgs.first()
+                .is_some_and(|m| m.starts_with("command line: ") && m.contains(verb)),
+            "{verb}: the command line comes first: {msgs:?}"
+        );
+        assert!(has(&format!("{verb} {id}: ")), "{verb}: its step: {msgs:?}");
+        assert!(has("exit status 0"), "{verb}: {msgs:?}");
+        match *verb {
+            "create" => {
+                assert!(has("running createRuntime hook 0: /bin/true"), "{msgs:?}");
+                assert!(has("state directory ") && has("init pid "), "{msgs:?}");
+            }
+            "kill" => assert!(has("signal 9 to init pid "), "{msgs:?}"),
+            _ => {}
+        }
+        if *verb == "kill" {
+            assert!(rt.wait_status(&id, "stopped", std::time::Duration::from_secs(5)));
+        }
+    }
+    assert_nothing_left(&rt, &id, &b);
+    // Without --debug: no debug line.
+    let id2 = unique_id("rc-nodebug");
+    rt.track(&id2);
+    let quiet = [
+        run("create", &["--bundle", &bundle, &id2], false),
+        run("state", &[&id2], false),
+        run("delete", &["--force", &id2], false),
+    ];
+    for lines in &quiet {
+        assert!(debug_msgs(lines).is_empty(), "{lines:?}");
+    }
+    assert_nothing_left(&rt, &id2, &b);
+}
+
+/// Text format, no --log: logrus-style debug lines on stderr.
+#[test]
+fn debug_text_lines_go_to_stderr() {
+    let rt = Runtime::new();
+    let o = capture(rt.cmd().args(["--debug", "state", "no-such-rc-debug"]));
+    let err = stderr(&o);
+    let debug: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains(" level=debug "))
+        .collect();
+    assert!(
+        debug
+            .iter()
+            .any(|l| l.contains("msg=\"command line: ") && l.starts_with("time=\"")),
+        "{err}"
+    );
+    assert!(err.contains("does not exist"), "{err}");
+}

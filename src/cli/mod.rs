@@ -169,12 +169,18 @@ pub fn main() -> i32 {
         crate::logging::fatal(&format!("--log {}: {e}", g.log.as_deref().unwrap_or("")));
         return 1;
     }
+    crate::logging::debug_with(|| {
+        format!("command line: {:?}", std::env::args().collect::<Vec<_>>())
+    });
     let Some(cmd) = cli.cmd else {
         crate::logging::fatal("no command given (see berth --help)");
         return 1;
     };
     match dispatch(g, cmd) {
-        Ok(code) => code,
+        Ok(code) => {
+            crate::logging::debug_with(|| format!("exit status {code}"));
+            code
+        }
         Err(e) => {
             crate::logging::fatal(&e.to_string());
             1
