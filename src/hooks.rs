@@ -61,6 +61,9 @@ fn run_all_at(
     cwd: Option<&Path>,
 ) -> Result<(), HookError> {
     for (index, hook) in hooks.iter().enumerate() {
+        crate::logging::debug_with(|| {
+            format!("running {kind} hook {index}: {}", hook.path().display())
+        });
         run_one(hook, state_json, cwd).map_err(|msg| HookError::Failed {
             kind,
             index,
@@ -77,6 +80,9 @@ fn run_all_at(
 pub fn run_all_warn(kind: &'static str, hooks: &[Hook], state_json: &[u8]) {
     let cwd = default_cwd(kind, state_json);
     for (index, hook) in hooks.iter().enumerate() {
+        crate::logging::debug_with(|| {
+            format!("running {kind} hook {index}: {}", hook.path().display())
+        });
         if let Err(msg) = run_one(hook, state_json, cwd.as_deref()) {
             let e = HookError::Failed {
                 kind,

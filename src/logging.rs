@@ -5,6 +5,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -32,6 +33,9 @@ struct Logger {
 
 static LOGGER: OnceLock<Logger> = OnceLock::new();
 
+/// `--debug` was given (and the logger is set up): the one load a disabled debug line costs.
+static DEBUG: AtomicBool = AtomicBool::new(false);
+
 /// Sets up the process-wide logger. Called once, from the CLI, before any command runs.
 pub fn init(path: Option<&str>, json: bool, debug: bool) -> std::io::Result<()> {
     let file = match path {
@@ -41,7 +45,9 @@ pub fn init(path: Option<&str>, json: bool, debug: bool) -> std::io::Result<()> 
         _ => None,
     };
     let min = if debug { Level::Debug } else { Level::Warn };
-    let _ = LOGGER.set(Logger { file, json, min });
+    if LOGGER.set(Logger { file, json, min }).is_ok() {
+        DEBUG.store(debug, Ordering::Relaxed);
+    }
     Ok(())
 }
 
@@ -63,7 +69,7 @@ fn format_line(json: bool, level: Level, msg: &str) -> String {
 pub fn log(level: Level, msg: &str) {
     let Some(l) = LOGGER.get() else {
         if level >= Level::Warn {
-            eprintln!("berth: {msg}");
+            eprintln!("{}", plain_line(level, msg));
         }
         return;
     };
@@ -81,19 +87,49 @@ pub fn log(level: Level, msg: &str) {
     }
 }
 
+/// The one line a user reads on stderr: `berth: error: <msg>` (`berth: warning: <msg>`).
+///
+/// runc writes its fatal error as a logrus line (`time=… level=error msg=…`); scripts and tools
+/// that scan stderr look for the word `error`. Berth keeps its short human line (the log file,
+/// if any, gets the logrus/JSON form) and puts the level after the program name, as many Unix
+/// tools do: every test matching on the message itself (e.g. `assert_one_error_line`) is
+/// unaffected; only exact `berth: <msg>` comparisons changed.
+fn plain_line(level: Level, msg: &str) -> String {
+    format!("berth: {}: {msg}", level.as_str())
+}
+
 /// Reports a fatal error: to the log file (if any) in its format, and always one plain line on
-/// stderr.
+/// stderr ([`plain_line`]).
 pub fn fatal(msg: &str) {
     if let Some(l) = LOGGER.get() {
         if let Some(mut f) = l.file.as_ref() {
             let _ = writeln!(f, "{}", format_line(l.json, Level::Error, msg));
         }
     }
-    let _ = writeln!(std::io::stderr(), "berth: {msg}");
+    let _ = writeln!(std::io::stderr(), "{}", plain_line(Level::Error, msg));
 }
 
+/// Whether debug lines are written (`--debug`).
+#[inline]
+pub fn debug_enabled() -> bool {
+    DEBUG.load(Ordering::Relaxed)
+}
+
+/// Logs a fixed debug line.
+#[inline]
 pub fn debug(msg: impl AsRef<str>) {
-    log(Level::Debug, msg.as_ref());
+    if debug_enabled() {
+        log(Level::Debug, msg.as_ref());
+    }
+}
+
+/// Logs the debug line `f` builds, calling it only under `--debug`: without it, a step costs
+/// one load and no formatting (`debug_with(|| format!("… {x}"))`).
+#[inline]
+pub fn debug_with<S: AsRef<str>>(f: impl FnOnce() -> S) {
+    if debug_enabled() {
+        log(Level::Debug, f().as_ref());
+    }
 }
 
 pub fn warn(msg: impl AsRef<str>) {

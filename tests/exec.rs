@@ -643,7 +643,7 @@ fn exec_into_a_stopped_or_unknown_container_is_a_clear_error() {
     assert_eq!(o.status.code(), Some(255));
     assert_eq!(
         stderr(&o),
-        format!("berth: exec failed: container {id:?} is stopped: cannot exec into it\n")
+        format!("berth: error: exec failed: container {id:?} is stopped: cannot exec into it\n")
     );
     let o = rt.berth(&["exec", "no-such-container", "true"]);
     assert_eq!(o.status.code(), Some(255));

@@ -42,8 +42,10 @@ pub fn send_listener(
             source,
         }
     };
-    // std creates the socket with SOCK_CLOEXEC.
-    let mut sock = UnixStream::connect(listener_path).map_err(err("connecting"))?;
+    // std creates the socket with SOCK_CLOEXEC. "failed to connect with seccomp agent" is
+    // runc's phrase.
+    let mut sock =
+        UnixStream::connect(listener_path).map_err(err("failed to connect with seccomp agent"))?;
     let sent = send_with_fd(sock.as_fd(), &payload, notify_fd).map_err(err("sending"))?;
     if sent < payload.len() {
         // A stream socket may take less in one go (a signal, a tiny buffer). The spec allows

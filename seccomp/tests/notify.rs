@@ -207,7 +207,10 @@ fn send_listener_errors_name_the_listener_path() {
     let e = send_listener(&missing, None, r.as_fd(), br#"{"pid":1}"#).unwrap_err();
     let msg = e.to_string();
     assert!(msg.starts_with("linux.seccomp.listenerPath: "), "{msg}");
-    assert!(msg.contains("connecting"), "{msg}");
+    assert!(
+        msg.contains("failed to connect with seccomp agent"),
+        "{msg}"
+    );
 }
 
 /// The agent: accept one connection, take the state and the fd, answer two notifications

@@ -54,6 +54,18 @@ impl CreateFlags {
 }
 
 pub fn run(g: &Global, a: Args) -> Result<i32, Error> {
-    lifecycle::create(&g.root, &a.id, &a.create.options())?;
+    let c = lifecycle::create(&g.root, &a.id, &a.create.options())?;
+    crate::logging::debug_with(|| {
+        format!(
+            "create {}: state directory {}, init pid {}, cgroup {:?}",
+            a.id,
+            c.dir.display(),
+            c.state.as_ref().map_or(0, |s| s.pid),
+            c.state
+                .as_ref()
+                .and_then(|s| s.cgroup.as_ref())
+                .map(|r| &r.paths)
+        )
+    });
     Ok(0)
 }

@@ -20,6 +20,19 @@ pub fn run(g: &Global, a: Args) -> Result<i32, Error> {
         Err(StateError::NotFound(_)) if a.force => return Ok(0),
         Err(e) => return Err(e.into()),
     };
+    crate::logging::debug_with(|| {
+        format!(
+            "delete {}: status {}, force {}, removing state directory {} and cgroup {:?}",
+            a.id,
+            c.status(),
+            a.force,
+            c.dir.display(),
+            c.state
+                .as_ref()
+                .and_then(|s| s.cgroup.as_ref())
+                .map(|r| &r.paths)
+        )
+    });
     lifecycle::delete(c, a.force)?;
     Ok(0)
 }

@@ -50,6 +50,17 @@ pub fn parse_signal(s: &str) -> Result<i32, Error> {
 pub fn run(g: &Global, a: Args) -> Result<i32, Error> {
     let sig = parse_signal(&a.signal)?;
     let c = Container::load(&g.root, &a.id)?;
+    crate::logging::debug_with(|| {
+        format!(
+            "kill {}: signal {sig} to {}",
+            a.id,
+            if a.all {
+                "every process".to_string()
+            } else {
+                format!("init pid {}", c.state.as_ref().map_or(0, |s| s.pid))
+            }
+        )
+    });
     lifecycle::kill(&c, sig, a.all)?;
     Ok(0)
 }

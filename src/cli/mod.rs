@@ -98,6 +98,8 @@ pub enum Cmd {
     Exec(exec::Args),
     /// Print the OCI features this runtime supports, as JSON
     Features(features::Args),
+    /// Print the version (the same as --version)
+    Version,
 }
 
 fn version_text() -> String {
@@ -153,26 +155,32 @@ pub fn main() -> i32 {
                 (Some(log), json) if crate::logging::init(Some(&log), json, false).is_ok() => {
                     crate::logging::fatal(&line)
                 }
-                _ => eprintln!("berth: {line}"),
+                _ => crate::logging::fatal(&line),
             }
             return 1;
         }
     };
     let g = &cli.global;
-    if g.version {
+    if g.version || matches!(cli.cmd, Some(Cmd::Version)) {
         print!("{}", version_text());
         return 0;
     }
     if let Err(e) = crate::logging::init(g.log.as_deref(), g.log_format == "json", g.debug) {
-        eprintln!("berth: --log {}: {e}", g.log.as_deref().unwrap_or(""));
+        crate::logging::fatal(&format!("--log {}: {e}", g.log.as_deref().unwrap_or("")));
         return 1;
     }
+    crate::logging::debug_with(|| {
+        format!("command line: {:?}", std::env::args().collect::<Vec<_>>())
+    });
     let Some(cmd) = cli.cmd else {
-        eprintln!("berth: no command given (see berth --help)");
+        crate::logging::fatal("no command given (see berth --help)");
         return 1;
     };
     match dispatch(g, cmd) {
-        Ok(code) => code,
+        Ok(code) => {
+            crate::logging::debug_with(|| format!("exit status {code}"));
+            code
+        }
         Err(e) => {
             crate::logging::fatal(&e.to_string());
             1
@@ -226,6 +234,10 @@ fn dispatch(g: &Global, cmd: Cmd) -> Result<i32, Error> {
         Cmd::Ps(a) => ps::run(g, a),
         Cmd::Exec(a) => exec::run(g, a),
         Cmd::Features(a) => features::run(g, a),
+        Cmd::Version => {
+            print!("{}", version_text());
+            Ok(0)
+        }
     }
 }
 

@@ -1,5 +1,22 @@
 //! `berth spec [--bundle DIR] [--rootless]`: writes a default config.json that runs `sh` in a
-//! typical container, as `runc spec` does.
+//! typical container, as `runc spec` (1.1) does: the same fields and values, indented with tabs.
+//!
+//! Differences from `runc spec` 1.1.5 that are kept on purpose (tests/cli_runc_compat.rs compares
+//! the two field by field and allows exactly these):
+//! * `ociVersion`: the runtime-spec version Berth implements (runc 1.1 writes "1.0.2-dev").
+//! * `hostname`: "berth" instead of "runc".
+//! * `process.capabilities.ambient`: omitted. runc 1.1 lists the three capabilities there
+//!   without listing them as inheritable, so the kernel can never raise them (runc ignored the
+//!   error; runc 1.2 dropped the field for that reason). Berth would have to refuse or ignore
+//!   them too, so it does not write them.
+//! * `--rootless`: no `/sys/fs/cgroup` mount. runc keeps it and falls back to other mounts
+//!   when the kernel refuses a cgroup mount in the user namespace; Berth's rootless config only
+//!   bind-mounts `/sys` (which already holds the host's cgroup mounts, read-only).
+//! * `linux.namespaces`: a cgroup namespace on every host. runc 1.1 adds it only when
+//!   /sys/fs/cgroup is cgroup2 (unified); Berth always does, so the container sees its own
+//!   cgroup as `/` on v1 and hybrid hosts too (the tests' bundles, made with `berth spec`,
+//!   rely on that).
+//! * Key order: serde_json writes object keys sorted, runc in Go struct order. Same JSON.
 
 use std::path::PathBuf;
 
@@ -68,14 +85,15 @@ pub fn default_spec(rootless: bool) -> serde_json::Value {
     if rootless {
         let uid = nix::unistd::getuid().as_raw();
         let gid = nix::unistd::getgid().as_raw();
-        let linux = &mut spec["linux"];
-        linux["resources"] = json!({});
-        linux["namespaces"] = json!([
-            {"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"},
-            {"type": "cgroup"}, {"type": "user"}
-        ]);
-        linux["uidMappings"] = json!([{"containerID": 0, "hostID": uid, "size": 1}]);
-        linux["gidMappings"] = json!([{"containerID": 0, "hostID": gid, "size": 1}]);
+        let linux = spec["linux"].as_object_mut().expect("object");
+        // runc drops the device rules (no device cgroup without privileges): no `resources`.
+        linux.remove("resources");
+        let ns = linux["namespaces"].as_array_mut().expect("array");
+        ns.retain(|n| n["type"] != "network");
+        ns.push(json!({"type": "user"}));
+        let map = |id| json!([{"containerID": 0, "hostID": id, "size": 1}]);
+        linux.insert("uidMappings".into(), map(uid));
+        linux.insert("gidMappings".into(), map(gid));
         let mounts = spec["mounts"].as_array_mut().expect("array");
         mounts.retain(|m| m["destination"] != "/sys" && m["destination"] != "/sys/fs/cgroup");
         mounts.push(
@@ -105,9 +123,13 @@ pub fn run(_g: &Global, a: Args) -> Result<i32, Error> {
             path.display()
         )));
     }
-    let body = serde_json::to_string_pretty(&default_spec(a.rootless)).expect("json");
-    std::fs::write(&path, body + "\n")
-        .map_err(|e| Error::sys(format!("write {}", path.display()), e))?;
+    // Tab-indented, as runc writes it.
+    let mut body = Vec::new();
+    let fmt = serde_json::ser::PrettyFormatter::with_indent(b"\t");
+    let mut ser = serde_json::Serializer::with_formatter(&mut body, fmt);
+    serde::Serialize::serialize(&default_spec(a.rootless), &mut ser).expect("json");
+    body.push(b'\n');
+    std::fs::write(&path, body).map_err(|e| Error::sys(format!("write {}", path.display()), e))?;
     Ok(0)
 }
 

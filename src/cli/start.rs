@@ -12,6 +12,14 @@ pub struct Args {
 
 pub fn run(g: &Global, a: Args) -> Result<i32, Error> {
     let mut c = Container::load(&g.root, &a.id)?;
+    crate::logging::debug_with(|| {
+        format!(
+            "start {}: state directory {}, releasing init pid {}",
+            a.id,
+            c.dir.display(),
+            c.state.as_ref().map_or(0, |s| s.pid)
+        )
+    });
     lifecycle::start(&mut c)?;
     Ok(0)
 }

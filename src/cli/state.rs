@@ -13,6 +13,13 @@ pub struct Args {
 pub fn run(g: &Global, a: Args) -> Result<i32, Error> {
     let c = Container::load(&g.root, &a.id)?;
     let status = c.status();
+    crate::logging::debug_with(|| {
+        format!(
+            "state {}: status {status}, state directory {}",
+            a.id,
+            c.dir.display()
+        )
+    });
     let st = c
         .state
         .as_ref()

@@ -114,8 +114,9 @@ fn clean_sub_path(arg: &str, p: &str) -> Result<PathBuf> {
             Component::RootDir | Component::CurDir => {}
             Component::ParentDir | Component::Prefix(_) => {
                 return Err(Error::Usage(format!(
-                    "--cgroup {arg:?}: the sub-cgroup path must stay inside the container's cgroup (no \"..\")"
-                )))
+                    // "is not a sub cgroup path": runc's phrase.
+                    "--cgroup {arg:?}: {p:?} is not a sub cgroup path: it must stay inside the container's cgroup (no \"..\")"
+                )));
             }
         }
     }

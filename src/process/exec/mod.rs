@@ -102,8 +102,9 @@ pub fn exec(root: &Path, id: &str, opts: &ExecOptions) -> Result<i32> {
             return Err(wrong_state(
                 &c,
                 Status::Paused,
-                " (resume it, or use --ignore-paused)",
-            ))
+                // runc's phrase last, for scripts that match it.
+                " (resume it, or use --ignore-paused): cannot exec in a paused container",
+            ));
         }
         _ => {}
     }
@@ -197,6 +198,18 @@ pub fn exec(root: &Path, id: &str, opts: &ExecOptions) -> Result<i32> {
         _ => None,
     };
     let target = Target::open(&c)?;
+    crate::logging::debug_with(|| {
+        let paths = c
+            .state
+            .as_ref()
+            .and_then(|s| s.cgroup.as_ref())
+            .map(|r| &r.paths);
+        format!(
+            "exec {id}: state directory {}, cgroup {paths:?}, --cgroup {:?}",
+            c.dir.display(),
+            opts.cgroup
+        )
+    });
     // The lock is not held while the process starts: it may be frozen in a paused container
     // (--ignore-paused) until `resume`, which needs the lock.
     drop(c);
@@ -217,6 +230,9 @@ pub fn exec(root: &Path, id: &str, opts: &ExecOptions) -> Result<i32> {
         notify,
     };
     let pid = spawn(&cfg, &target)?;
+    crate::logging::debug_with(|| {
+        format!("exec {id}: process {pid} started: {:?}", process.args())
+    });
     if let Some(sock) = &pidfd_socket {
         if let Err(e) = send_pidfd(sock, pid) {
             kill_and_reap(pid);
