@@ -458,8 +458,8 @@ fn children(pid: i32) -> Vec<String> {
 
 /// Waits until the recorder shell has left its trap handler: busybox ash runs traps between
 /// commands, so a `sleep` child it started after `before` was read means the handler is over.
-/// A signal sent while ash is still inside one handler can be lost (a lower-numbered signal
-/// arriving mid-handler), which once made this test flaky under load.
+/// (Under full CI load a SIGHUP sent third was lost three times in ~10 runs, with Berth's kill
+/// succeeding: the numeric form is tested with SIGUSR1's number instead of 1.)
 fn wait_handler_done(pid: i32, before: &[String]) {
     assert!(
         wait_until(SECS10, || children(pid).iter().any(|c| !before.contains(c))),
@@ -480,7 +480,7 @@ fn kill_takes_signal_names_with_and_without_sig_numbers_and_defaults_to_term() {
     for (arg, name) in [
         ("SIGUSR1", "USR1"),
         ("USR2", "USR2"),
-        ("1", "HUP"),
+        ("10", "USR1"), // a number: SIGUSR1 on x86-64
         ("sigwinch", "WINCH"),
     ] {
         rt.ok(&["kill", &id, arg]);
@@ -491,7 +491,7 @@ fn kill_takes_signal_names_with_and_without_sig_numbers_and_defaults_to_term() {
     rt.ok(&["kill", &id]); // default: SIGTERM
     assert_eq!(
         wait_signals(&b, 5),
-        ["USR1", "USR2", "HUP", "WINCH", "TERM"]
+        ["USR1", "USR2", "USR1", "WINCH", "TERM"]
     );
     assert!(rt.wait_status(&id, "stopped", SECS10));
     rt.ok(&["delete", &id]);
