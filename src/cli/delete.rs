@@ -14,12 +14,14 @@ pub struct Args {
 }
 
 pub fn run(g: &Global, a: Args) -> Result<i32, Error> {
+    crate::container::remove_interrupted_new_dirs(&g.root);
     let c = match Container::load(&g.root, &a.id) {
         Ok(c) => c,
         // Engines delete --force containers that are already gone; that is success.
         Err(StateError::NotFound(_)) if a.force => return Ok(0),
         Err(e) => return Err(e.into()),
     };
+    crate::fault::point("delete:loaded")?;
     lifecycle::delete(c, a.force)?;
     Ok(0)
 }

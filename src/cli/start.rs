@@ -12,6 +12,7 @@ pub struct Args {
 
 pub fn run(g: &Global, a: Args) -> Result<i32, Error> {
     let mut c = Container::load(&g.root, &a.id)?;
+    crate::fault::point("start:loaded")?;
     lifecycle::start(&mut c)?;
     Ok(0)
 }
