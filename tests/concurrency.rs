@@ -175,12 +175,6 @@ fn kill_delete_state_exec_storms_on_one_container() {
         for (i, o) in outs.iter().enumerate() {
             let what = format!("round {round} command {i}");
             assert_sane(o, &what);
-            eprintln!(
-                "{what}: {} {}: {}",
-                verbs_of(i, round, &verbs),
-                o.status,
-                stderr(o).trim()
-            );
             // An exec'd process killed by a concurrent `delete --force` exits 128+9, as its
             // exec reports it (no error of Berth's).
             let killed_exec = verbs_of(i, round, &verbs) == "exec" && o.status.code() == Some(137);
