@@ -18,6 +18,7 @@ mod cli;
 mod config;
 mod container;
 mod error;
+mod fault;
 mod hooks;
 mod linux;
 mod logging;

@@ -290,6 +290,7 @@ impl FsManager {
                     Some(Ctl::V1(d) | Ctl::V2(d)) => v1::cpuset(d, c)?,
                     None => return Err(self.missing("cpu.cpus", "cpuset")),
                 }
+                crate::fault::point("cgroup:cpuset-written")?;
             }
         }
         if let Some(devs) = r.devices() {
@@ -299,6 +300,7 @@ impl FsManager {
                 Some(Ctl::V2(d)) => devices::apply_v2(d, &rules)?,
                 None => return Err(self.missing("devices", "devices")),
             }
+            crate::fault::point("cgroup:devices-written")?;
         }
         if let Some(m) = r.memory().as_ref().filter(|m| memory_set(m)) {
             match self.ctl("memory", avail) {
@@ -306,6 +308,7 @@ impl FsManager {
                 Some(Ctl::V2(d)) => v2::memory(d, m)?,
                 None => return Err(self.missing("memory", "memory")),
             }
+            crate::fault::point("cgroup:memory-written")?;
         }
         if let Some(c) = r.cpu().as_ref().filter(|c| cpu_set(c)) {
             match self.ctl("cpu", avail) {
@@ -313,12 +316,14 @@ impl FsManager {
                 Some(Ctl::V2(d)) => v2::cpu(d, c)?,
                 None => return Err(self.missing("cpu", "cpu")),
             }
+            crate::fault::point("cgroup:cpu-written")?;
         }
         if let Some(p) = r.pids().filter(|p| p.limit() != 0) {
             match self.ctl("pids", avail) {
                 Some(Ctl::V1(d) | Ctl::V2(d)) => v1::pids(d, p.limit())?,
                 None => return Err(self.missing("pids.limit", "pids")),
             }
+            crate::fault::point("cgroup:pids-written")?;
         }
         if let Some(b) = r.block_io().as_ref().filter(|b| blkio_set(b)) {
             match self.ctl("blkio", avail) {
@@ -326,6 +331,7 @@ impl FsManager {
                 Some(Ctl::V2(d)) => v2::io_(d, b)?,
                 None => return Err(self.missing("blockIO", "blkio (io)")),
             }
+            crate::fault::point("cgroup:blkio-written")?;
         }
         if let Some(h) = r.hugepage_limits().as_ref().filter(|h| !h.is_empty()) {
             match self.ctl("hugetlb", avail) {
@@ -333,6 +339,7 @@ impl FsManager {
                 Some(Ctl::V2(d)) => v2::hugetlb(d, h)?,
                 None => return Err(self.missing("hugepageLimits", "hugetlb")),
             }
+            crate::fault::point("cgroup:hugetlb-written")?;
         }
         if let Some(n) = r.network() {
             if let Some(id) = n.class_id() {
@@ -340,12 +347,14 @@ impl FsManager {
                     Some(Ctl::V1(d)) => v1::net_cls(d, id)?,
                     _ => return Err(self.missing("network.classID", "net_cls")),
                 }
+                crate::fault::point("cgroup:net-cls-written")?;
             }
             if let Some(p) = n.priorities().as_ref().filter(|p| !p.is_empty()) {
                 match self.ctl("net_prio", avail) {
                     Some(Ctl::V1(d)) => v1::net_prio(d, p)?,
                     _ => return Err(self.missing("network.priorities", "net_prio")),
                 }
+                crate::fault::point("cgroup:net-prio-written")?;
             }
         }
         if let Some(rdma) = r.rdma().as_ref().filter(|m| !m.is_empty()) {
@@ -709,6 +718,7 @@ impl Manager for FsManager {
             if pre {
                 existed.push(h.dir.clone());
             }
+            crate::fault::point("cgroup:dir-made")?;
         }
         if let Some(u) = &self.unified {
             let pre = self.make_dirs(self.unified_mount.as_deref(), u, false)?;

@@ -14,6 +14,7 @@ pub struct Args {
 }
 
 pub fn run(g: &Global, a: Args) -> Result<i32, Error> {
+    crate::container::remove_interrupted_new_dirs(&g.root);
     let c = match Container::load(&g.root, &a.id) {
         Ok(c) => c,
         // Engines delete --force containers that are already gone; that is success.
@@ -33,6 +34,7 @@ pub fn run(g: &Global, a: Args) -> Result<i32, Error> {
                 .map(|r| &r.paths)
         )
     });
+    crate::fault::point("delete:loaded")?;
     lifecycle::delete(c, a.force)?;
     Ok(0)
 }

@@ -81,7 +81,13 @@ pub fn run(g: &Global, a: Args) -> Result<i32, Error> {
             }
         }
     };
-    if let Err(e) = lifecycle::start(&mut c) {
+    let started = (|| -> Result<(), Error> {
+        crate::fault::point("run:created")?;
+        lifecycle::start(&mut c)?;
+        crate::fault::point("run:started")?;
+        Ok(())
+    })();
+    if let Err(e) = started {
         let _ = lifecycle::delete(c, true);
         return Err(e);
     }

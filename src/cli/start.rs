@@ -20,6 +20,7 @@ pub fn run(g: &Global, a: Args) -> Result<i32, Error> {
             c.state.as_ref().map_or(0, |s| s.pid)
         )
     });
+    crate::fault::point("start:loaded")?;
     lifecycle::start(&mut c)?;
     Ok(0)
 }

@@ -17,6 +17,7 @@ use super::{Container, Status, StoredState};
 use crate::cgroups::{self, Manager};
 use crate::config::{self, Bundle};
 use crate::error::{Error, Result};
+use crate::fault;
 use crate::linux::launcher;
 use crate::linux::namespaces::NsPlan;
 use crate::process::{self, sync, InitConfig, StartWait};
@@ -87,6 +88,7 @@ pub fn create(root: &Path, id: &str, opts: &CreateOptions) -> Result<Container> 
         spec,
         raw,
     } = config::load_bundle(&opts.bundle)?;
+    fault::point("create:config-parsed")?;
     let terminal = spec.process().as_ref().and_then(|p| p.terminal()) == Some(true);
     if terminal && opts.console_socket.is_none() && opts.console_fd.is_none() {
         return Err(Error::Usage(
@@ -104,6 +106,7 @@ pub fn create(root: &Path, id: &str, opts: &CreateOptions) -> Result<Container> 
     // decided before any side effect, since it may mean re-executing Berth.
     let launcher = protect(&spec, spec.process().as_ref(), seccomp.as_ref(), lsm, false)?;
     let cgroup = cgroups::for_spec(&spec, id)?;
+    fault::point("create:validated")?;
     let console = match (&opts.console_socket, &opts.console_fd, terminal) {
         (Some(p), _, true) => Some(
             connect_unix(p)
@@ -198,8 +201,10 @@ fn build(
         lsm,
         launcher,
     } = checked;
+    fault::point("create:state-dir-made")?;
     // The bytes create already read: the stored copy needs no second serialisation.
     c.write_file(CONFIG_FILE, raw)?;
+    fault::point("create:config-copied")?;
     let start = if opts.start_now {
         let (ours, theirs) = sync::pair().map_err(|e| Error::sys("start socketpair", e))?;
         c.start_conn = Some(ours.0);
@@ -207,6 +212,7 @@ fn build(
     } else {
         StartWait::Listener(listen_start(c)?)
     };
+    fault::point("create:start-socket-made")?;
     let annotations: BTreeMap<String, String> = spec
         .annotations()
         .iter()
@@ -237,6 +243,7 @@ fn build(
     // If this process is killed half-way, there is no state.json yet: `delete --force` then
     // finds the cgroup from the stored config (see `delete`).
     cgroup.create()?;
+    fault::point("create:cgroup-made")?;
     // The record names the parent directories `create` made, so delete removes them too.
     st.cgroup = Some(cgroup.record());
     #[allow(deprecated)]
@@ -282,9 +289,12 @@ fn build(
     // before `create` removes the cgroup and the directory, or it would outlive every record
     // of it. runc does the same for its pid file (terminate, then destroy).
     let recorded = (|| -> Result<()> {
+        fault::point("create:init-ready")?;
         c.save(st.clone())?;
+        fault::point("create:state-saved")?;
         if let Some(pf) = &opts.pid_file {
             write_pid_file(pf, pid)?;
+            fault::point("create:pid-file-written")?;
         }
         Ok(())
     })();
@@ -331,16 +341,20 @@ struct ParentSide<'a> {
 
 impl process::Parent for ParentSide<'_> {
     fn placed(&mut self, pid: i32, write_maps: bool) -> Result<()> {
+        fault::point("create:init-spawned")?;
         if write_maps {
             process::write_id_maps(self.spec, pid)?;
+            fault::point("create:id-maps-written")?;
         }
         if let Some(p) = self.spec.process() {
             crate::linux::identity::write_oom_score_adj(pid, p)
                 .map_err(process::ProcessError::Init)?;
+            fault::point("create:oom-score-adj-written")?;
         }
         if self.cgroup.clone_into_fd().is_none() {
             self.cgroup.add(pid)?;
         }
+        fault::point("create:cgroup-joined")?;
         if let Some(r) = self
             .spec
             .linux()
@@ -348,12 +362,15 @@ impl process::Parent for ParentSide<'_> {
             .and_then(|l| l.resources().as_ref())
         {
             self.cgroup.apply(r)?;
+            fault::point("create:resources-written")?;
         }
         Ok(())
     }
 
     fn write_maps(&mut self, pid: i32) -> Result<()> {
-        Ok(process::write_id_maps(self.spec, pid)?)
+        process::write_id_maps(self.spec, pid)?;
+        fault::point("create:id-maps-written")?;
+        Ok(())
     }
 
     fn run_hooks(&mut self, pid: i32) -> Result<Vec<u8>> {
@@ -368,6 +385,7 @@ impl process::Parent for ParentSide<'_> {
                 crate::hooks::run_all("createRuntime", c, &state)?;
             }
         }
+        fault::point("create:hooks-run")?;
         Ok(state)
     }
 }
@@ -475,6 +493,7 @@ pub fn start(c: &mut Container) -> Result<()> {
     let ch = sync::Channel(fd);
     ch.send(sync::START, &hook_state(&st, Status::Created))
         .map_err(|e| handshake_failed(c, "release the container's init", e))?;
+    fault::point("start:released")?;
     // The stored config is parsed only when something below needs it.
     let spec = if st.poststart_hooks || st.seccomp_notify {
         Some(load_spec(c)?)
@@ -507,6 +526,7 @@ pub fn start(c: &mut Container) -> Result<()> {
         c.remove_start_socket();
     }
     result?;
+    fault::point("start:init-running")?;
     if let Some(h) = spec
         .as_ref()
         .and_then(|s| s.hooks().as_ref())
@@ -680,9 +700,11 @@ pub fn delete(c: Container, force: bool) -> Result<()> {
         }
         // A stopped container may still have processes in its cgroup (no pid namespace).
         kill_all_and_wait(st);
+        fault::point("delete:killed")?;
         if let Some(rec) = &st.cgroup {
             cgroups::from_record(rec).destroy()?;
         }
+        fault::point("delete:cgroup-removed")?;
     } else if let Some(spec) = &spec {
         // A create killed before it saved its state: its cgroups are where it placed them.
         if let Ok(m) = cgroups::for_spec(spec, &c.id) {
@@ -694,6 +716,7 @@ pub fn delete(c: Container, force: bool) -> Result<()> {
     }
     let state = c.state.clone();
     c.remove()?;
+    fault::point("delete:state-removed")?;
     if let (Some(spec), Some(st)) = (spec, state) {
         if let Some(h) = spec.hooks().as_ref().and_then(|h| h.poststop().as_ref()) {
             crate::hooks::run_all_warn("poststop", h, &hook_state(&st, Status::Stopped));

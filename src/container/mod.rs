@@ -5,7 +5,9 @@
 pub mod lifecycle;
 mod state;
 
-pub use state::{list, Container, Listed, Status, StoredState, CONFIG_FILE};
+pub use state::{
+    list, remove_interrupted_new_dirs, Container, Listed, Status, StoredState, CONFIG_FILE,
+};
 
 use std::path::PathBuf;
 

@@ -211,6 +211,14 @@ fn remove_stale_new_dirs(root: &OwnedFd) {
     }
 }
 
+/// Removes the `:new-*` directories of `create`s killed before their directory got its id
+/// (`delete` calls it: a killed create's id may never have appeared, yet its traces must go).
+pub fn remove_interrupted_new_dirs(root: &Path) {
+    if let Ok(fd) = open_dir(root) {
+        remove_stale_new_dirs(&fd);
+    }
+}
+
 /// Removes everything inside the directory `dir` (through its fd).
 fn remove_contents(dir: &OwnedFd) -> std::io::Result<()> {
     let mut d = nix::dir::Dir::openat(

@@ -96,6 +96,7 @@ pub struct Overrides {
 /// (or failed to: then the error names what went wrong).
 pub fn exec(root: &Path, id: &str, opts: &ExecOptions) -> Result<i32> {
     let c = Container::load(root, id)?;
+    crate::fault::point("exec:loaded")?;
     match c.status() {
         Status::Stopped => return Err(wrong_state(&c, Status::Stopped, "")),
         Status::Paused if !opts.ignore_paused => {
@@ -233,14 +234,22 @@ pub fn exec(root: &Path, id: &str, opts: &ExecOptions) -> Result<i32> {
     crate::logging::debug_with(|| {
         format!("exec {id}: process {pid} started: {:?}", process.args())
     });
-    if let Some(sock) = &pidfd_socket {
-        if let Err(e) = send_pidfd(sock, pid) {
-            kill_and_reap(pid);
-            return Err(e);
+    // The process runs: an exec that reports an error must not leave it running (as runc,
+    // which terminates it), whether its pidfd or its pid file could not be handed over.
+    let handed_over = (|| -> Result<()> {
+        crate::fault::point("exec:spawned")?;
+        if let Some(sock) = &pidfd_socket {
+            send_pidfd(sock, pid)?;
         }
-    }
-    if let Some(pf) = &opts.pid_file {
-        lifecycle::write_pid_file(pf, pid)?;
+        if let Some(pf) = &opts.pid_file {
+            lifecycle::write_pid_file(pf, pid)?;
+            crate::fault::point("exec:pid-file-written")?;
+        }
+        Ok(())
+    })();
+    if let Err(e) = handed_over {
+        kill_and_reap(pid);
+        return Err(e);
     }
     Ok(pid)
 }
