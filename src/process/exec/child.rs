@@ -105,7 +105,10 @@ fn enter_namespaces(t: &Target) -> std::result::Result<(), String> {
     let join = |flags: CloneFlags| {
         setns(&t.pidfd, flags).map_err(|e| {
             if e == nix::errno::Errno::ESRCH {
-                format!("the container's init (pid {}) exited", t.pid)
+                format!(
+                    "cannot exec in a stopped container: its init (pid {}) exited",
+                    t.pid
+                )
             } else {
                 format!("join the container's namespaces ({}): {e}", ns_names(flags))
             }

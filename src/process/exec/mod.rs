@@ -373,8 +373,11 @@ fn spawn(cfg: &ExecConfig, t: &Target) -> Result<i32> {
     // container's, and we step back at once.
     let own_pidns = if t.join_pid {
         let own = open_path("/proc/self/ns/pid", false)?;
-        setns(&t.pidfd, CloneFlags::CLONE_NEWPID)
-            .map_err(|e| Error::sys("join the container's pid namespace", e))?;
+        setns(&t.pidfd, CloneFlags::CLONE_NEWPID).map_err(|e| match e {
+            // The init exited since its pidfd was taken (a racing kill or delete).
+            nix::errno::Errno::ESRCH => target::stopped_error(&t.id),
+            e => Error::sys("join the container's pid namespace", e),
+        })?;
         Some(own)
     } else {
         None

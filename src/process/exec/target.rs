@@ -19,6 +19,20 @@ pub struct Target {
     pub(super) time: Option<OwnedFd>,
     /// The init's root, when it has no mount namespace of its own (it chrooted instead).
     pub(super) root: Option<OwnedFd>,
+    /// The container's id, for the error when its init exits while the exec joins it.
+    pub(super) id: String,
+}
+
+/// A container whose init is gone (or goes while an exec joins it): runc's "cannot exec in a
+/// stopped container" wording through StateError.
+pub(super) fn stopped_error(id: &str) -> Error {
+    StateError::WrongState {
+        id: id.to_string(),
+        status: Status::Stopped,
+        op: "exec into",
+        hint: "",
+    }
+    .into()
 }
 
 impl Target {
@@ -34,15 +48,7 @@ impl Target {
                 hint: "",
             })
         })?;
-        let stopped = || -> Error {
-            StateError::WrongState {
-                id: st.id.clone(),
-                status: Status::Stopped,
-                op: "exec into",
-                hint: "",
-            }
-            .into()
-        };
+        let stopped = || stopped_error(&st.id);
         let pidfd = match crate::linux::sys::pidfd_open(st.pid) {
             Ok(fd) => fd,
             Err(e) if e.raw_os_error() == Some(libc::ESRCH) => return Err(stopped()),
@@ -85,6 +91,7 @@ impl Target {
             return Err(stopped());
         }
         Ok(Target {
+            id: st.id.clone(),
             pid: st.pid,
             pidfd,
             join_user,
