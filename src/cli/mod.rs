@@ -6,7 +6,7 @@ mod delete;
 mod events;
 mod exec;
 mod features;
-mod kill;
+pub(crate) mod kill;
 mod list;
 mod pause;
 mod ps;
@@ -15,7 +15,7 @@ mod run;
 mod spec;
 mod start;
 mod state;
-mod update;
+pub(crate) mod update;
 
 use std::path::PathBuf;
 
@@ -123,7 +123,7 @@ fn libseccomp_version() -> String {
 
 /// clap's multi-line usage error as one line: its first paragraph without the "error: " prefix
 /// (e.g. "the following required arguments were not provided: <ID>"), then a pointer to --help.
-fn usage_error_line(rendered: &str) -> String {
+pub(crate) fn usage_error_line(rendered: &str) -> String {
     let first: Vec<&str> = rendered
         .lines()
         .take_while(|l| !l.trim().is_empty())
