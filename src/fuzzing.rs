@@ -29,11 +29,12 @@ pub struct Rejection {
 }
 
 impl Rejection {
+    /// `msg` as `berth: …` prints it (logging::fatal).
     fn at(path: &str, msg: String) -> Self {
         let path = path.trim_end_matches(": ");
         Rejection {
             path: (!path.is_empty()).then(|| path.to_string()),
-            msg,
+            msg: crate::logging::one_line(&msg).into_owned(),
         }
     }
 }

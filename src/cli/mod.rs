@@ -131,7 +131,7 @@ pub(crate) fn usage_error_line(rendered: &str) -> String {
         .collect();
     let text = first.join(" ");
     let text = text.strip_prefix("error: ").unwrap_or(&text);
-    format!("{text} (see berth --help)")
+    format!("{} (see berth --help)", crate::logging::one_line(text))
 }
 
 /// Parses the command line, runs the command, reports any error; returns the exit code.
