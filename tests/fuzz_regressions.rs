@@ -41,3 +41,15 @@ fn corrupt_state_json_names_the_field() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// An `events --interval` too long for a duration was a panic (abort, exit 134).
+#[test]
+fn an_interval_beyond_any_duration_is_refused() {
+    let rt = Runtime::new();
+    let o = rt.berth(&["events", "--interval", "99999999999999999999s", "some-id"]);
+    assert_one_error_line(
+        &o,
+        &["--interval", "invalid duration \"99999999999999999999s\""],
+    );
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+}
