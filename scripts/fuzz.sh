@@ -41,7 +41,10 @@ if [ ${#targets[@]} -eq 0 ]; then
     mapfile -t targets < <(cargo fuzz list)
 fi
 
+# Built once; the targets' binaries are then run directly (`cargo fuzz run` would run cargo
+# again for each one).
 cargo fuzz build -s none || exit 1
+bin=${CARGO_TARGET_DIR:-fuzz/target}/x86_64-unknown-linux-gnu/release
 
 failed=()
 for t in "${targets[@]}"; do
@@ -53,8 +56,9 @@ for t in "${targets[@]}"; do
     log=$(mktemp)
     t0=$SECONDS
     # -max_len: the seeds are up to ~8 KB (docker's and podman's seccomp profiles in a config).
-    cargo fuzz run -s none "$t" "${dirs[@]}" -- "${limit[@]}" -timeout=10 -rss_limit_mb=512 \
-        -max_len=65536 -print_final_stats=1 -close_fd_mask=1 >"$log" 2>&1
+    "$bin/$t" "${limit[@]}" -timeout=10 -rss_limit_mb=512 -max_len=65536 \
+        -print_final_stats=1 -close_fd_mask=1 -artifact_prefix="fuzz/artifacts/$t/" \
+        "${dirs[@]}" >"$log" 2>&1
     rc=$?
     execs=$(awk '/stat::number_of_executed_units/ { print $2 }' "$log")
     rss=$(awk '/stat::peak_rss_mb/ { print $2 }' "$log")
