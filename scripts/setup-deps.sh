@@ -11,11 +11,13 @@
 #   runc crun             reference runtimes (BERTH_TEST_RUNTIME=/usr/sbin/runc compares)
 #   bats                  shell test runner used by some suites
 #   python3               the benchmark driver (bench/bench.py; CI runs its smoke mode)
+#   g++                   libfuzzer-sys builds libFuzzer (C++) for the fuzz targets in fuzz/
+#   cargo-fuzz            (from crates.io, once) runs them: scripts/fuzz.sh
 set -euo pipefail
 
 packages=(
     busybox-static libseccomp-dev pkg-config gcc libc6-dev git ca-certificates
-    procps iproute2 util-linux strace runc crun bats python3
+    procps iproute2 util-linux strace runc crun bats python3 g++
 )
 
 if [ "$(id -u)" != 0 ]; then
@@ -50,6 +52,13 @@ for c in rustfmt clippy; do
         rustup component add "$c" || echo "setup-deps: could not add $c" >&2
     fi
 done
+
+# cargo-fuzz, for scripts/fuzz.sh: built from crates.io once (a few minutes), then kept in
+# ~/.cargo/bin. The version is pinned so that CI builds what was tested.
+if ! command -v cargo-fuzz >/dev/null 2>&1; then
+    echo "setup-deps: installing cargo-fuzz"
+    cargo install --locked --version 0.13.2 cargo-fuzz
+fi
 
 # The tests' rootfs copies /bin/busybox: make sure it is the static one.
 if ! /bin/busybox --list >/dev/null 2>&1; then

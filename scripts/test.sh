@@ -6,7 +6,9 @@
 #   3. cargo clippy --all-targets -D warnings (the whole workspace)
 #   4. the engine suites in integration/ (containerd, podman, docker, CRI), when present;
 #      BERTH_SKIP_ENGINES=1 skips them
-#   5. cargo test --workspace --all-targets: unit tests, tests/*.rs (the binary on real bundles),
+#   5. the fuzz targets in fuzz/, 30 s each (scripts/fuzz.sh; BERTH_FUZZ_SECONDS changes it,
+#      0 skips them)
+#   6. cargo test --workspace --all-targets: unit tests, tests/*.rs (the binary on real bundles),
 #      conformance/ (OCI runtime-spec), the seccomp crate's tests
 #
 # Needs root (containers). Debug builds: building in release (LTO, one codegen unit) costs
@@ -48,6 +50,7 @@ if [ ${#failed[@]} -gt 0 ]; then
     exit 1
 fi
 step "cargo fmt --check" cargo fmt --all -- --check
+step "cargo fmt --check (fuzz/)" cargo fmt --manifest-path fuzz/Cargo.toml -- --check
 step "cargo clippy" cargo clippy --workspace --all-targets -- -D warnings
 # Build once up front, so that a build error is reported as such and the engine suites can use
 # the binary.
@@ -64,6 +67,16 @@ fi
 
 # The benchmark in its smoke mode: it runs and its output parses (timings are never asserted).
 step "bench smoke" bash bench/run.sh --smoke --no-install --berth "$target/debug/berth"
+
+# Parsing and validation of every input Berth takes (config.json, state.json, --process,
+# seccomp profiles, --resources, the command line) under libFuzzer: no panic, hang or memory
+# blow-up, every refusal one line naming its field.
+fuzz_seconds=${BERTH_FUZZ_SECONDS:-30}
+if [ "$fuzz_seconds" = 0 ]; then
+    echo "=== fuzz: skipped (BERTH_FUZZ_SECONDS=0)"
+else
+    step "fuzz (${fuzz_seconds} s per target)" scripts/fuzz.sh --seconds "$fuzz_seconds"
+fi
 
 # Last, so that the output ends with its summary lines (nothing is printed after them on
 # success). --all-targets leaves out doc-tests, whose "0 passed" summary would otherwise close

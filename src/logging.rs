@@ -106,7 +106,27 @@ pub fn fatal(msg: &str) {
             let _ = writeln!(f, "{}", format_line(l.json, Level::Error, msg));
         }
     }
-    let _ = writeln!(std::io::stderr(), "{}", plain_line(Level::Error, msg));
+    let _ = writeln!(
+        std::io::stderr(),
+        "{}",
+        plain_line(Level::Error, &one_line(msg))
+    );
+}
+
+/// `msg` with its control characters escaped (`\n`, `\u{1b}`): an error quotes what the input
+/// holds (a JSON key, a path, an argument), and it must stay one line on a terminal or in a
+/// caller's log.
+pub fn one_line(msg: &str) -> std::borrow::Cow<'_, str> {
+    if !msg.chars().any(char::is_control) {
+        return msg.into();
+    }
+    msg.chars()
+        .map(|c| match c {
+            c if c.is_control() => c.escape_default().to_string(),
+            c => c.to_string(),
+        })
+        .collect::<String>()
+        .into()
 }
 
 /// Whether debug lines are written (`--debug`).
@@ -139,6 +159,15 @@ pub fn warn(msg: impl AsRef<str>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_line_escapes_control_characters() {
+        assert_eq!(one_line("process.args: plain"), "process.args: plain");
+        assert_eq!(
+            one_line("process.e\nv: expected `,`\r\u{1b}[31m\t"),
+            "process.e\\nv: expected `,`\\r\\u{1b}[31m\\t"
+        );
+    }
 
     #[test]
     fn json_line_has_level_msg_time() {

@@ -300,7 +300,9 @@ pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
         total += v * mult;
         rest = &rest[u..];
     }
-    Ok(Duration::from_secs_f64(total))
+    // Beyond Duration (about 585 billion years), or an overflow to infinity: refused, not a
+    // panic.
+    Duration::try_from_secs_f64(total).map_err(|_| bad())
 }
 
 fn emit(out: &mut impl Write, e: &Event) -> bool {
@@ -492,6 +494,9 @@ mod tests {
         assert!(parse_duration("5").is_err());
         assert!(parse_duration("-1s").is_err());
         assert!(parse_duration("5x").is_err());
+        // Found by fuzz/args: too big for a Duration.
+        assert!(parse_duration("99999999999999999999s").is_err());
+        assert!(parse_duration(&format!("{}h", "9".repeat(400))).is_err());
         assert_eq!(parse_bytes("1024").unwrap(), 1024);
         assert_eq!(parse_bytes("64m").unwrap(), 64 << 20);
         assert_eq!(parse_bytes("64MB").unwrap(), 64 << 20);

@@ -6,7 +6,7 @@ mod delete;
 mod events;
 mod exec;
 mod features;
-mod kill;
+pub(crate) mod kill;
 mod list;
 mod pause;
 mod ps;
@@ -15,7 +15,7 @@ mod run;
 mod spec;
 mod start;
 mod state;
-mod update;
+pub(crate) mod update;
 
 use std::path::PathBuf;
 
@@ -125,7 +125,7 @@ fn libseccomp_version() -> String {
 
 /// clap's multi-line usage error as one line: its first paragraph without the "error: " prefix
 /// (e.g. "the following required arguments were not provided: <ID>"), then a pointer to --help.
-fn usage_error_line(rendered: &str) -> String {
+pub(crate) fn usage_error_line(rendered: &str) -> String {
     let first: Vec<&str> = rendered
         .lines()
         .take_while(|l| !l.trim().is_empty())
@@ -133,7 +133,7 @@ fn usage_error_line(rendered: &str) -> String {
         .collect();
     let text = first.join(" ");
     let text = text.strip_prefix("error: ").unwrap_or(&text);
-    format!("{text} (see berth --help)")
+    format!("{} (see berth --help)", crate::logging::one_line(text))
 }
 
 /// Parses the command line, runs the command, reports any error; returns the exit code.

@@ -482,12 +482,16 @@ fn read_at(dir: &OwnedFd, name: &str) -> std::io::Result<Vec<u8>> {
 fn read_state(dir: &OwnedFd, path: &Path, id: &str) -> Result<Option<StoredState>, StateError> {
     let path = path.join(STATE_FILE);
     match read_at(dir, STATE_FILE) {
-        Ok(b) => serde_json::from_slice(&b)
+        // Parsed as config.json is, so that the error names the field by its JSON path.
+        Ok(b) => crate::config::parse_object(&b, "")
             .map(Some)
             .map_err(|e| StateError::Corrupt {
                 id: id.to_string(),
                 path,
-                msg: e.to_string(),
+                msg: match e {
+                    crate::config::ConfigError::Parse { field, msg } => format!("{field}{msg}"),
+                    e => e.to_string(),
+                },
             }),
         // A directory without state: a create that was killed half-way. It counts as stopped,
         // so that `delete` can clean it up.
@@ -679,6 +683,30 @@ mod tests {
             Container::load(root.path(), "c1"),
             Err(StateError::NotFound(_))
         ));
+    }
+
+    #[test]
+    fn corrupt_state_names_the_field() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir(root.path().join("c1")).unwrap();
+        let state = root.path().join("c1").join(STATE_FILE);
+        std::fs::write(&state, r#"{"id":"c1","pid":1,"start_time":1,"bundle":"/b","rootfs":"/r","created":"","cgroup":{"path":5}}"#).unwrap();
+        let e = Container::load(root.path(), "c1")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("): cgroup.path: invalid type: integer `5`"),
+            "{e}"
+        );
+        let whole =
+            r#"{"id":"c1","pid":1,"start_time":1,"bundle":"/b","rootfs":"/r","created":""}"#;
+        std::fs::write(&state, format!("{whole} x")).unwrap();
+        let e = Container::load(root.path(), "c1")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("trailing characters"), "{e}");
     }
 
     #[test]
