@@ -336,8 +336,10 @@ fn exec_tty_belongs_to_the_exec_user() {
 fn init_console_owner(edit: impl FnOnce(&mut serde_json::Value)) -> (String, Bundle) {
     let mut b = Bundle::sh(
         "echo tty=$(stat -c %u:%g $(tty)) console=$(stat -c %u:%g /dev/console) \
-         id=$(id -u):$(id -g); echo end",
+         id=$(id -u):$(id -g); echo end; sleep 1",
     );
+    // (`sleep 1`: output written just before the pty's last slave closes can be lost to the
+    // master's reader under load, which read "" once in a full CI run.)
     b.edit(|c| {
         c["process"]["terminal"] = json!(true);
         c["process"]["user"] = json!({"uid": 1000, "gid": 1000});
