@@ -452,16 +452,7 @@ fn random_sigkills() {
     if skip("random_sigkills") {
         return;
     }
-    let seed = std::env::var("BERTH_FAULT_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-                | 1
-        });
+    let seed = test_seed("BERTH_FAULT_SEED");
     let trials: usize = std::env::var("BERTH_FAULT_TRIALS")
         .ok()
         .and_then(|s| s.parse().ok())

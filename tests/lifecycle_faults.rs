@@ -321,16 +321,7 @@ fn create_removes_what_a_create_killed_before_publishing_its_directory_left() {
 /// A small xorshift generator: the delays vary from run to run, and the seed is printed so a
 /// failing run can be replayed (BERTH_TEST_SEED).
 fn rng() -> impl FnMut() -> u64 {
-    let mut x: u64 = std::env::var("BERTH_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        })
-        | 1;
+    let mut x = test_seed("BERTH_TEST_SEED");
     println!("BERTH_TEST_SEED={x}");
     move || {
         x ^= x << 13;

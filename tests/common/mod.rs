@@ -300,6 +300,21 @@ pub fn skip_without_namespace(test: &str, ns: &str) -> bool {
     true
 }
 
+/// A non-zero seed for a test's random choices: `$var` when set (to replay a run), else one
+/// taken from the clock.
+pub fn test_seed(var: &str) -> u64 {
+    std::env::var(var)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        })
+        | 1
+}
+
 /// A unique container id for this test process.
 pub fn unique_id(name: &str) -> String {
     format!("{name}-{}", std::process::id())
