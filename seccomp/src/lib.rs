@@ -30,7 +30,9 @@
 //! locks); `load` itself makes one system call and no allocation. With NOTIFY, the fd that
 //! `load` returns must reach the runtime (e.g. by `pidfd_getfd` from the parent, or SCM_RIGHTS
 //! over the sync socket) through syscalls the profile does not send to the agent — the agent
-//! does not have the fd yet. That is why a NOTIFY rule on `write` is refused, as in runc.
+//! does not have the fd yet. (runc hands it over with write(2) and so refuses NOTIFY on `write`;
+//! Berth's init uses whichever of sendmsg or write the filter lets through, see
+//! `process::init`.)
 //!
 //! # runc compatibility
 //!
@@ -131,12 +133,26 @@ impl Compiled {
     /// LOG) with these arguments, found by running the program. False when it would not, or
     /// when the program is beyond the interpreter.
     pub fn lets_through(&self, nr: i64, args: &[u64]) -> bool {
+        matches!(
+            self.action_for(nr, args),
+            Some(sys::RET_ALLOW | sys::RET_LOG)
+        )
+    }
+
+    /// Whether the filter sends system call `nr` with these arguments to the seccomp agent
+    /// (SCMP_ACT_NOTIFY), found by running the program like [`lets_through`](Self::lets_through).
+    pub fn notifies(&self, nr: i64, args: &[u64]) -> bool {
+        self.action_for(nr, args) == Some(sys::RET_USER_NOTIF)
+    }
+
+    /// The action (SECCOMP_RET_* without its data) the program returns for `nr` and `args` on
+    /// the running architecture; `None` when the program is beyond the interpreter.
+    fn action_for(&self, nr: i64, args: &[u64]) -> Option<u32> {
         let (Some(arch), Ok(nr)) = (NATIVE_AUDIT_ARCH, u32::try_from(nr)) else {
-            return false;
+            return None;
         };
         let data = bpf::interp::Data::new(arch, nr).with_args(&args[..args.len().min(6)]);
-        let action = bpf::interp::evaluate(&self.program, &data).map(|r| r & sys::RET_ACTION_FULL);
-        matches!(action, Some(sys::RET_ALLOW | sys::RET_LOG))
+        bpf::interp::evaluate(&self.program, &data).map(|r| r & sys::RET_ACTION_FULL)
     }
 }
 
@@ -281,6 +297,16 @@ mod tests {
         assert!(!c.lets_through(libc::SYS_fcntl, &[3, 4, 1]));
         assert!(!c.lets_through(libc::SYS_execveat, &[3, 0, 0, 0, 0x1000]));
         assert!(!c.lets_through(-1, &[]));
+
+        let c = compile(&profile(
+            r#"{"defaultAction":"SCMP_ACT_ALLOW","listenerPath":"/a","syscalls":[
+                {"names":["write"],"action":"SCMP_ACT_NOTIFY"}]}"#,
+        ))
+        .unwrap();
+        assert!(c.notifies(libc::SYS_write, &[1, 0, 1]));
+        assert!(!c.lets_through(libc::SYS_write, &[1, 0, 1]));
+        assert!(!c.notifies(libc::SYS_sendmsg, &[1, 0, 0]));
+        assert!(c.lets_through(libc::SYS_sendmsg, &[1, 0, 0]));
     }
 
     #[test]
