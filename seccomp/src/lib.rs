@@ -145,6 +145,16 @@ impl Compiled {
         self.action_for(nr, args) == Some(sys::RET_USER_NOTIF)
     }
 
+    /// Whether the filter kills the caller of system call `nr` with these arguments
+    /// (SCMP_ACT_KILL_PROCESS, SCMP_ACT_KILL_THREAD, or SCMP_ACT_TRAP's SIGSYS, which kills a
+    /// process without a handler), found by running the program.
+    pub fn kills(&self, nr: i64, args: &[u64]) -> bool {
+        matches!(
+            self.action_for(nr, args),
+            Some(sys::RET_KILL_PROCESS | sys::RET_KILL_THREAD | sys::RET_TRAP)
+        )
+    }
+
     /// The action (SECCOMP_RET_* without its data) the program returns for `nr` and `args` on
     /// the running architecture; `None` when the program is beyond the interpreter.
     fn action_for(&self, nr: i64, args: &[u64]) -> Option<u32> {
@@ -307,6 +317,19 @@ mod tests {
         assert!(!c.lets_through(libc::SYS_write, &[1, 0, 1]));
         assert!(!c.notifies(libc::SYS_sendmsg, &[1, 0, 0]));
         assert!(c.lets_through(libc::SYS_sendmsg, &[1, 0, 0]));
+        assert!(!c.kills(libc::SYS_write, &[1, 0, 1]));
+
+        let c = compile(&profile(
+            r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[
+                {"names":["capset"],"action":"SCMP_ACT_KILL_PROCESS"},
+                {"names":["setresuid"],"action":"SCMP_ACT_TRAP"},
+                {"names":["setresgid"],"action":"SCMP_ACT_ERRNO"}]}"#,
+        ))
+        .unwrap();
+        assert!(c.kills(libc::SYS_capset, &[]));
+        assert!(c.kills(libc::SYS_setresuid, &[0, 0, 0]));
+        assert!(!c.kills(libc::SYS_setresgid, &[0, 0, 0]));
+        assert!(!c.kills(libc::SYS_execve, &[]));
     }
 
     #[test]

@@ -449,7 +449,11 @@ fn prepare_user_process(
     }
     enter_cwd(p.cwd(), &ident, at)?;
 
-    let after = AfterFilter { nnp, ahead };
+    let after = AfterFilter {
+        nnp,
+        ids: (ident.uid, ident.gid),
+        ahead,
+    };
     if let Some(filter) = up.seccomp.filter(|_| !nnp) {
         load_seccomp(filter, ch, &after)?;
     }
@@ -500,6 +504,8 @@ fn exec_prepared(
 /// What the runtime does after loading the filter, besides the steps of `prepare_user_process`.
 struct AfterFilter<'a> {
     nnp: bool,
+    /// The uid and gid the process switches to.
+    ids: (u32, u32),
     /// Waits for `start` (see `prepare_user_process`).
     ahead: Option<&'a StartWait>,
 }
@@ -571,6 +577,25 @@ fn check_channel_allowed(
              hands the notify fd over with it right after loading the filter"
                 .into(),
         );
+    }
+    if !after.nnp {
+        // The identity and capability steps that follow the filter here: a profile that kills
+        // one of them would end the init without a word, and end-of-stream would read as a
+        // successful exec (runc's init dies in `create` then, and its `start` fails).
+        let (gid, uid) = (after.ids.1 as u64, after.ids.0 as u64);
+        let steps: [(&str, i64, &[u64]); 5] = [
+            ("prctl", libc::SYS_prctl, &[libc::PR_CAPBSET_DROP as u64, 0]),
+            ("setgroups", libc::SYS_setgroups, &[0, 0]),
+            ("setresgid", libc::SYS_setresgid, &[gid, gid, gid]),
+            ("setresuid", libc::SYS_setresuid, &[uid, uid, uid]),
+            ("capset", libc::SYS_capset, &[]),
+        ];
+        if let Some((name, ..)) = steps.iter().find(|(_, nr, args)| filter.kills(*nr, args)) {
+            return Err(format!(
+                "linux.seccomp: the profile kills {name}, which the runtime makes after loading \
+                 the filter (process.noNewPrivileges is false)"
+            ));
+        }
     }
     let mut needs: Vec<(&str, i64, Vec<u64>)> = Vec::new();
     if !after.nnp || after.ahead.is_some() {
