@@ -191,10 +191,9 @@ fn seccomp_agent_nobody_listens_on_uses_runcs_phrase() {
             "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}]});
     });
     let id = unique_id("rc-agent");
-    // Berth hands the notify fd over at `start`, when the init loads its filter.
-    rt.create(&id, &b);
-    let o = rt.berth(&["start", &id]);
-    let _ = rt.berth(&["delete", "--force", &id]);
+    // The notify fd is handed over during `create`, as runc does.
+    rt.track(&id);
+    let o = rt.berth(&["create", "--bundle", b.path_str(), &id]);
     assert_one_error_line(
         &o,
         &[

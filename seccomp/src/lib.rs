@@ -30,7 +30,9 @@
 //! locks); `load` itself makes one system call and no allocation. With NOTIFY, the fd that
 //! `load` returns must reach the runtime (e.g. by `pidfd_getfd` from the parent, or SCM_RIGHTS
 //! over the sync socket) through syscalls the profile does not send to the agent — the agent
-//! does not have the fd yet. That is why a NOTIFY rule on `write` is refused, as in runc.
+//! does not have the fd yet. (runc hands it over with write(2) and so refuses NOTIFY on `write`;
+//! Berth's init uses whichever of sendmsg or write the filter lets through, see
+//! `process::init`.)
 //!
 //! # runc compatibility
 //!
@@ -131,12 +133,36 @@ impl Compiled {
     /// LOG) with these arguments, found by running the program. False when it would not, or
     /// when the program is beyond the interpreter.
     pub fn lets_through(&self, nr: i64, args: &[u64]) -> bool {
+        matches!(
+            self.action_for(nr, args),
+            Some(sys::RET_ALLOW | sys::RET_LOG)
+        )
+    }
+
+    /// Whether the filter sends system call `nr` with these arguments to the seccomp agent
+    /// (SCMP_ACT_NOTIFY), found by running the program like [`lets_through`](Self::lets_through).
+    pub fn notifies(&self, nr: i64, args: &[u64]) -> bool {
+        self.action_for(nr, args) == Some(sys::RET_USER_NOTIF)
+    }
+
+    /// Whether the filter kills the caller of system call `nr` with these arguments
+    /// (SCMP_ACT_KILL_PROCESS, SCMP_ACT_KILL_THREAD, or SCMP_ACT_TRAP's SIGSYS, which kills a
+    /// process without a handler), found by running the program.
+    pub fn kills(&self, nr: i64, args: &[u64]) -> bool {
+        matches!(
+            self.action_for(nr, args),
+            Some(sys::RET_KILL_PROCESS | sys::RET_KILL_THREAD | sys::RET_TRAP)
+        )
+    }
+
+    /// The action (SECCOMP_RET_* without its data) the program returns for `nr` and `args` on
+    /// the running architecture; `None` when the program is beyond the interpreter.
+    fn action_for(&self, nr: i64, args: &[u64]) -> Option<u32> {
         let (Some(arch), Ok(nr)) = (NATIVE_AUDIT_ARCH, u32::try_from(nr)) else {
-            return false;
+            return None;
         };
         let data = bpf::interp::Data::new(arch, nr).with_args(&args[..args.len().min(6)]);
-        let action = bpf::interp::evaluate(&self.program, &data).map(|r| r & sys::RET_ACTION_FULL);
-        matches!(action, Some(sys::RET_ALLOW | sys::RET_LOG))
+        bpf::interp::evaluate(&self.program, &data).map(|r| r & sys::RET_ACTION_FULL)
     }
 }
 
@@ -281,6 +307,29 @@ mod tests {
         assert!(!c.lets_through(libc::SYS_fcntl, &[3, 4, 1]));
         assert!(!c.lets_through(libc::SYS_execveat, &[3, 0, 0, 0, 0x1000]));
         assert!(!c.lets_through(-1, &[]));
+
+        let c = compile(&profile(
+            r#"{"defaultAction":"SCMP_ACT_ALLOW","listenerPath":"/a","syscalls":[
+                {"names":["write"],"action":"SCMP_ACT_NOTIFY"}]}"#,
+        ))
+        .unwrap();
+        assert!(c.notifies(libc::SYS_write, &[1, 0, 1]));
+        assert!(!c.lets_through(libc::SYS_write, &[1, 0, 1]));
+        assert!(!c.notifies(libc::SYS_sendmsg, &[1, 0, 0]));
+        assert!(c.lets_through(libc::SYS_sendmsg, &[1, 0, 0]));
+        assert!(!c.kills(libc::SYS_write, &[1, 0, 1]));
+
+        let c = compile(&profile(
+            r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[
+                {"names":["capset"],"action":"SCMP_ACT_KILL_PROCESS"},
+                {"names":["setresuid"],"action":"SCMP_ACT_TRAP"},
+                {"names":["setresgid"],"action":"SCMP_ACT_ERRNO"}]}"#,
+        ))
+        .unwrap();
+        assert!(c.kills(libc::SYS_capset, &[]));
+        assert!(c.kills(libc::SYS_setresuid, &[0, 0, 0]));
+        assert!(!c.kills(libc::SYS_setresgid, &[0, 0, 0]));
+        assert!(!c.kills(libc::SYS_execve, &[]));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::SeccompError;
 
@@ -18,23 +18,27 @@ pub const SECCOMP_FD_NAME: &str = "seccompFd";
 const DEFAULT_OCI_VERSION: &str = "1.0.2";
 
 /// Connects to the agent's unix socket at `listener_path` and sends, in one `sendmsg`, the
-/// container process state with `notify_fd` attached (SCM_RIGHTS):
+/// container process state with `notify_fd` attached (SCM_RIGHTS), with runc's fields in
+/// runc's order:
 ///
 /// ```json
 /// {"ociVersion": …, "fds": ["seccompFd"], "pid": …, "metadata": …, "state": {…}}
 /// ```
 ///
-/// `state_json` is the container's state object (`berth state`); its `pid` becomes the process
-/// state's `pid` and its `ociVersion` the process state's version. `listener_metadata` is
-/// `linux.seccomp.listenerMetadata` (omitted when `None`). The connection is closed afterwards,
-/// as the spec requires; the caller keeps (and should then close) its copy of `notify_fd`.
+/// `pid` is the process the filter was loaded for (the container's init, or an exec'd
+/// process); `state_json` is the container's state object (the runtime spec's `State`), sent
+/// as given, and its `ociVersion` is the process state's too. `listener_metadata` is
+/// `linux.seccomp.listenerMetadata` (omitted when `None`, as runc does). The connection is
+/// closed afterwards, as the spec requires; the caller keeps (and should then close) its copy
+/// of `notify_fd`.
 pub fn send_listener(
     listener_path: &Path,
     listener_metadata: Option<&str>,
     notify_fd: BorrowedFd<'_>,
+    pid: i32,
     state_json: &[u8],
 ) -> Result<(), SeccompError> {
-    let payload = process_state(listener_metadata, state_json)?;
+    let payload = process_state(listener_metadata, pid, state_json)?;
     let err = |what: &'static str| {
         move |source: io::Error| SeccompError::Listener {
             path: listener_path.to_path_buf(),
@@ -56,9 +60,11 @@ pub fn send_listener(
     Ok(())
 }
 
-/// The container process state of the runtime spec, as JSON bytes.
+/// The container process state of the runtime spec, as JSON bytes, its fields in runc's
+/// order (serde_json's maps would sort them): the container state is embedded as given.
 pub(crate) fn process_state(
     metadata: Option<&str>,
+    pid: i32,
     state_json: &[u8],
 ) -> Result<Vec<u8>, SeccompError> {
     let state: Value = serde_json::from_slice(state_json)
@@ -66,28 +72,29 @@ pub(crate) fn process_state(
     let obj = state
         .as_object()
         .ok_or_else(|| SeccompError::State("the container state is not a JSON object".into()))?;
-    let pid = obj
-        .get("pid")
-        .and_then(Value::as_i64)
-        .filter(|&p| p > 0)
-        .ok_or_else(|| {
-            SeccompError::State("the container state has no pid (is the container running?)".into())
-        })?;
+    if pid <= 0 {
+        return Err(SeccompError::State(format!(
+            "no process to name (pid {pid})"
+        )));
+    }
     let version = obj
         .get("ociVersion")
         .and_then(Value::as_str)
-        .unwrap_or(DEFAULT_OCI_VERSION)
-        .to_string();
-    let mut m = Map::new();
-    m.insert("ociVersion".into(), Value::String(version));
-    m.insert("fds".into(), Value::from(vec![SECCOMP_FD_NAME]));
-    m.insert("pid".into(), Value::from(pid));
+        .unwrap_or(DEFAULT_OCI_VERSION);
+    let text = |v: &str| Value::String(v.into()).to_string();
+    let mut out = format!(
+        "{{\"ociVersion\":{},\"fds\":[{}],\"pid\":{pid},",
+        text(version),
+        text(SECCOMP_FD_NAME)
+    )
+    .into_bytes();
     if let Some(md) = metadata {
-        m.insert("metadata".into(), Value::String(md.into()));
+        out.extend_from_slice(format!("\"metadata\":{},", text(md)).as_bytes());
     }
-    m.insert("state".into(), state);
-    serde_json::to_vec(&Value::Object(m))
-        .map_err(|e| SeccompError::State(format!("serializing the process state: {e}")))
+    out.extend_from_slice(b"\"state\":");
+    out.extend_from_slice(state_json.trim_ascii());
+    out.push(b'}');
+    Ok(out)
 }
 
 /// One `sendmsg` of `data` on `sock` carrying `fd` as SCM_RIGHTS. Returns the bytes sent.
@@ -144,24 +151,30 @@ mod tests {
     #[test]
     fn process_state_wraps_the_container_state() {
         let s = br#"{"ociVersion":"1.2.0","id":"c1","status":"creating","pid":4422,"bundle":"/b"}"#;
-        let v: Value = serde_json::from_slice(&process_state(Some("meta"), s).unwrap()).unwrap();
+        let raw = process_state(Some("me\"ta"), 4500, s).unwrap();
+        let v: Value = serde_json::from_slice(&raw).unwrap();
         assert_eq!(v["ociVersion"], "1.2.0");
         assert_eq!(v["fds"], serde_json::json!(["seccompFd"]));
-        assert_eq!(v["pid"], 4422);
-        assert_eq!(v["metadata"], "meta");
+        assert_eq!(v["pid"], 4500);
+        assert_eq!(v["metadata"], "me\"ta");
         assert_eq!(v["state"]["id"], "c1");
+        assert_eq!(v["state"]["pid"], 4422);
+        // runc's order, and the state as given.
+        let text = String::from_utf8(raw).unwrap();
+        assert!(text.starts_with(r#"{"ociVersion":"1.2.0","fds":["seccompFd"],"pid":4500,"#));
+        assert!(text.ends_with(&format!(r#""state":{}}}"#, String::from_utf8_lossy(s))));
 
-        let v: Value = serde_json::from_slice(&process_state(None, s).unwrap()).unwrap();
+        let v: Value = serde_json::from_slice(&process_state(None, 1, s).unwrap()).unwrap();
         assert!(v.get("metadata").is_none());
     }
 
     #[test]
     fn bad_states_are_errors() {
-        assert!(process_state(None, b"nope").is_err());
-        assert!(process_state(None, b"[]").is_err());
-        assert!(process_state(None, br#"{"id":"c"}"#)
+        assert!(process_state(None, 1, b"nope").is_err());
+        assert!(process_state(None, 1, b"[]").is_err());
+        assert!(process_state(None, 0, br#"{"id":"c"}"#)
             .unwrap_err()
             .to_string()
-            .contains("no pid"));
+            .contains("no process"));
     }
 }

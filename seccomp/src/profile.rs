@@ -125,13 +125,6 @@ pub(crate) fn validate(p: &LinuxSeccomp) -> Result<Plan<'_>, SeccompError> {
                     "syscall name contains a NUL byte",
                 ));
             }
-            if s.action() == LinuxSeccompAction::ScmpActNotify && n == "write" {
-                return Err(SeccompError::invalid(
-                    format!("{at}.names[{j}]"),
-                    "SCMP_ACT_NOTIFY cannot be used for write: the runtime writes to hand the \
-                     notify fd over after the filter is loaded, and would wait forever",
-                ));
-            }
             names.push(n.as_str());
         }
         let act = action(
@@ -368,13 +361,6 @@ mod tests {
         assert!(err(r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[
                 {"names":["mkdir"],"action":"SCMP_ACT_NOTIFY"}]}"#)
         .starts_with("linux.seccomp.listenerPath: required: linux.seccomp.syscalls[0].action"));
-        assert!(err(
-            r#"{"defaultAction":"SCMP_ACT_ALLOW","listenerPath":"/a","syscalls":[
-                {"names":["read","write"],"action":"SCMP_ACT_NOTIFY"}]}"#
-        )
-        .starts_with(
-            "linux.seccomp.syscalls[0].names[1]: SCMP_ACT_NOTIFY cannot be used for write"
-        ));
         assert!(
             err(r#"{"defaultAction":"SCMP_ACT_ALLOW","listenerMetadata":"m"}"#)
                 .starts_with("linux.seccomp.listenerMetadata: ")

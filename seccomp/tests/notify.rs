@@ -168,6 +168,7 @@ fn notify_agent_answers_the_childs_mkdir() {
         &sock_path,
         Some(METADATA),
         notify_fd.as_fd(),
+        pid,
         &serde_json::to_vec(&state).unwrap(),
     )
     .unwrap();
@@ -204,7 +205,7 @@ fn send_listener_errors_name_the_listener_path() {
     let dir = TempDir::new("nolistener");
     let missing = dir.path().join("nobody-listens.sock");
     let (r, _w) = pipe();
-    let e = send_listener(&missing, None, r.as_fd(), br#"{"pid":1}"#).unwrap_err();
+    let e = send_listener(&missing, None, r.as_fd(), 1, br#"{"pid":1}"#).unwrap_err();
     let msg = e.to_string();
     assert!(msg.starts_with("linux.seccomp.listenerPath: "), "{msg}");
     assert!(

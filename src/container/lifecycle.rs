@@ -373,6 +373,11 @@ impl process::Parent for ParentSide<'_> {
         Ok(())
     }
 
+    fn seccomp_listener(&mut self, pid: i32, fd: OwnedFd) -> Result<()> {
+        self.st.pid = pid;
+        pass_notify_fd(self.spec, self.st, Status::Creating, pid, fd.as_fd())
+    }
+
     fn run_hooks(&mut self, pid: i32) -> Result<Vec<u8>> {
         self.st.pid = pid;
         let state = hook_state(self.st, Status::Creating);
@@ -495,32 +500,22 @@ pub fn start(c: &mut Container) -> Result<()> {
         .map_err(|e| handshake_failed(c, "release the container's init", e))?;
     fault::point("start:released")?;
     // The stored config is parsed only when something below needs it.
-    let spec = if st.poststart_hooks || st.seccomp_notify {
+    let spec = if st.poststart_hooks {
         Some(load_spec(c)?)
     } else {
         None
     };
-    let result = loop {
-        let reply = ch
-            .recv()
-            .map_err(|e| handshake_failed(c, "wait for the container's init", e))?;
-        match reply {
-            Some((sync::NOTIFY_FD, fdnum)) => {
-                let spec = spec.as_ref().ok_or_else(|| {
-                    Error::Usage("linux.seccomp: a notify fd was not expected".into())
-                })?;
-                pass_notify_fd(spec, &st, st.pid, &fdnum)?;
-                ch.send(sync::NOTIFY_DONE, &[])
-                    .map_err(|e| Error::sys("release the container's init", e))?;
-            }
-            Some((sync::ERROR, msg)) => {
-                break Err(process::ProcessError::Init(
-                    String::from_utf8_lossy(&msg).into_owned(),
-                ))
-            }
-            Some((launcher::FAILED, msg)) => break Err(launch_failed(&msg)),
-            _ => break Ok(()),
-        }
+    let reply = ch
+        .recv()
+        .map_err(|e| handshake_failed(c, "wait for the container's init", e))?;
+    // End of stream: the program is exec'd. (A seccomp notify fd went to the agent during
+    // `create`, as with runc.)
+    let result = match reply {
+        Some((sync::ERROR, msg)) => Err(process::ProcessError::Init(
+            String::from_utf8_lossy(&msg).into_owned(),
+        )),
+        Some((launcher::FAILED, msg)) => Err(launch_failed(&msg)),
+        _ => Ok(()),
     };
     if from_socket_file {
         c.remove_start_socket();
@@ -546,29 +541,50 @@ fn handshake_failed(c: &Container, what: &str, e: impl Into<std::io::Error>) -> 
     }
 }
 
-/// Takes the seccomp notify fd out of `holder` (the init, or an exec'd process) with
-/// pidfd_getfd and sends it, with the container's
-/// state, to the agent at `linux.seccomp.listenerPath`.
-pub fn pass_notify_fd(spec: &Spec, st: &StoredState, holder: i32, fdnum: &[u8]) -> Result<()> {
+/// The runtime spec's `State` as runc gives it to a seccomp agent: none of `berth state`'s
+/// other fields (rootfs, created, owner).
+#[derive(Serialize)]
+struct AgentState<'a> {
+    #[serde(rename = "ociVersion")]
+    oci_version: &'a str,
+    id: &'a str,
+    status: Status,
+    pid: i32,
+    bundle: &'a Path,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    annotations: &'a BTreeMap<String, String>,
+}
+
+/// Sends the seccomp notify fd of process `pid` (the init during `create`, with status
+/// `creating`; an exec'd process, with `running`), with the container process state, to the
+/// agent at `linux.seccomp.listenerPath`, as runc does.
+pub fn pass_notify_fd(
+    spec: &Spec,
+    st: &StoredState,
+    status: Status,
+    pid: i32,
+    fd: std::os::fd::BorrowedFd<'_>,
+) -> Result<()> {
     let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
     let Some(path) = seccomp.and_then(|s| s.listener_path().as_ref()) else {
         return Err(Error::Usage(
             "linux.seccomp.listenerPath: required by SCMP_ACT_NOTIFY".into(),
         ));
     };
-    let num = i32::from_ne_bytes(
-        fdnum
-            .try_into()
-            .map_err(|_| Error::Usage("bad notify fd message".into()))?,
-    );
-    let pidfd = crate::linux::sys::pidfd_open(holder).map_err(|e| Error::sys("pidfd_open", e))?;
-    let fd = crate::linux::sys::pidfd_getfd(pidfd.as_raw_fd(), num)
-        .map_err(|e| Error::sys("take the seccomp notify fd from the init", e))?;
-    let state = hook_state(st, Status::Creating);
+    let state = serde_json::to_vec(&AgentState {
+        oci_version: OCI_VERSION,
+        id: &st.id,
+        status,
+        pid: st.pid,
+        bundle: &st.bundle,
+        annotations: &st.annotations,
+    })
+    .expect("state serialises");
     berth_seccomp::send_listener(
         path,
         seccomp.and_then(|s| s.listener_metadata().as_deref()),
-        fd.as_fd(),
+        fd,
+        pid,
         &state,
     )
     .map_err(process::ProcessError::from)?;

@@ -12,10 +12,15 @@
 //!  8. READY → wait on start.sock for `start`
 //!  9. cwd (and its check), close-on-exec marks, then seccomp, user, capabilities,
 //!     no_new_privileges (seccomp last with it); startContainer hooks; execve
+//!
+//! With a profile that uses SCMP_ACT_NOTIFY, step 9 up to the execve (filter, identity,
+//! capabilities) runs before READY instead, as runc's init does it for every profile: the
+//! listener fd then reaches the seccomp agent during `create`, and the init waits for `start`
+//! under the filter (the agent answers what it traps).
 
 use std::convert::Infallible;
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 
 use nix::sys::socket::accept4;
 use nix::sys::socket::SockFlag;
@@ -33,17 +38,17 @@ use crate::linux::{capabilities, console, identity, lsm, sched};
 /// Entry point of the forked child. Never returns: it execs the user's program or exits.
 pub fn run(cfg: &InitConfig, ch: Channel) -> ! {
     let result = setup(cfg, &ch);
-    let conn = match result {
-        Ok(conn) => conn,
+    let (conn, prepared) = match result {
+        Ok(done) => done,
         Err(msg) => {
-            // No seccomp filter yet: send(2) is fine.
-            ch.send_error(&msg);
+            // write(2): a notify profile's filter may be loaded already (see report_error).
+            report_error(&ch, &msg);
             exit_now(1)
         }
     };
     drop(ch);
     // From here on the `start` command is the one listening for errors.
-    match start_and_exec(cfg, &conn) {
+    match start_and_exec(cfg, &conn, prepared) {
         Ok(never) => match never {},
         Err(msg) => {
             report_error(&conn, &msg);
@@ -52,8 +57,9 @@ pub fn run(cfg: &InitConfig, ch: Channel) -> ! {
     }
 }
 
-/// Steps 1–8: everything up to the moment `start` connects. Returns the start connection.
-fn setup(cfg: &InitConfig, ch: &Channel) -> Result<Channel, String> {
+/// Steps 1–8: everything up to the moment `start` connects. Returns the start connection, and,
+/// for a notify profile, what step 9 prepared before READY.
+fn setup(cfg: &InitConfig, ch: &Channel) -> Result<(Channel, Option<Prepared>), String> {
     // 1. The lock and other parent fds are not ours to hold, nor what Berth's caller left
     //    open for it (a host directory, a pipe): while the container is `created` this process
     //    keeps only stdio, the preserved fds and Berth's own (all close-on-exec), as runc's
@@ -209,15 +215,25 @@ fn setup(cfg: &InitConfig, ch: &Channel) -> Result<Channel, String> {
     )?;
     // As runc does, a program that cannot be found fails `create`, not `start`.
     check_executable(process)?;
+    // A notify profile: step 9 now, so that the agent has the listener fd when `create`
+    // returns (runc hands it over there; an agent may wait for it before anything else).
+    let prepared = match cfg.seccomp.as_ref().filter(|s| s.uses_notify()) {
+        Some(_) => Some(prepare_user_process(
+            &user_process(cfg, process),
+            ch,
+            Some(&cfg.start),
+        )?),
+        None => None,
+    };
 
-    // 8. Created: wait for start.
-    ch.send(sync::READY, &[]).map_err(|e| e.to_string())?;
+    // 8. Created: wait for start. write(2), as report_error.
+    send_record(ch, sync::READY, &[]).map_err(|e| format!("report ready: {e}"))?;
     let listener = match &cfg.start {
         StartWait::Listener(l) => l,
         StartWait::Connected(fd) => {
             return fd
                 .try_clone()
-                .map(Channel)
+                .map(|c| (Channel(c), prepared))
                 .map_err(|e| format!("wait for start: {e}"))
         }
     };
@@ -236,11 +252,32 @@ fn setup(cfg: &InitConfig, ch: &Channel) -> Result<Channel, String> {
             Err(e) => return Err(format!("wait for start: {e}")),
         }
     };
-    Ok(conn)
+    Ok((conn, prepared))
 }
 
-/// Step 8 (end) and 9: run by the released init.
-fn start_and_exec(cfg: &InitConfig, conn: &Channel) -> Result<Infallible, String> {
+/// Step 9's settings of the init's process.
+fn user_process<'a>(cfg: &'a InitConfig, process: &'a Process) -> UserProcess<'a> {
+    UserProcess {
+        p: process,
+        preserve_fds: cfg.preserve_fds,
+        seccomp: cfg.seccomp.as_ref(),
+        lsm: cfg.lsm,
+        launcher: cfg.launcher,
+        hooks: cfg
+            .spec
+            .hooks()
+            .as_ref()
+            .and_then(|h| h.start_container().as_ref())
+            .is_some_and(|h| !h.is_empty()),
+    }
+}
+
+/// Step 8 (end) and 9 (or, if it ran before READY, its exec): run by the released init.
+fn start_and_exec(
+    cfg: &InitConfig,
+    conn: &Channel,
+    prepared: Option<Prepared>,
+) -> Result<Infallible, String> {
     let state = conn.expect(sync::START)?;
     let process = cfg.spec.process().as_ref().ok_or("process: required")?;
     let hooks = cfg
@@ -267,15 +304,11 @@ fn start_and_exec(cfg: &InitConfig, conn: &Channel) -> Result<Infallible, String
         crate::hooks::run_all("startContainer", &hooks, &seen_from_inside(&state))
             .map_err(|e| e.to_string())
     };
-    exec_user_process(
-        process,
-        cfg.preserve_fds,
-        cfg.seccomp.as_ref(),
-        cfg.lsm,
-        conn,
-        cfg.launcher,
-        hooks.is_some().then_some(&run_hooks as BeforeExec),
-    )
+    let before_exec = hooks.is_some().then_some(&run_hooks as BeforeExec);
+    match prepared {
+        Some(prepared) => exec_prepared(prepared, conn, before_exec),
+        None => exec_user_process(&user_process(cfg, process), conn, before_exec),
+    }
 }
 
 /// What runs right before the final exec, given the process's environment.
@@ -286,14 +319,60 @@ pub(crate) type BeforeExec<'a> = &'a dyn Fn(&[String]) -> Result<(), String>;
 /// (profiles list write for the program's own sake; `check_channel_allowed` insists on it
 /// where it matters), and on a SOCK_SEQPACKET socket write sends the same one record.
 pub(crate) fn report_error(ch: &Channel, msg: &str) {
-    let mut buf = Vec::with_capacity(1 + msg.len());
-    buf.push(sync::ERROR);
-    buf.extend_from_slice(msg.as_bytes());
-    let _ = nix::unistd::write(&ch.0, &buf);
+    let _ = send_record(ch, sync::ERROR, msg.as_bytes());
+}
+
+/// One record (`tag`, then `payload`) on `ch` with write(2); see [`report_error`].
+fn send_record(ch: &Channel, tag: u8, payload: &[u8]) -> nix::Result<()> {
+    let mut buf = Vec::with_capacity(1 + payload.len());
+    buf.push(tag);
+    buf.extend_from_slice(payload);
+    loop {
+        match nix::unistd::write(&ch.0, &buf) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            r => return r.map(|_| ()),
+        }
+    }
+}
+
+/// The process step 9 runs, and how.
+pub(crate) struct UserProcess<'a> {
+    pub p: &'a Process,
+    /// Fds 3..3+N stay open across the exec.
+    pub preserve_fds: u32,
+    pub seccomp: Option<&'a berth_seccomp::Compiled>,
+    pub lsm: lsm::Enabled,
+    /// The final exec goes through the launcher (see `selfprotect`).
+    pub launcher: bool,
+    /// Hooks (the init's startContainer hooks) run right before the exec.
+    pub hooks: bool,
+}
+
+/// What step 9 has settled when only the hooks and the exec remain.
+pub(crate) struct Prepared {
+    path: CString,
+    argv: Vec<CString>,
+    envp: Vec<CString>,
+    env: Vec<String>,
+    launch: Option<Launcher>,
+    /// The report socket is inheritable already (for the launcher).
+    report_inheritable: bool,
 }
 
 /// Step 9, shared with `exec`: identity, capabilities, no_new_privileges, seccomp, cwd, fds,
-/// execve, reporting on `ch`.
+/// execve, reporting on `ch`. `before_exec` (the init's startContainer hooks) runs last, with
+/// the process's environment: as in runc, under the filter, as the process's user with its
+/// capabilities.
+pub(crate) fn exec_user_process(
+    up: &UserProcess,
+    ch: &Channel,
+    before_exec: Option<BeforeExec>,
+) -> Result<Infallible, String> {
+    let prepared = prepare_user_process(up, ch, None)?;
+    exec_prepared(prepared, ch, before_exec)
+}
+
+/// Step 9 up to the exec: everything but the hooks and the execve, reporting on `ch`.
 ///
 /// Without no_new_privileges the kernel only accepts a filter while the process still has
 /// CAP_SYS_ADMIN, so it is loaded before the identity switch, and what follows runs under it.
@@ -301,26 +380,24 @@ pub(crate) fn report_error(ch: &Channel, msg: &str) {
 /// memfd, LSM labels, scheduling, umask, SIGPIPE, the close-on-exec marks, the working
 /// directory and its check. After it come only the bounding set, keep-caps, the identity
 /// switch, capset, no_new_privs and execve (runc's list: a profile for runc allows them), plus
-/// write(2) for an error report. With no_new_privileges the filter is loaded last, just before
-/// execve.
+/// write(2) for an error report. With no_new_privileges the filter is loaded last.
 ///
-/// With `launcher`, the execve is made by the launcher (see `selfprotect`), which reports a
-/// failure on `ch`; its end-of-stream still means the program runs.
+/// `ahead`: this runs in the init before READY (a notify profile), which then waits for
+/// `start` this way under the filter, and execs with `start`'s connection as its report
+/// channel (see [`exec_prepared`]).
 ///
-/// `before_exec` (the init's startContainer hooks) runs last, with the process's environment:
-/// as in runc, under the filter, as the process's user with its capabilities.
-pub(crate) fn exec_user_process(
-    p: &Process,
-    preserve_fds: u32,
-    seccomp: Option<&berth_seccomp::Compiled>,
-    lsm_on: lsm::Enabled,
+/// With the launcher, the execve is made by the launcher (see `selfprotect`), which reports a
+/// failure on the report channel; its end-of-stream still means the program runs.
+fn prepare_user_process(
+    up: &UserProcess,
     ch: &Channel,
-    launcher: bool,
-    before_exec: Option<BeforeExec>,
-) -> Result<Infallible, String> {
+    ahead: Option<&StartWait>,
+) -> Result<Prepared, String> {
+    let p = up.p;
     // The JSON path errors name: `exec` also runs a `process` object (its process.json).
     let at = "process";
-    let launch = launcher
+    let launch = up
+        .launcher
         .then(Launcher::new)
         .transpose()
         .map_err(|e| format!("the launcher's memfd: {e}"))?;
@@ -342,7 +419,7 @@ pub(crate) fn exec_user_process(
     let path = lookup(&argv[0], &env)?;
     let nnp = p.no_new_privileges() == Some(true);
     lsm::set_exec_labels(
-        lsm_on,
+        up.lsm,
         p.apparmor_profile().as_deref(),
         p.selinux_label().as_deref(),
     )?;
@@ -351,27 +428,34 @@ pub(crate) fn exec_user_process(
     sched::apply_affinity(p.exec_cpu_affinity().as_ref(), true, at)?;
     // SAFETY: umask(2) only sets the mask (it cannot fail).
     unsafe { libc::umask(ident.umask as libc::mode_t) };
-    if before_exec.is_none() {
+    if !up.hooks {
         crate::linux::sys::restore_sigpipe();
     }
     // No fd but stdio and the preserved ones survives execve. Every fd Berth opens from here
     // on (the seccomp listener) is close-on-exec too.
-    crate::linux::sys::cloexec_from(3 + preserve_fds).map_err(|e| format!("close fds: {e}"))?;
-    for fd in 3..3 + preserve_fds as i32 {
+    crate::linux::sys::cloexec_from(3 + up.preserve_fds).map_err(|e| format!("close fds: {e}"))?;
+    for fd in 3..3 + up.preserve_fds as i32 {
         let _ = nix::fcntl::fcntl(
             unsafe_borrow(fd),
             nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
         );
     }
     // The launcher inherits the report socket and makes it close-on-exec itself. Where hooks
-    // run first, only after them: they must not inherit it.
-    if launch.is_some() && before_exec.is_none() {
+    // run first, only after them: they must not inherit it; ahead of READY, the report socket
+    // is not known yet.
+    let report_inheritable = launch.is_some() && !up.hooks && ahead.is_none();
+    if report_inheritable {
         inheritable(&ch.0).map_err(|e| format!("the launcher's report socket: {e}"))?;
     }
     enter_cwd(p.cwd(), &ident, at)?;
 
-    if let Some(filter) = seccomp.filter(|_| !nnp) {
-        load_seccomp(filter, ch, nnp)?;
+    let after = AfterFilter {
+        nnp,
+        ids: (ident.uid, ident.gid),
+        ahead,
+    };
+    if let Some(filter) = up.seccomp.filter(|_| !nnp) {
+        load_seccomp(filter, ch, &after)?;
     }
     capabilities::apply_bounding(p.capabilities().as_ref())?;
     capabilities::keep_caps(true)?;
@@ -381,34 +465,73 @@ pub(crate) fn exec_user_process(
     if nnp {
         set_no_new_privs()?;
     }
-    if let Some(filter) = seccomp.filter(|_| nnp) {
-        load_seccomp(filter, ch, nnp)?;
+    if let Some(filter) = up.seccomp.filter(|_| nnp) {
+        load_seccomp(filter, ch, &after)?;
     }
-    if let Some(hooks) = before_exec {
-        hooks(&env)?;
-        // Only now: writing the state to a hook that does not read it must not kill us.
-        crate::linux::sys::restore_sigpipe();
-        if launch.is_some() {
-            inheritable(&ch.0).map_err(|e| format!("the launcher's report socket: {e}"))?;
-        }
-    }
-    if let Some(launcher) = &launch {
-        let err = launcher.exec(&ch.0, &path, &argv, &envp);
-        return Err(format!("exec {:?} through the launcher: {err}", argv[0]));
-    }
-    let err = nix::unistd::execve(&path, &argv, &envp).unwrap_err();
-    Err(format!("exec {:?}: {err}", argv[0]))
+    Ok(Prepared {
+        path,
+        argv,
+        envp,
+        env,
+        launch,
+        report_inheritable,
+    })
 }
 
-/// Loads the filter; with SCMP_ACT_NOTIFY, hands its fd (by number: the parent takes it with
-/// pidfd_getfd) over `ch` and waits until the agent has it.
-fn load_seccomp(filter: &berth_seccomp::Compiled, ch: &Channel, nnp: bool) -> Result<(), String> {
-    check_channel_allowed(filter, ch, nnp)?;
+/// The end of step 9: hooks, then the exec, reporting a failure on `ch`.
+fn exec_prepared(
+    prepared: Prepared,
+    ch: &Channel,
+    before_exec: Option<BeforeExec>,
+) -> Result<Infallible, String> {
+    let p = prepared;
+    if let Some(hooks) = before_exec {
+        hooks(&p.env)?;
+        // Only now: writing the state to a hook that does not read it must not kill us.
+        crate::linux::sys::restore_sigpipe();
+    }
+    if p.launch.is_some() && !p.report_inheritable {
+        inheritable(&ch.0).map_err(|e| format!("the launcher's report socket: {e}"))?;
+    }
+    if let Some(launcher) = &p.launch {
+        let err = launcher.exec(&ch.0, &p.path, &p.argv, &p.envp);
+        return Err(format!("exec {:?} through the launcher: {err}", p.argv[0]));
+    }
+    let err = nix::unistd::execve(&p.path, &p.argv, &p.envp).unwrap_err();
+    Err(format!("exec {:?}: {err}", p.argv[0]))
+}
+
+/// What the runtime does after loading the filter, besides the steps of `prepare_user_process`.
+struct AfterFilter<'a> {
+    nnp: bool,
+    /// The uid and gid the process switches to.
+    ids: (u32, u32),
+    /// Waits for `start` (see `prepare_user_process`).
+    ahead: Option<&'a StartWait>,
+}
+
+/// Loads the filter; with SCMP_ACT_NOTIFY, hands its fd to the parent (which gives it to the
+/// agent) with a call the filter lets through, checked before loading: sendmsg with the fd
+/// attached where the filter lets it through, or else write of its number, the parent taking
+/// it with pidfd_getfd while this process waits (read) for NOTIFY_DONE. runc always writes,
+/// and so refuses NOTIFY on `write`; calls the agent is sent from then on wait until the
+/// parent has given it the fd.
+fn load_seccomp(
+    filter: &berth_seccomp::Compiled,
+    ch: &Channel,
+    after: &AfterFilter,
+) -> Result<(), String> {
+    check_channel_allowed(filter, ch, after)?;
     let notify = filter.load().map_err(|e| format!("linux.seccomp: {e}"))?;
     let Some(fd) = notify else { return Ok(()) };
-    let mut msg = vec![sync::NOTIFY_FD];
-    msg.extend_from_slice(&fd.as_raw_fd().to_ne_bytes());
-    nix::unistd::write(&ch.0, &msg)
+    if sendmsg_passes(filter, ch) {
+        // Our copy closes on return, as runc closes its own: once the agent's is gone too,
+        // notified calls fail (ENOSYS) instead of waiting for ever.
+        return ch
+            .send_fd(sync::NOTIFY_FD, fd.as_fd())
+            .map_err(|e| format!("linux.seccomp: pass the notify fd: {e}"));
+    }
+    send_record(ch, sync::NOTIFY_FD, &fd.as_raw_fd().to_ne_bytes())
         .map_err(|e| format!("linux.seccomp: pass the notify fd: {e}"))?;
     // read(2), like write above, for a profile without recvfrom; one read is one record.
     let mut reply = [0u8; 256];
@@ -422,37 +545,82 @@ fn load_seccomp(filter: &berth_seccomp::Compiled, ch: &Channel, nnp: bool) -> Re
     }
 }
 
-/// Refuses, before loading it, a filter under which what the runtime does afterwards on `ch`
-/// could not happen: reporting an error (write) where runtime steps follow the filter
-/// (no_new_privileges false), and handing over a notify fd (write, read). Without this an
-/// error after the filter would be lost and end-of-stream would read as a successful exec.
-/// runc needs the same calls there (its exec fifo and sync pipe). Only the compiled program
-/// is consulted: no system call.
+/// Whether the filter lets `Channel::send_fd` on `ch` through.
+fn sendmsg_passes(filter: &berth_seccomp::Compiled, ch: &Channel) -> bool {
+    let fd = ch.0.as_raw_fd() as u64;
+    filter.lets_through(libc::SYS_sendmsg, &[fd, 0, libc::MSG_NOSIGNAL as u64])
+}
+
+/// Refuses, before loading it, a filter under which what the runtime does afterwards could
+/// not happen: handing over a notify fd (sendmsg, or write and read), reporting an error
+/// (write) where runtime steps follow the filter (no_new_privileges false, or a notify
+/// profile loaded before READY), and waiting for `start` (accept4, recvfrom) in the latter
+/// case. Without this an error after the filter would be lost and end-of-stream would read as
+/// a successful exec. runc needs the same kind of calls there (its exec fifo and sync pipe).
+/// Once the fd is handed over, a call the filter sends to the agent is fine: the agent
+/// answers. Only the compiled program is consulted: no system call.
 fn check_channel_allowed(
     filter: &berth_seccomp::Compiled,
     ch: &Channel,
-    nnp: bool,
+    after: &AfterFilter,
 ) -> Result<(), String> {
     let fd = ch.0.as_raw_fd() as u64;
-    let mut needs: Vec<(&str, i64)> = Vec::new();
-    if !nnp || filter.uses_notify() {
-        needs.push(("write", libc::SYS_write));
-    }
-    if filter.uses_notify() {
-        needs.push(("read", libc::SYS_read));
-    }
-    match needs
-        .iter()
-        .find(|(_, nr)| !filter.lets_through(*nr, &[fd, 0, 1]))
+    let answered =
+        |nr: i64, args: &[u64]| filter.lets_through(nr, args) || filter.notifies(nr, args);
+    if filter.uses_notify()
+        && !sendmsg_passes(filter, ch)
+        && !(filter.lets_through(libc::SYS_write, &[fd, 0, 5])
+            && answered(libc::SYS_read, &[fd, 0, 256]))
     {
+        return Err(
+            "linux.seccomp: the profile must allow sendmsg (or write and read): the runtime \
+             hands the notify fd over with it right after loading the filter"
+                .into(),
+        );
+    }
+    if !after.nnp {
+        // The identity and capability steps that follow the filter here: a profile that kills
+        // one of them would end the init without a word, and end-of-stream would read as a
+        // successful exec (runc's init dies in `create` then, and its `start` fails).
+        let (gid, uid) = (after.ids.1 as u64, after.ids.0 as u64);
+        let steps: [(&str, i64, &[u64]); 5] = [
+            ("prctl", libc::SYS_prctl, &[libc::PR_CAPBSET_DROP as u64, 0]),
+            ("setgroups", libc::SYS_setgroups, &[0, 0]),
+            ("setresgid", libc::SYS_setresgid, &[gid, gid, gid]),
+            ("setresuid", libc::SYS_setresuid, &[uid, uid, uid]),
+            ("capset", libc::SYS_capset, &[]),
+        ];
+        if let Some((name, ..)) = steps.iter().find(|(_, nr, args)| filter.kills(*nr, args)) {
+            return Err(format!(
+                "linux.seccomp: the profile kills {name}, which the runtime makes after loading \
+                 the filter (process.noNewPrivileges is false)"
+            ));
+        }
+    }
+    let mut needs: Vec<(&str, i64, Vec<u64>)> = Vec::new();
+    if !after.nnp || after.ahead.is_some() {
+        needs.push(("write", libc::SYS_write, vec![fd, 0, 1]));
+    }
+    if let Some(wait) = after.ahead {
+        needs.push(("recvfrom", libc::SYS_recvfrom, vec![]));
+        if let StartWait::Listener(l) = wait {
+            let flags = libc::SOCK_CLOEXEC as u64;
+            needs.push((
+                "accept4",
+                libc::SYS_accept4,
+                vec![l.as_raw_fd() as u64, 0, 0, flags],
+            ));
+        }
+    }
+    match needs.iter().find(|(_, nr, args)| !answered(*nr, args)) {
         None => Ok(()),
-        Some((name, _)) => Err(format!(
+        Some((name, ..)) => Err(format!(
             "linux.seccomp: the profile must allow {name}: the runtime uses it after loading \
-             the filter{}",
-            if nnp {
-                " (to hand over the notify fd)"
+             the filter ({})",
+            if after.ahead.is_some() {
+                "loaded during create for SCMP_ACT_NOTIFY, as runc does"
             } else {
-                " (process.noNewPrivileges is false)"
+                "process.noNewPrivileges is false"
             }
         )),
     }

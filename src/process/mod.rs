@@ -85,6 +85,9 @@ pub trait Parent {
     /// prestart + createRuntime hooks (the child waits, before pivot_root). Returns the state
     /// JSON they were given, which the child passes on to its createContainer hooks.
     fn run_hooks(&mut self, pid: i32) -> Result<Vec<u8>, crate::error::Error>;
+    /// The init loaded a seccomp filter with SCMP_ACT_NOTIFY: hand its listener fd to the
+    /// agent (during `create`, as runc does).
+    fn seccomp_listener(&mut self, pid: i32, fd: OwnedFd) -> Result<(), crate::error::Error>;
 }
 
 /// Clones the container's init, drives its setup to READY, and returns its host pid. On any
@@ -138,21 +141,21 @@ fn drive(
     ch.send(sync::GO, &[])
         .map_err(sys("release container init"))?;
     loop {
-        match ch.recv().map_err(sys("read from container init"))? {
+        match ch.recv_with_fd().map_err(sys("read from container init"))? {
             None => {
                 return Err(init_err(
                     "container init exited during setup without a message".into(),
                 ))
             }
-            Some((sync::READY, _)) => return Ok(()),
-            Some((sync::ERROR, msg)) => {
+            Some((sync::READY, _, _)) => return Ok(()),
+            Some((sync::ERROR, msg, _)) => {
                 return Err(init_err(String::from_utf8_lossy(&msg).into_owned()))
             }
-            Some((sync::MAPS, _)) => {
+            Some((sync::MAPS, _, _)) => {
                 parent.write_maps(child)?;
                 ch.send(sync::MAPS_DONE, &[]).map_err(sys("sync"))?;
             }
-            Some((sync::PID, p)) => {
+            Some((sync::PID, p, _)) => {
                 let bytes: [u8; 4] = p
                     .as_slice()
                     .try_into()
@@ -161,11 +164,19 @@ fn drive(
                 // The intermediate process exits once it has forked the init; reap it.
                 let _ = waitpid(Pid::from_raw(child), None);
             }
-            Some((sync::HOOKS, _)) => {
+            Some((sync::HOOKS, _, _)) => {
                 let state = parent.run_hooks(*init_pid)?;
                 ch.send(sync::HOOKS_DONE, &state).map_err(sys("sync"))?;
             }
-            Some((t, _)) => {
+            Some((sync::NOTIFY_FD, num, fd)) => {
+                let (fd, reply) = sync::take_notify_fd(*init_pid, &num, fd)
+                    .map_err(sys("take the seccomp notify fd from the init"))?;
+                parent.seccomp_listener(*init_pid, fd)?;
+                if reply {
+                    ch.send(sync::NOTIFY_DONE, &[]).map_err(sys("sync"))?;
+                }
+            }
+            Some((t, _, _)) => {
                 return Err(init_err(format!(
                     "protocol error: unexpected message {:?}",
                     t as char

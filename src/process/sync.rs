@@ -3,9 +3,12 @@
 //! socket, so no framing is needed. Blocking reads: no polling, no sleeping.
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
-use nix::sys::socket::{send, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
+use nix::sys::socket::{
+    recvmsg, send, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned,
+    MsgFlags, SockFlag, SockType,
+};
 
 /// Parent → child: id maps written and the child placed in its cgroup; go on.
 pub const GO: u8 = b'G';
@@ -25,9 +28,12 @@ pub const READY: u8 = b'R';
 pub const ERROR: u8 = b'E';
 /// `start` → init over start.sock: run the user's process.
 pub const START: u8 = b'S';
-/// Init → `start`: a seccomp notify fd is open in the init under this number; pass it on.
+/// Init or exec'd process → its parent (`create`, `exec`), right after loading a filter with
+/// SCMP_ACT_NOTIFY: the listener fd, attached (SCM_RIGHTS; nothing to wait for), or, where the
+/// filter does not let sendmsg through, its number in the sender, which then waits for
+/// NOTIFY_DONE while the parent takes it with pidfd_getfd. See [`take_notify_fd`].
 pub const NOTIFY_FD: u8 = b'N';
-/// `start` → init: the seccomp agent has the fd.
+/// Parent → sender of a NOTIFY_FD by number: the fd is taken (and with the agent).
 pub const NOTIFY_DONE: u8 = b'n';
 
 /// The name (/proc/PID/comm) a created init takes when a `start` has released it, until its
@@ -54,6 +60,9 @@ const MORE: u8 = b'+';
 const PIECE: usize = 32 * 1024;
 
 pub struct Channel(pub OwnedFd);
+
+/// A message (tag, payload) and the fd that came with it, if one did.
+pub type WithFd = (u8, Vec<u8>, Option<OwnedFd>);
 
 pub fn pair() -> io::Result<(Channel, Channel)> {
     let (a, b) = socketpair(
@@ -84,16 +93,55 @@ impl Channel {
         }
     }
 
-    pub fn send_error(&self, msg: &str) {
-        let _ = self.send(ERROR, msg.as_bytes());
+    /// Sends a one-frame message with `fd` attached (SCM_RIGHTS), in one sendmsg(2).
+    pub fn send_fd(&self, tag: u8, fd: BorrowedFd<'_>) -> io::Result<()> {
+        let fds = [fd.as_raw_fd()];
+        let iov = [io::IoSlice::new(std::slice::from_ref(&tag))];
+        let cmsg = [ControlMessage::ScmRights(&fds)];
+        loop {
+            match sendmsg::<()>(
+                self.0.as_raw_fd(),
+                &iov,
+                &cmsg,
+                MsgFlags::MSG_NOSIGNAL,
+                None,
+            ) {
+                Ok(_) => return Ok(()),
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     /// Receives one message; `None` at end of stream (the other side exited or closed).
     pub fn recv(&self) -> io::Result<Option<(u8, Vec<u8>)>> {
+        self.recv_inner(None)
+    }
+
+    /// Like [`recv`](Self::recv), also returning an fd sent with the message ([`send_fd`]).
+    /// With recvmsg(2), where `recv` uses recv(2): the container side, which may run under a
+    /// seccomp filter, uses only `recv`.
+    ///
+    /// [`send_fd`]: Self::send_fd
+    pub fn recv_with_fd(&self) -> io::Result<Option<WithFd>> {
+        let mut fd = None;
+        Ok(self
+            .recv_inner(Some(&mut fd))?
+            .map(|(t, p)| (t, p, fd.take())))
+    }
+
+    fn recv_inner(
+        &self,
+        mut fd: Option<&mut Option<OwnedFd>>,
+    ) -> io::Result<Option<(u8, Vec<u8>)>> {
         let mut message: Vec<u8> = Vec::new();
         let mut pieces = 0usize;
         loop {
-            let mut buf = match recv_message(self.0.as_raw_fd()) {
+            let got = match fd.as_deref_mut() {
+                Some(slot) => recv_message_fd(self.0.as_raw_fd(), slot),
+                None => recv_message(self.0.as_raw_fd()),
+            };
+            let mut buf = match got {
                 Ok(buf) => buf,
                 Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
                 Err(e) => return Err(e),
@@ -191,6 +239,55 @@ fn recv_message(fd: std::os::fd::RawFd) -> io::Result<Vec<u8>> {
     Ok(buf)
 }
 
+/// One recvmsg(2) of a frame, keeping an fd sent with it (SCM_RIGHTS, received close-on-exec)
+/// in `fd`. Frames are small here (child → parent messages), but the buffer is a frame's
+/// largest all the same.
+fn recv_message_fd(fd: std::os::fd::RawFd, slot: &mut Option<OwnedFd>) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; MAX_MESSAGE];
+    let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let (n, got) = {
+        let mut iov = [io::IoSliceMut::new(&mut buf)];
+        let msg = recvmsg::<()>(fd, &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC)
+            .map_err(io::Error::from)?;
+        let mut got = Vec::new();
+        for c in msg.cmsgs().map_err(io::Error::from)? {
+            if let ControlMessageOwned::ScmRights(fds) = c {
+                got.extend(fds);
+            }
+        }
+        (msg.bytes, got)
+    };
+    for raw in got {
+        // SAFETY: SCM_RIGHTS has just installed `raw` in this process; nothing else owns it.
+        let owned = unsafe { OwnedFd::from_raw_fd(raw) };
+        // One fd per message; a second one (never sent) is closed with `owned`.
+        if slot.is_none() {
+            *slot = Some(owned);
+        }
+    }
+    buf.truncate(n);
+    Ok(buf)
+}
+
+/// The notify fd a NOTIFY_FD message hands over: `attached` to it, or else, by the number in
+/// `payload`, still in process `holder`, taken with pidfd_getfd. The second value says whether
+/// the sender waits for NOTIFY_DONE (the number form).
+pub fn take_notify_fd(
+    holder: i32,
+    payload: &[u8],
+    attached: Option<OwnedFd>,
+) -> io::Result<(OwnedFd, bool)> {
+    if let Some(fd) = attached {
+        return Ok((fd, false));
+    }
+    let num = <[u8; 4]>::try_from(payload)
+        .map(i32::from_ne_bytes)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "bad notify fd message"))?;
+    let pidfd = crate::linux::sys::pidfd_open(holder)?;
+    let fd = crate::linux::sys::pidfd_getfd(pidfd.as_raw_fd(), num)?;
+    Ok((fd, true))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -211,5 +308,31 @@ mod tests {
         assert_eq!(b.expect(READY).unwrap(), vec![1; PIECE]);
         t.join().unwrap();
         assert_eq!(b.recv().unwrap(), None);
+    }
+
+    #[test]
+    fn an_fd_travels_with_its_message() {
+        let (a, b) = pair().unwrap();
+        let f = std::fs::File::open("/proc/self/stat").unwrap();
+        a.send_fd(NOTIFY_FD, f.as_fd()).unwrap();
+        a.send(READY, b"x").unwrap();
+        drop(a);
+        let (tag, payload, fd) = b.recv_with_fd().unwrap().unwrap();
+        assert_eq!((tag, payload.as_slice()), (NOTIFY_FD, &[][..]));
+        let fd = fd.expect("the fd came along");
+        let ours = std::fs::metadata("/proc/self/stat").unwrap();
+        let theirs = std::fs::File::from(fd).metadata().unwrap();
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!((ours.dev(), ours.ino()), (theirs.dev(), theirs.ino()));
+        let (fd2, reply) = take_notify_fd(0, &[], Some(f.into())).unwrap();
+        assert!(!reply);
+        drop(fd2);
+        assert_eq!(
+            b.recv_with_fd()
+                .unwrap()
+                .map(|(t, p, f)| (t, p, f.is_none())),
+            Some((READY, b"x".to_vec(), true))
+        );
+        assert_eq!(b.recv_with_fd().unwrap().map(|m| m.0), None);
     }
 }

@@ -80,15 +80,15 @@ fn setup_and_exec(
     //    capabilities, no_new_privileges, seccomp, cwd (checked inside), fds, execve.
     sigprocmask(SigmaskHow::SIG_SETMASK, Some(&cfg.sigmask), None)
         .map_err(|e| format!("restore signal mask: {e}"))?;
-    init::exec_user_process(
+    let up = init::UserProcess {
         p,
-        cfg.preserve_fds,
-        cfg.seccomp.as_ref(),
-        cfg.lsm,
-        ch,
-        cfg.launcher,
-        None,
-    )
+        preserve_fds: cfg.preserve_fds,
+        seccomp: cfg.seccomp.as_ref(),
+        lsm: cfg.lsm,
+        launcher: cfg.launcher,
+        hooks: false,
+    };
+    init::exec_user_process(&up, ch, None)
 }
 
 /// Joins the init's namespaces through its pidfd. As host root, everything but the user

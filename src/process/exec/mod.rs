@@ -28,7 +28,7 @@ mod child;
 mod process_spec;
 mod target;
 
-use std::os::fd::{OwnedFd, RawFd};
+use std::os::fd::{AsFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 
 use nix::sched::{setns, CloneFlags};
@@ -410,17 +410,28 @@ fn spawn(cfg: &ExecConfig, t: &Target) -> Result<i32> {
         Err(e) => return Err(Error::sys("clone3", e)),
     };
     drop(theirs);
-    let mut reply = ours.recv();
-    while let (Ok(Some((sync::NOTIFY_FD, fdnum))), Some((spec, st))) = (&reply, &cfg.notify) {
-        if let Err(e) = lifecycle::pass_notify_fd(spec, st, child, fdnum).and_then(|()| {
-            ours.send(sync::NOTIFY_DONE, &[])
-                .map_err(|e| Error::sys("release the exec'd process", e))
-        }) {
+    let reply = loop {
+        let (num, fd, spec, st) = match (ours.recv_with_fd(), &cfg.notify) {
+            (Ok(Some((sync::NOTIFY_FD, num, fd))), Some((spec, st))) => (num, fd, spec, st),
+            (other, _) => break other.map(|m| m.map(|(t, p, _)| (t, p))),
+        };
+        // As runc: the process state names the exec'd process; its `state` is the
+        // container's, running.
+        let handed = sync::take_notify_fd(child, &num, fd)
+            .map_err(|e| Error::sys("take the seccomp notify fd from the exec'd process", e))
+            .and_then(|(fd, reply)| {
+                lifecycle::pass_notify_fd(spec, st, Status::Running, child, fd.as_fd())?;
+                if reply {
+                    ours.send(sync::NOTIFY_DONE, &[])
+                        .map_err(|e| Error::sys("release the exec'd process", e))?;
+                }
+                Ok(())
+            });
+        if let Err(e) = handed {
             kill_and_reap(child);
             return Err(e);
         }
-        reply = ours.recv();
-    }
+    };
     match reply {
         // End of stream: the socket was closed by execve (close-on-exec).
         Ok(None) => Ok(child),
