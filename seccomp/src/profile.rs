@@ -34,23 +34,25 @@ const MAX_ERRNO: u32 = 4095;
 
 /// The most rules, counted once per architecture of the filter, that a profile may hand
 /// libseccomp (see [`Plan::rules`]). libseccomp's time to build a filter grows with the
-/// square of that number; measured here (compile, 2-core VM under load from other builds):
+/// square of that number. Measured with berth-seccomp's `compile` (release build, 2-core VM
+/// loaded by other builds, so high), one syscall name per rule with one argument condition
+/// unless said:
 ///
-/// | rules × architectures               | compile time |
-/// |-------------------------------------|-------------:|
-/// | docker 20.10's default profile, ~1,100 | 12 ms    |
-/// | 4,000 (1,365 rules × 3 architectures)  | 0.19 s   |
-/// | 8,190 (2,730 × 3)                      | 0.73 s   |
-/// | 8,192 (8,192 × 1, one argument value each) | 1.0 s |
-/// | 12,000 (4,000 × 3)                     | 2.1 s    |
-/// | 16,383 (5,461 × 3)                     | 2.9 s    |
-/// | 20,000 (2,000 × 10)                    | 2.0–5.4 s |
-/// | 40,000 (4,000 × 10)                    | 9.3 s    |
-/// | 160,000 (16,000 × 10)                  | 40 s     |
+/// | rules × architectures                         | compile time |
+/// |-----------------------------------------------|-------------:|
+/// | 1,071 (357 names × 3: docker 20.10's default) |        12 ms |
+/// | 4,095 (1,365 × 3)                             |      0.19 s  |
+/// | 8,190 (2,730 × 3)                             |      0.73 s  |
+/// | 8,192 (8,192 × 1)                             |      1.0 s   |
+/// | 12,000 (4,000 × 3)                            |      2.1 s   |
+/// | 16,383 (5,461 × 3)                            |      2.9 s   |
+/// | 20,000 (2,000 × 10)                           |  2.0–5.4 s   |
+/// | 40,000 (4,000 × 10)                           |      9.3 s   |
+/// | 160,000 (16,000 names, no conditions, × 10)   |       40 s   |
 ///
-/// Docker's and podman's default profiles (about 360 and 440 rules, for x86_64, x86 and x32)
-/// stay 6 to 8 times below the bound; above it a profile is refused instead of hanging the
-/// runtime for seconds to minutes.
+/// Docker's and podman's default profiles (357 and 434 rules, for x86_64, x86 and x32: 1,071
+/// and 1,302) stay 6 to 8 times below the bound; above it a profile is refused instead of
+/// holding the runtime for seconds to minutes.
 pub(crate) const MAX_RULES: usize = 8192;
 
 /// A validated profile, in libseccomp's terms, borrowing the profile's strings.
