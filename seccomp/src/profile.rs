@@ -12,11 +12,14 @@
 //! * `listenerPath` is required once a rule uses `SCMP_ACT_NOTIFY`, and `listenerMetadata` needs
 //!   `listenerPath`.
 //!
+//! * the profile expands to at most [`MAX_RULES`] rules per architecture in all (see there: a
+//!   bound of Berth's own, on libseccomp's compile time).
+//!
 //! What is *not* an error, as in runc: syscall names libseccomp does not know (skipped, with a
 //! note), rules whose action equals the default action (skipped: libseccomp refuses them), and
 //! `valueTwo` on operators other than `SCMP_CMP_MASKED_EQ` (ignored).
 
-use libseccomp::{ScmpAction, ScmpArgCompare, ScmpCompareOp};
+use libseccomp::{ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp};
 use oci_spec::runtime::{
     Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArg, LinuxSeccompFilterFlag,
     LinuxSeccompOperator,
@@ -28,6 +31,29 @@ use crate::SeccompError;
 const MAX_ARGS: usize = 6;
 /// The kernel caps the errno of SECCOMP_RET_ERRNO at MAX_ERRNO.
 const MAX_ERRNO: u32 = 4095;
+
+/// The most rules, counted once per architecture of the filter, that a profile may hand
+/// libseccomp (see [`Plan::rules`]). libseccomp's time to build a filter grows with the
+/// square of that number. Measured with berth-seccomp's `compile` (release build, 2-core VM
+/// loaded by other builds, so high), one syscall name per rule with one argument condition
+/// unless said:
+///
+/// | rules × architectures                         | compile time |
+/// |-----------------------------------------------|-------------:|
+/// | 1,071 (357 names × 3: docker 20.10's default) |        12 ms |
+/// | 4,095 (1,365 × 3)                             |      0.19 s  |
+/// | 8,190 (2,730 × 3)                             |      0.73 s  |
+/// | 8,192 (8,192 × 1)                             |      1.0 s   |
+/// | 12,000 (4,000 × 3)                            |      2.1 s   |
+/// | 16,383 (5,461 × 3)                            |      2.9 s   |
+/// | 20,000 (2,000 × 10)                           |  2.0–5.4 s   |
+/// | 40,000 (4,000 × 10)                           |      9.3 s   |
+/// | 160,000 (16,000 names, no conditions, × 10)   |       40 s   |
+///
+/// Docker's and podman's default profiles (357 and 434 rules, for x86_64, x86 and x32: 1,071
+/// and 1,302) stay 6 to 8 times below the bound; above it a profile is refused instead of
+/// holding the runtime for seconds to minutes.
+pub(crate) const MAX_RULES: usize = 8192;
 
 /// A validated profile, in libseccomp's terms, borrowing the profile's strings.
 #[derive(Debug)]
@@ -44,6 +70,41 @@ pub(crate) struct Plan<'a> {
     pub entries: Vec<Entry<'a>>,
     /// Some rule uses SCMP_ACT_NOTIFY.
     pub notify: bool,
+}
+
+impl Plan<'_> {
+    /// The rules `compile` hands libseccomp: for each entry whose action is not the default
+    /// one, each name once, or once per condition when the conditions are split (names
+    /// libseccomp does not know are counted too: they are only skipped when compiling).
+    pub fn rules(&self) -> usize {
+        self.entries
+            .iter()
+            .filter(|e| !e.same_as_default)
+            .map(|e| {
+                let per_name = if e.split { e.conds.len() } else { 1 };
+                e.names.len().saturating_mul(per_name)
+            })
+            .fold(0, usize::saturating_add)
+    }
+
+    /// The architectures of the filter: the native one and those of the profile, each once.
+    pub fn architectures(&self) -> usize {
+        let concrete = |a: ScmpArch| {
+            if a == ScmpArch::Native {
+                ScmpArch::native()
+            } else {
+                a
+            }
+        };
+        let mut all = vec![ScmpArch::native()];
+        for &(_, a) in &self.arches {
+            let a = concrete(crate::compile::scmp_arch(a));
+            if !all.contains(&a) {
+                all.push(a);
+            }
+        }
+        all.len()
+    }
 }
 
 /// One `syscalls[i]` entry.
@@ -161,19 +222,7 @@ pub(crate) fn validate(p: &LinuxSeccomp) -> Result<Plan<'_>, SeccompError> {
         });
     }
 
-    if let Some(i) = first_notify {
-        if !listener_set {
-            return Err(SeccompError::invalid(
-                "linux.seccomp.listenerPath",
-                format!(
-                    "required: linux.seccomp.syscalls[{i}].action is SCMP_ACT_NOTIFY, and its \
-                     notify fd must be sent to a seccomp agent"
-                ),
-            ));
-        }
-    }
-
-    Ok(Plan {
+    let plan = Plan {
         default,
         default_permissive: matches!(
             default_oci,
@@ -186,7 +235,33 @@ pub(crate) fn validate(p: &LinuxSeccomp) -> Result<Plan<'_>, SeccompError> {
         flags,
         entries,
         notify: first_notify.is_some(),
-    })
+    };
+    let (rules, arches) = (plan.rules(), plan.architectures());
+    let total = rules.saturating_mul(arches);
+    if total > MAX_RULES {
+        return Err(SeccompError::invalid(
+            "linux.seccomp.syscalls",
+            format!(
+                "{rules} rules (syscall names, times their conditions where split) for {arches} \
+                 architectures make {total}, at most {MAX_RULES} are accepted: libseccomp's \
+                 compile time grows with the square of that number"
+            ),
+        ));
+    }
+
+    if let Some(i) = first_notify {
+        if !listener_set {
+            return Err(SeccompError::invalid(
+                "linux.seccomp.listenerPath",
+                format!(
+                    "required: linux.seccomp.syscalls[{i}].action is SCMP_ACT_NOTIFY, and its \
+                     notify fd must be sent to a seccomp agent"
+                ),
+            ));
+        }
+    }
+
+    Ok(plan)
 }
 
 /// An OCI action and its errno/trace value in libseccomp's terms (as runc maps them: KILL is
@@ -365,6 +440,80 @@ mod tests {
             err(r#"{"defaultAction":"SCMP_ACT_ALLOW","listenerMetadata":"m"}"#)
                 .starts_with("linux.seccomp.listenerMetadata: ")
         );
+    }
+
+    /// A profile with one entry of `names` (each `name`) and `conds` conditions on argument 0,
+    /// for the architectures `arches`.
+    fn sized(name: &str, names: usize, conds: usize, arches: &[&str]) -> LinuxSeccomp {
+        let args: Vec<_> = (0..conds)
+            .map(|v| serde_json::json!({"index": 0, "value": v, "op": "SCMP_CMP_EQ"}))
+            .collect();
+        parse(
+            &serde_json::json!({"defaultAction": "SCMP_ACT_ERRNO", "architectures": arches,
+                "syscalls": [{"names": vec![name; names], "action": "SCMP_ACT_ALLOW",
+                              "args": args}]})
+            .to_string(),
+        )
+    }
+
+    #[test]
+    fn rules_are_bounded_per_architecture() {
+        const X86: [&str; 3] = ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"];
+        // 2,730 names × 3 architectures = 8,190: accepted; 2,731 make 8,193.
+        let plan_of = |p: &LinuxSeccomp| {
+            let plan = validate(p).unwrap();
+            (plan.rules(), plan.architectures())
+        };
+        assert_eq!(plan_of(&sized("read", 2730, 0, &X86)), (2730, 3));
+        assert_eq!(
+            validate(&sized("read", 2731, 0, &X86))
+                .unwrap_err()
+                .to_string(),
+            "linux.seccomp.syscalls: 2731 rules (syscall names, times their conditions where \
+             split) for 3 architectures make 8193, at most 8192 are accepted: libseccomp's \
+             compile time grows with the square of that number"
+        );
+        // The native architecture is always in the filter, and counted once.
+        assert_eq!(plan_of(&sized("read", 8192, 0, &[])), (8192, 1));
+        assert_eq!(
+            plan_of(&sized(
+                "read",
+                1,
+                0,
+                &["SCMP_ARCH_NATIVE", "SCMP_ARCH_X86_64"]
+            )),
+            (1, 1)
+        );
+        assert!(validate(&sized("read", 8193, 0, &[])).is_err());
+        // Conditions on one argument are split: one rule each, per name.
+        assert_eq!(plan_of(&sized("ioctl", 2, 2, &[])), (4, 1));
+        assert_eq!(plan_of(&sized("ioctl", 1, 8192, &[])), (8192, 1));
+        let e = validate(&sized("ioctl", 91, 91, &[])).unwrap_err();
+        assert!(e.to_string().contains("8281 rules"), "{e}");
+        // Entries with the default action are skipped, not handed to libseccomp.
+        let same = parse(
+            &serde_json::json!({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [
+                {"names": vec!["read"; 20_000], "action": "SCMP_ACT_ERRNO"}]})
+            .to_string(),
+        );
+        assert_eq!(plan_of(&same), (0, 1));
+    }
+
+    #[test]
+    fn the_engines_default_profiles_are_far_below_the_rule_bound() {
+        for f in ["docker-20.10-default.json", "podman-4.3-default.json"] {
+            let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/");
+            let p: LinuxSeccomp =
+                serde_json::from_slice(&std::fs::read(format!("{path}{f}")).unwrap()).unwrap();
+            let plan = validate(&p).unwrap();
+            let total = plan.rules() * plan.architectures();
+            eprintln!(
+                "{f}: {} rules × {} architectures = {total}",
+                plan.rules(),
+                plan.architectures()
+            );
+            assert!(total * 5 < MAX_RULES, "{f}: {total}");
+        }
     }
 
     #[test]

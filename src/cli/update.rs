@@ -2,8 +2,6 @@
 //! or with `--resources FILE|-` (a `linux.resources` JSON object; other flags are then
 //! ignored, as with runc). Values not given are left as they are.
 
-use std::io::Read;
-
 use oci_spec::runtime::{LinuxBlockIo, LinuxCpu, LinuxMemory, LinuxPids, LinuxResources};
 
 use super::Global;
@@ -80,14 +78,21 @@ fn bytes(flag: &str, v: &Option<String>) -> Result<Option<i64>, Error> {
 /// The resources the command line asks for.
 pub fn resources(a: &Args) -> Result<LinuxResources, Error> {
     if let Some(src) = &a.resources {
-        let mut text = Vec::new();
-        if src == "-" {
-            std::io::stdin()
-                .read_to_end(&mut text)
-                .map_err(|e| Error::sys("--resources: read standard input", e))?;
+        use crate::config::{limits, ConfigError};
+        let text = if src == "-" {
+            limits::read_bounded(std::io::stdin().lock())
+                .map_err(|e| Error::sys("--resources: read standard input", e))?
         } else {
-            text = std::fs::read(src).map_err(|e| Error::sys(format!("--resources {src}"), e))?;
+            let what = || format!("--resources {src}");
+            let file = std::fs::File::open(src).map_err(|e| Error::sys(what(), e))?;
+            limits::read_bounded(file).map_err(|e| Error::sys(what(), e))?
         }
+        .ok_or_else(|| Error::Usage(format!("--resources: {}", limits::too_large())))?;
+        // The input bounds first: what crosses them is named before anything is allocated.
+        limits::check(&text, "").map_err(|e| match e {
+            ConfigError::Parse { field, msg } => Error::Usage(format!("--resources: {field}{msg}")),
+            other => other.into(),
+        })?;
         let de = &mut serde_json::Deserializer::from_slice(&text);
         return serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
@@ -203,6 +208,27 @@ mod tests {
         assert!(
             e.starts_with("--resources: memory.limit: invalid type"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn resources_past_the_input_bounds_are_named() {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        let entry = r#"{"major":8,"minor":0,"rate":1}"#;
+        let list = vec![entry; 100_000].join(",");
+        std::fs::write(
+            f.path(),
+            format!(r#"{{"blockIO":{{"throttleReadBpsDevice":[{list}]}}}}"#),
+        )
+        .unwrap();
+        let a = Args {
+            resources: Some(f.path().display().to_string()),
+            ..Default::default()
+        };
+        assert_eq!(
+            resources(&a).unwrap_err().to_string(),
+            "--resources: blockIO.throttleReadBpsDevice: 100000 entries, at most 65536 are \
+             accepted"
         );
     }
 }

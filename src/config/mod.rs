@@ -1,6 +1,7 @@
 //! The bundle's `config.json`: read once, parsed into oci-spec types with the JSON path of any
 //! error kept, then validated (`validate.rs`) before Berth causes any side effect.
 
+pub mod limits;
 mod validate;
 
 use std::path::{Path, PathBuf};
@@ -105,9 +106,10 @@ pub fn parse_object_keeping<T: serde::de::DeserializeOwned>(
     } else {
         "/capabilities"
     };
-    // Only when there is a name to drop is the value deserialized from the edited tree (whose
-    // errors carry no line and column); else straight from the bytes, as before.
-    if let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(bytes) {
+    // The tree is built within the input bounds (limits.rs), which refuse a runaway document
+    // before it is allocated. Only when there is a name to drop is the value deserialized from
+    // the edited tree (whose errors carry no line and column); else straight from the bytes.
+    if let Some(mut v) = limits::value(bytes, at)? {
         let base = if at.is_empty() { "process" } else { at };
         let dropped = match v.pointer_mut(pointer) {
             Some(caps) => drop_unknown_capabilities(caps, &format!("{base}.capabilities"))?,

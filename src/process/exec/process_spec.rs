@@ -13,11 +13,17 @@ use crate::linux::identity::id_range_error;
 /// Reads `--process FILE`: an OCI process object. Errors name the field by its JSON path
 /// (`process.args`, `process.user.uid`, …).
 pub fn process_from_file(path: &Path) -> Result<Process> {
+    use crate::config::limits;
     let what = format!("--process {}", path.display());
-    let mut bytes = std::fs::read(path).map_err(|e| Error::sys(&what, e))?;
+    let file = std::fs::File::open(path).map_err(|e| Error::sys(&what, e))?;
+    let mut bytes = limits::read_bounded(file)
+        .map_err(|e| Error::sys(&what, e))?
+        .ok_or_else(|| Error::Usage(format!("{what}: {}", limits::too_large())))?;
     // runc's process type has a plain (not optional) user: a file without one runs as uid 0,
-    // gid 0. oci-spec requires the field, so an object without it gets that default.
-    if let Ok(serde_json::Value::Object(mut o)) = serde_json::from_slice(&bytes) {
+    // gid 0. oci-spec requires the field, so an object without it gets that default. (The tree
+    // is built within the input bounds, which name what crosses them.)
+    let tree = limits::value(&bytes, "process").map_err(|e| in_source(&what, e))?;
+    if let Some(serde_json::Value::Object(mut o)) = tree {
         if !o.contains_key("user") {
             o.insert("user".into(), serde_json::json!({"uid": 0, "gid": 0}));
             bytes = serde_json::to_vec(&o).unwrap_or(bytes);
@@ -347,6 +353,23 @@ mod tests {
         let p = process_from_file(&f).unwrap();
         assert_eq!(p.user().uid(), 5);
         assert_eq!(p.terminal(), Some(true));
+    }
+
+    #[test]
+    fn a_process_file_past_the_input_bounds_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("p.json");
+        let args = vec!["a"; 100_000];
+        let body = serde_json::json!({"cwd": "/", "args": args});
+        std::fs::write(&f, body.to_string()).unwrap();
+        let e = process_from_file(&f).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            format!(
+                "--process {}: process.args: 100000 entries, at most 65536 are accepted",
+                f.display()
+            )
+        );
     }
 
     #[test]
