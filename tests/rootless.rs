@@ -321,10 +321,13 @@ fn b(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-/// The one map line of a single-id mapping, as /proc/PID/uid_map prints it, in fields.
+/// The lines of /proc/PID/uid_map (three numbers) in `text`, in fields.
 fn map_fields(text: &str) -> Vec<Vec<String>> {
     text.lines()
-        .filter(|l| l.split_whitespace().count() == 3)
+        .filter(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() == 3 && f.iter().all(|x| x.parse::<u64>().is_ok())
+        })
         .map(|l| l.split_whitespace().map(str::to_string).collect())
         .collect()
 }
@@ -696,4 +699,192 @@ fn a_rootless_user_cannot_touch_roots_containers() {
     std::fs::set_permissions(rt.root.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
     assert_one_error_line(&as_user(&["list"]), &["Permission denied"]);
     rt.ok(&["delete", "--force", &id]);
+}
+
+/// A cgroup directory in every hierarchy, handed to a user (chowned, as a delegated subtree);
+/// removed on drop, after killing what is left in it.
+struct Delegation {
+    dirs: Vec<PathBuf>,
+}
+
+impl Delegation {
+    fn new(u: &User, name: &str) -> Delegation {
+        let mut d = Delegation { dirs: vec![] };
+        for h in cgroup_hierarchies() {
+            let dir = h.join(name);
+            std::fs::create_dir(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
+            d.dirs.push(dir.clone());
+            // A v1 cpuset cgroup starts empty: give it its parent's cpus and mems.
+            for f in ["cpuset.cpus", "cpuset.mems"] {
+                if let Ok(v) = std::fs::read_to_string(h.join(f)) {
+                    std::fs::write(dir.join(f), v.trim()).unwrap();
+                }
+            }
+            chown_tree(&dir, u.uid, u.gid);
+        }
+        d
+    }
+
+    /// `cmd` (a `setpriv …` command), started by a root shell that first moves itself into the
+    /// delegated cgroups: the user's Berth runs there, and places containers below.
+    fn wrap(&self, cmd: &Command) -> Command {
+        let mut script = String::new();
+        for d in &self.dirs {
+            script.push_str(&format!(
+                "echo $$ > {}/cgroup.procs || exit 99; ",
+                d.display()
+            ));
+        }
+        script.push_str("exec \"$@\"");
+        let mut c = Command::new("/bin/sh");
+        c.arg("-c")
+            .arg(script)
+            .arg("sh")
+            .arg(cmd.get_program())
+            .args(cmd.get_args())
+            .env_clear()
+            .envs(cmd.get_envs().filter_map(|(k, v)| Some((k, v?))))
+            .stdin(Stdio::null());
+        if let Some(dir) = cmd.get_current_dir() {
+            c.current_dir(dir);
+        }
+        c
+    }
+}
+
+impl Drop for Delegation {
+    fn drop(&mut self) {
+        // A frozen process does not die of SIGKILL until thawed: thaw everything first.
+        for d in &self.dirs {
+            let mut all = vec![d.clone()];
+            if let Ok(rd) = std::fs::read_dir(d) {
+                all.extend(rd.flatten().map(|e| e.path()).filter(|p| p.is_dir()));
+            }
+            for s in all {
+                let _ = std::fs::write(s.join("freezer.state"), "THAWED");
+                let _ = std::fs::write(s.join("cgroup.freeze"), "0");
+            }
+        }
+        for d in self.dirs.iter().rev() {
+            let mut sub: Vec<PathBuf> = vec![d.clone()];
+            if let Ok(rd) = std::fs::read_dir(d) {
+                sub.extend(rd.flatten().map(|e| e.path()).filter(|p| p.is_dir()));
+            }
+            for s in sub.iter().rev() {
+                for _ in 0..50 {
+                    let procs = std::fs::read_to_string(s.join("cgroup.procs")).unwrap_or_default();
+                    for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+                        // SAFETY: kill(2) with integer arguments.
+                        unsafe { libc::kill(pid, libc::SIGKILL) };
+                    }
+                    if std::fs::remove_dir(s).is_ok() || !s.exists() {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn a_delegated_cgroup_is_used_with_its_limits() {
+    let test = "a_delegated_cgroup_is_used_with_its_limits";
+    let Some(u) = User::new(test) else { return };
+    let Some(memory) = cgroup_hierarchies()
+        .into_iter()
+        .find(|h| h.ends_with("memory"))
+    else {
+        println!("SKIP: {test}: no v1 memory hierarchy (the check reads memory.limit_in_bytes)");
+        return;
+    };
+    let name = format!("berth-rootless-{}", u.name);
+    let deleg = Delegation::new(&u, &name);
+    let bundle = u.bundle("b8", "exec sleep 1000");
+    edit(&bundle, |c| {
+        c["linux"]["resources"] = json!({"memory": {"limit": 67108864},
+            "devices": [{"allow": false, "access": "rwm"}]});
+    });
+    let berth = |args: &[&str]| {
+        let mut c = u.cmd(&u.berth);
+        c.arg("--root").arg(u.root()).args(args);
+        capture(&mut deleg.wrap(&c))
+    };
+    let o = berth(&["create", "--bundle", b(&bundle), "dg"]);
+    assert!(o.status.success(), "create in a delegated cgroup: {o:?}");
+    // Relative to Berth's own cgroup (the delegated one), as for root.
+    let dir = memory.join(&name).join("dg");
+    let limit = std::fs::read_to_string(dir.join("memory.limit_in_bytes")).unwrap();
+    assert_eq!(limit.trim(), "67108864");
+    let st: Value = serde_json::from_str(&stdout(&berth(&["state", "dg"]))).unwrap();
+    let pid = st["pid"].as_i64().unwrap();
+    let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap();
+    assert!(procs.lines().any(|l| l == pid.to_string()), "{procs}");
+    // With a cgroup, pause works rootless too.
+    let o = berth(&["start", "dg"]);
+    assert!(o.status.success(), "start: {o:?}");
+    let o = berth(&["pause", "dg"]);
+    assert!(o.status.success(), "pause: {o:?}");
+    let st: Value = serde_json::from_str(&stdout(&berth(&["state", "dg"]))).unwrap();
+    assert_eq!(st["status"], "paused");
+    let o = berth(&["delete", "--force", "dg"]);
+    assert!(o.status.success(), "delete: {o:?}");
+    assert!(!dir.exists(), "the container's cgroup is removed");
+    u.assert_clean(&u.root(), "dg", &bundle);
+}
+
+#[test]
+fn uid_0_of_a_user_namespace_is_rootless_too() {
+    // How rootless podman calls its runtime: inside a user namespace it made, as its uid 0.
+    let test = "uid_0_of_a_user_namespace_is_rootless_too";
+    if !have("unshare") {
+        println!("SKIP: {test}: unshare (util-linux) is not installed");
+        return;
+    }
+    let Some(u) = User::new(test) else { return };
+    let bundle = u.bundle("b9", "exec sleep 1000");
+    edit(&bundle, |c| {
+        let l = &mut c["linux"];
+        l.as_object_mut().unwrap().remove("uidMappings");
+        l.as_object_mut().unwrap().remove("gidMappings");
+        l["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|n| n["type"] != "user");
+    });
+    let xdg = u.path("xdg");
+    std::fs::create_dir(&xdg).unwrap();
+    chown_tree(&xdg, u.uid, u.gid);
+    // One user namespace made by `unshare -r` (the same ids mapped), as podman keeps one for
+    // all its commands: uid 0 there, no --root, XDG_RUNTIME_DIR honoured (USER is not root),
+    // no cgroup.
+    let script = r#"B=$0; set -e
+        # The init keeps create's stdio: a file, not a pipe.
+        $B --debug create --bundle "$1" ns0 >"$XDG_RUNTIME_DIR/create.log" 2>&1
+        grep -o 'rootless mode: true' "$XDG_RUNTIME_DIR/create.log"
+        test -d "$XDG_RUNTIME_DIR/berth/ns0" && echo state-in-xdg
+        $B start ns0
+        $B exec ns0 sh -c 'echo exec-uid=$(id -u); cat /proc/self/uid_map'
+        $B kill ns0 KILL
+        $B delete --force ns0
+        echo done"#;
+    let o = capture(
+        u.cmd(Path::new("/usr/bin/unshare"))
+            .args(["--user", "--map-root-user", "--", "/bin/sh", "-c", script])
+            .arg(&u.berth)
+            .arg(&bundle)
+            .env("XDG_RUNTIME_DIR", &xdg)
+            .env("USER", &u.name),
+    );
+    assert!(o.status.success(), "{o:?}");
+    let out = stdout(&o);
+    for want in ["rootless mode: true", "state-in-xdg", "exec-uid=0", "done"] {
+        assert!(out.contains(want), "{want:?} missing: {out}");
+    }
+    let maps = map_fields(&out);
+    assert_eq!(
+        maps,
+        vec![vec!["0".to_string(), u.uid.to_string(), "1".into()]]
+    );
+    u.assert_clean(&xdg.join("berth"), "ns0", &bundle);
 }
