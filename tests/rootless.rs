@@ -888,3 +888,45 @@ fn uid_0_of_a_user_namespace_is_rootless_too() {
     );
     u.assert_clean(&xdg.join("berth"), "ns0", &bundle);
 }
+
+#[test]
+fn seccomp_hooks_and_capabilities_work_rootless() {
+    let test = "seccomp_hooks_and_capabilities_work_rootless";
+    let Some(u) = User::new(test) else { return };
+    let out = u.path("hooks.out");
+    let bundle = u.bundle(
+        "b10",
+        "grep -E '^(Seccomp|CapEff):' /proc/self/status; unshare -U true; echo unshare=$?",
+    );
+    let hook = |tag: &str| {
+        json!({"path": "/bin/sh",
+               "args": ["sh", "-c", format!("echo {tag} $(id -u) >> {}", out.display())]})
+    };
+    edit(&bundle, |c| {
+        c["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["unshare"], "action": "SCMP_ACT_ERRNO"}]});
+        c["hooks"] =
+            json!({"createRuntime": [hook("createRuntime")], "poststop": [hook("poststop")]});
+    });
+    let o = u.berth(&["run", "--bundle", b(&bundle), "sh1"]);
+    assert!(o.status.success(), "{o:?}");
+    let text = stdout(&o);
+    assert!(text.contains("Seccomp:\t2"), "a filter is loaded: {text}");
+    assert!(
+        text.contains("unshare=1"),
+        "unshare is refused by it: {text}"
+    );
+    // The spec's three capabilities, within the user namespace (CAP_AUDIT_WRITE, CAP_KILL,
+    // CAP_NET_BIND_SERVICE: 0x20000420).
+    assert!(text.contains("CapEff:\t0000000020000420"), "{text}");
+    // Hooks run on the host, as the user.
+    let hooks = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(
+        lines(&hooks),
+        [
+            format!("createRuntime {}", u.uid),
+            format!("poststop {}", u.uid)
+        ]
+    );
+    u.assert_clean(&u.root(), "sh1", &bundle);
+}
