@@ -264,17 +264,9 @@ fn show(ranges: &[(u64, u64)]) -> String {
 /// How the maps of `spec`'s new user namespace are written, or None when it has none. Every
 /// range is checked against what this caller may map (`allowed`); nothing is changed.
 pub fn plan_with(spec: &Spec, allowed: &Allowed) -> Result<Option<Plan>, RootlessError> {
-    let Some(linux) = spec.linux().as_ref() else {
+    let Some(linux) = spec.linux().as_ref().filter(|_| new_user_namespace(spec)) else {
         return Ok(None);
     };
-    let new_user = linux
-        .namespaces()
-        .iter()
-        .flatten()
-        .any(|n| n.typ() == LinuxNamespaceType::User && n.path().is_none());
-    if !new_user {
-        return Ok(None);
-    }
     let uid = writer(
         Kind::Uid,
         linux.uid_mappings().as_deref().unwrap_or_default(),
@@ -291,9 +283,25 @@ pub fn plan_with(spec: &Spec, allowed: &Allowed) -> Result<Option<Plan>, Rootles
     }))
 }
 
-/// [`plan_with`] for this process.
+/// Whether `spec` asks for a new user namespace (one whose maps Berth writes).
+fn new_user_namespace(spec: &Spec) -> bool {
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|ns| {
+            ns.iter()
+                .any(|n| n.typ() == LinuxNamespaceType::User && n.path().is_none())
+        })
+}
+
+/// [`plan_with`] for this process (what it may map is read once per command, and only for a
+/// container with a new user namespace).
 pub fn plan(spec: &Spec) -> Result<Option<Plan>, RootlessError> {
-    plan_with(spec, &Allowed::detect())
+    static ALLOWED: std::sync::OnceLock<Allowed> = std::sync::OnceLock::new();
+    if !new_user_namespace(spec) {
+        return Ok(None);
+    }
+    plan_with(spec, ALLOWED.get_or_init(Allowed::detect))
 }
 
 fn writer(k: Kind, maps: &[LinuxIdMapping], a: &KindAllowed) -> Result<Writer, RootlessError> {

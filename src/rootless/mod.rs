@@ -116,16 +116,21 @@ pub fn decide(setting: Setting, caller: Caller) -> bool {
     }
 }
 
-/// The effective capability set (CapEff of /proc/self/status).
+/// The effective capability set (CapEff of /proc/self/status), read once: the runtime's own
+/// process keeps its capabilities for the whole command (only the container's processes drop
+/// theirs, after the fork).
 pub(crate) fn effective_caps() -> u64 {
-    crate::linux::procfs::read_pseudo("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("CapEff:"))
-                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        })
-        .unwrap_or(0)
+    static CAPS: OnceLock<u64> = OnceLock::new();
+    *CAPS.get_or_init(|| {
+        crate::linux::procfs::read_pseudo("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("CapEff:"))
+                    .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+            })
+            .unwrap_or(0)
+    })
 }
 
 /// Whether this process may make mounts in its own mount namespace (CAP_SYS_ADMIN in the user
