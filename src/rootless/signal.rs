@@ -4,6 +4,10 @@
 //! signalled. Without a freezer a process forking at that moment can escape the signal (runc
 //! has the same limit without a cgroup); SIGKILL to the init of a pid namespace takes every
 //! process of it with it anyway.
+//!
+//! runc 1.1.5 differs here on purpose: without a cgroup its `kill --all` fails ("lstat : no
+//! such file or directory"), and engines call `kill --all` (podman on stop and cleanup), so
+//! Berth signals what it can find instead.
 
 use std::os::fd::AsRawFd;
 
