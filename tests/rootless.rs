@@ -417,6 +417,14 @@ fn lifecycle_as_an_unprivileged_user() {
         .unwrap();
     assert!(pid_alive(epid));
     assert_eq!(status_ids(epid, "Uid:"), vec![u.uid; 4]);
+    // ps lists both, without a cgroup (runc 1.1.5's fails there).
+    let listed: Vec<i32> =
+        serde_json::from_str(&u.berth_ok(&["ps", "--format", "json", id])).unwrap();
+    assert_eq!(listed, {
+        let mut v = vec![pid, epid];
+        v.sort();
+        v
+    });
     u.berth_ok(&["kill", "--all", id, "TERM"]);
     assert!(
         wait_until(SECS5, || !pid_alive(epid)),

@@ -5,8 +5,8 @@
 //!   eBPF program needs CAP_BPF; runc ignores them in rootless mode too, and the devices a
 //!   user namespace can have are the host's own nodes, bind-mounted;
 //! * otherwise, with no resources asked for: no cgroup at all ([`NoCgroup`], a debug note). The
-//!   state records none; `pause`, `ps`, `events` and `update` say the container has no cgroup;
-//!   `kill --all` signals the processes of its pid namespace (`signal.rs`);
+//!   state records none; `pause`, `events` and `update` say the container has no cgroup;
+//!   `kill --all` and `ps` signal and list the processes of its pid namespace (`signal.rs`);
 //! * otherwise an error naming the first resource asked for, and nothing is left behind.
 //!
 //! runc 1.1 decides per hierarchy and keeps the ones it could create; Berth decides for the
