@@ -937,4 +937,27 @@ fn seccomp_hooks_and_capabilities_work_rootless() {
         ]
     );
     u.assert_clean(&u.root(), "sh1", &bundle);
+    // The compiled filter is cached in the user's own cache directory ($HOME/.cache here),
+    // mode 0700, and the next run finds it there.
+    let cache = u.path(".cache/berth/seccomp");
+    let m = std::fs::metadata(&cache).expect("seccomp cache in $HOME/.cache");
+    assert_eq!((m.mode() & 0o777, m.uid()), (0o700, u.uid));
+    let entries = || -> Vec<(PathBuf, u64, i64)> {
+        let mut v: Vec<_> = std::fs::read_dir(&cache)
+            .unwrap()
+            .flatten()
+            .map(|e| {
+                let m = e.metadata().unwrap();
+                (e.path(), m.ino(), m.mtime_nsec())
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let before = entries();
+    assert!(!before.is_empty(), "an entry");
+    let o = u.berth(&["run", "--bundle", b(&bundle), "sh2"]);
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(entries(), before, "read from the cache, not written again");
+    u.assert_clean(&u.root(), "sh2", &bundle);
 }

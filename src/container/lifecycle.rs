@@ -307,10 +307,12 @@ fn build(
 }
 
 /// Where compiled seccomp filters are cached between containers (keyed by a hash of the
-/// profile, the libseccomp version and the architecture). BERTH_SECCOMP_CACHE overrides it.
+/// profile, the libseccomp version and the architecture). BERTH_SECCOMP_CACHE overrides it;
+/// a rootless caller's goes to its own cache directory (see `rootless::cache`).
 fn seccomp_cache_dir() -> PathBuf {
     std::env::var_os("BERTH_SECCOMP_CACHE")
         .map(PathBuf::from)
+        .or_else(crate::rootless::cache::seccomp_dir)
         .unwrap_or_else(|| PathBuf::from("/var/cache/berth/seccomp"))
 }
 

@@ -11,11 +11,13 @@
 //!   effect.
 //! * `cgroup.rs`: no writable cgroup and no resources asked for: the container runs without a
 //!   cgroup; resources asked for without one are refused, naming the field.
-//! * `signal.rs`: `kill --all` of a container without a cgroup.
+//! * `signal.rs`: `kill --all` and `ps` of a container without a cgroup.
+//! * `cache.rs`: the seccomp cache of a rootless caller, in its own cache directory.
 //!
 //! Device nodes the user may not `mknod` are bind-mounted from the host by `linux::devices`
 //! (it does so in any user namespace).
 
+pub mod cache;
 pub mod cgroup;
 pub mod idmap;
 pub mod root_dir;
