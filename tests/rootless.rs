@@ -961,3 +961,36 @@ fn seccomp_hooks_and_capabilities_work_rootless() {
     assert_eq!(entries(), before, "read from the cache, not written again");
     u.assert_clean(&u.root(), "sh2", &bundle);
 }
+
+#[test]
+fn devices_are_bind_mounted_from_the_host() {
+    let test = "devices_are_bind_mounted_from_the_host";
+    if !Path::new("/dev/fuse").exists() {
+        println!("SKIP: {test}: the host has no /dev/fuse to bind");
+        return;
+    }
+    let Some(u) = User::new(test) else { return };
+    let script = "stat -c '%n %F %t:%T' /dev/null /dev/fuse; echo x > /dev/null && echo null-ok";
+    let bundle = u.bundle("b11", script);
+    edit(&bundle, |c| {
+        c["linux"]["devices"] =
+            json!([{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229}]);
+    });
+    let o = u.berth(&["run", "--bundle", b(&bundle), "dv1"]);
+    assert!(o.status.success(), "{o:?}");
+    let out = stdout(&o);
+    // No mknod in a user namespace: the host's nodes, bound.
+    for want in [
+        "/dev/null character special file 1:3",
+        "/dev/fuse character special file a:e5",
+        "null-ok",
+    ] {
+        assert!(out.contains(want), "{want:?} missing: {out}");
+    }
+    u.assert_clean(&u.root(), "dv1", &bundle);
+    if let Some(r) = u.runc(&["run", "--bundle", b(&bundle), "dv1"]) {
+        assert!(r.status.success(), "runc: {r:?}");
+        assert_eq!(lines(&stdout(&r)), lines(&out), "runc");
+        u.assert_clean(&u.path("rroot"), "dv1", &bundle);
+    }
+}
