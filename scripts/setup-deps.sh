@@ -11,13 +11,14 @@
 #   runc crun             reference runtimes (BERTH_TEST_RUNTIME=/usr/sbin/runc compares)
 #   bats                  shell test runner used by some suites
 #   python3               the benchmark driver (bench/bench.py; CI runs its smoke mode)
+#   uidmap                newuidmap/newgidmap: multi-range id maps of rootless containers
 #   g++                   libfuzzer-sys builds libFuzzer (C++) for the fuzz targets in fuzz/
 #   cargo-fuzz            (from crates.io, once) runs them: scripts/fuzz.sh
 set -euo pipefail
 
 packages=(
     busybox-static libseccomp-dev pkg-config gcc libc6-dev git ca-certificates
-    procps iproute2 util-linux strace runc crun bats python3 g++
+    procps iproute2 util-linux strace runc crun bats python3 g++ uidmap
 )
 
 if [ "$(id -u)" != 0 ]; then

@@ -210,7 +210,14 @@ pub fn merge(base: &mut LinuxResources, new: &LinuxResources) {
 
 /// `ps`: the container's pids, as a JSON array or filtered from `ps ARGS` output.
 pub fn ps(c: &Container, json: bool, args: &[String]) -> Result<()> {
-    let pids = from_record(&record(c)?).pids()?;
+    let pids = match c.state.as_ref() {
+        // No cgroup (rootless): the processes of the init's own pid namespace.
+        Some(st) if st.cgroup.is_none() => {
+            crate::rootless::signal::pid_namespace_pids(st.pid, st.start_time)
+                .map_err(|e| Error::sys("list the container's processes", e))?
+        }
+        _ => from_record(&record(c)?).pids()?,
+    };
     let mut out = std::io::stdout().lock();
     if json {
         // runc encodes a nil slice: an empty container prints null.

@@ -141,12 +141,18 @@ pub trait Manager {
     /// parents Berth created, if they are empty.
     fn destroy(&self) -> Result<(), CgroupError>;
     fn record(&self) -> CgroupRecord;
+    /// What the container's state keeps: the record, or None for a container without a cgroup
+    /// (rootless, see `rootless::cgroup`).
+    fn recorded(&self) -> Option<CgroupRecord> {
+        Some(self.record())
+    }
 }
 
 /// The manager for a new container: finds this host's layout, places the cgroup (runc's rules:
 /// `linux.cgroupsPath` absolute from each hierarchy's root, relative below the runtime's own
 /// cgroup; without one, the container id, relative), and checks `linux.resources` against
-/// what the host has, all before any side effect.
+/// what the host has, all before any side effect. In rootless mode `rootless::cgroup` decides
+/// whether the container gets a cgroup at all.
 pub fn for_spec(spec: &Spec, id: &str) -> Result<Box<dyn Manager>, CgroupError> {
     let path = spec
         .linux()
@@ -163,7 +169,16 @@ pub fn for_spec(spec: &Spec, id: &str) -> Result<Box<dyn Manager>, CgroupError> 
             ),
         ));
     }
-    let m = FsManager::new(&Layout::detect()?, &path);
+    let rootless = crate::rootless::active();
+    let layout = match Layout::detect() {
+        Ok(l) => l,
+        Err(e) if rootless => return crate::rootless::cgroup::without_layout(spec, e),
+        Err(e) => return Err(e),
+    };
+    let m = FsManager::new(&layout, &path);
+    if rootless {
+        return crate::rootless::cgroup::choose(spec, Box::new(m));
+    }
     if let Some(r) = spec.linux().as_ref().and_then(|l| l.resources().as_ref()) {
         m.validate(r)?;
     }

@@ -77,7 +77,7 @@ struct Entry<'a> {
 }
 
 pub fn run(g: &Global, a: Args) -> Result<i32, Error> {
-    let all = container::list(&g.root);
+    let all = container::list(&g.root)?;
     if a.quiet {
         for (st, _, _) in &all {
             println!("{}", st.id);

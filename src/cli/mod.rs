@@ -38,8 +38,12 @@ pub struct Cli {
 
 #[derive(clap::Args, Debug)]
 pub struct Global {
-    /// Directory for container state (tmpfs recommended)
-    #[arg(long, default_value = "/run/berth")]
+    /// Directory for container state (tmpfs recommended) [default: /run/berth, or
+    /// $XDG_RUNTIME_DIR/berth for a non-root user]
+    #[arg(long = "root", value_name = "ROOT")]
+    pub root_flag: Option<PathBuf>,
+    /// The state directory in use: `--root`, or this caller's default (set before dispatch).
+    #[arg(skip)]
     pub root: PathBuf,
     /// Write log lines to FILE (default: stderr)
     #[arg(long, value_name = "FILE")]
@@ -53,7 +57,8 @@ pub struct Global {
     /// Use the systemd cgroup driver
     #[arg(long = "systemd-cgroup")]
     pub systemd_cgroup: bool,
-    /// Accepted for runc compatibility (rootless mode is detected)
+    /// Ignore cgroup permission errors ('true', 'false', or 'auto': rootless for a non-root
+    /// user and for uid 0 in a user namespace)
     #[arg(long, value_name = "true|false|auto")]
     pub rootless: Option<String>,
     /// Accepted for runc compatibility (checkpointing is not supported)
@@ -138,7 +143,7 @@ pub(crate) fn usage_error_line(rendered: &str) -> String {
 
 /// Parses the command line, runs the command, reports any error; returns the exit code.
 pub fn main() -> i32 {
-    let cli = match Cli::try_parse() {
+    let mut cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) if !e.use_stderr() => {
             // --help and friends.
@@ -160,7 +165,7 @@ pub fn main() -> i32 {
             return 1;
         }
     };
-    let g = &cli.global;
+    let g = &mut cli.global;
     if g.version || matches!(cli.cmd, Some(Cmd::Version)) {
         print!("{}", version_text());
         return 0;
@@ -176,7 +181,7 @@ pub fn main() -> i32 {
         crate::logging::fatal("no command given (see berth --help)");
         return 1;
     };
-    match dispatch(g, cmd) {
+    match prepare(g, &cmd).and_then(|()| dispatch(g, cmd)) {
         Ok(code) => {
             crate::logging::debug_with(|| format!("exit status {code}"));
             code
@@ -207,6 +212,21 @@ fn log_flags(args: &[String]) -> (Option<String>, bool) {
         }
     }
     (log, json)
+}
+
+/// The global flags that need more than parsing: `--rootless`, and `--root` or its default
+/// (for the commands that use one).
+fn prepare(g: &mut Global, cmd: &Cmd) -> Result<(), Error> {
+    use crate::rootless;
+    rootless::set_setting(rootless::Setting::parse(g.rootless.as_deref())?);
+    if !matches!(cmd, Cmd::Spec(_) | Cmd::Features(_) | Cmd::Version) {
+        g.root = rootless::root_dir::resolve(
+            g.root_flag.as_deref(),
+            rootless::Caller::detect,
+            &rootless::root_dir::Env::current(),
+        )?;
+    }
+    Ok(())
 }
 
 fn dispatch(g: &Global, cmd: Cmd) -> Result<i32, Error> {
@@ -305,7 +325,7 @@ mod tests {
             "id1",
         ])
         .unwrap();
-        assert_eq!(c.global.root, PathBuf::from("/r"));
+        assert_eq!(c.global.root_flag, Some(PathBuf::from("/r")));
         assert!(matches!(c.cmd, Some(Cmd::Create(ref a)) if a.id == "id1"));
         let k = Cli::try_parse_from(["berth", "kill", "--all", "id1", "9"]).unwrap();
         assert!(matches!(k.cmd, Some(Cmd::Kill(ref a)) if a.all && a.signal == "9"));

@@ -106,6 +106,8 @@ pub fn create(root: &Path, id: &str, opts: &CreateOptions) -> Result<Container> 
     // decided before any side effect, since it may mean re-executing Berth.
     let launcher = protect(&spec, spec.process().as_ref(), seccomp.as_ref(), lsm, false)?;
     let cgroup = cgroups::for_spec(&spec, id)?;
+    // Id maps this caller may not make are refused now, naming the mapping (rootless).
+    crate::rootless::idmap::plan(&spec)?;
     fault::point("create:validated")?;
     let console = match (&opts.console_socket, &opts.console_fd, terminal) {
         (Some(p), _, true) => Some(
@@ -245,7 +247,7 @@ fn build(
     cgroup.create()?;
     fault::point("create:cgroup-made")?;
     // The record names the parent directories `create` made, so delete removes them too.
-    st.cgroup = Some(cgroup.record());
+    st.cgroup = cgroup.recorded();
     #[allow(deprecated)]
     let parent_hooks = spec.hooks().as_ref().is_some_and(|h| {
         h.prestart().as_ref().is_some_and(|v| !v.is_empty())
@@ -305,10 +307,12 @@ fn build(
 }
 
 /// Where compiled seccomp filters are cached between containers (keyed by a hash of the
-/// profile, the libseccomp version and the architecture). BERTH_SECCOMP_CACHE overrides it.
+/// profile, the libseccomp version and the architecture). BERTH_SECCOMP_CACHE overrides it;
+/// a rootless caller's goes to its own cache directory (see `rootless::cache`).
 fn seccomp_cache_dir() -> PathBuf {
     std::env::var_os("BERTH_SECCOMP_CACHE")
         .map(PathBuf::from)
+        .or_else(crate::rootless::cache::seccomp_dir)
         .unwrap_or_else(|| PathBuf::from("/var/cache/berth/seccomp"))
 }
 
@@ -620,8 +624,12 @@ pub fn kill(c: &Container, sig: i32, all: bool) -> Result<()> {
         return Ok(());
     };
     if all {
-        if let Some(rec) = &st.cgroup {
-            cgroups::from_record(rec).signal_all(sig)?;
+        match &st.cgroup {
+            Some(rec) => cgroups::from_record(rec).signal_all(sig)?,
+            // No cgroup (rootless): the processes of the init's own pid namespace.
+            None => crate::rootless::signal::signal_pid_namespace(st.pid, st.start_time, sig)
+                .map(drop)
+                .map_err(|e| Error::sys(format!("send signal {sig}"), e))?,
         }
         return Ok(());
     }

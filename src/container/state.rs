@@ -591,12 +591,17 @@ impl fmt::Display for Listed {
 /// Every container under `root`, with its state (unlocked reads), oldest first. A directory
 /// without state.json is listed as being created or as interrupted (with only its id, owner
 /// and the directory's time); one whose state cannot be read is left out with a warning, as
-/// runc does.
-pub fn list(root: &Path) -> Vec<(StoredState, Listed, u32)> {
+/// runc does. A root that does not exist holds none; one this caller may not read is an error
+/// (another user's, say), as with runc.
+pub fn list(root: &Path) -> Result<Vec<(StoredState, Listed, u32)>, StateError> {
     use std::os::unix::fs::MetadataExt;
     let mut out = Vec::new();
-    let Ok(rd) = std::fs::read_dir(root) else {
-        return out;
+    let rd = match std::fs::read_dir(root) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            return Err(io("cannot open state root", root)(e))
+        }
+        Err(_) => return Ok(out),
     };
     for entry in rd.flatten() {
         let dir = entry.path();
@@ -638,7 +643,7 @@ pub fn list(root: &Path) -> Vec<(StoredState, Listed, u32)> {
         }
     }
     out.sort_by(|a, b| a.0.created.cmp(&b.0.created));
-    out
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -73,6 +73,10 @@ fn setup(cfg: &InitConfig, ch: &Channel) -> Result<(Channel, Option<Prepared>), 
     // container, no container process may open /proc/<init>/{exe,mem,fd}, the CVE-2019-5736
     // route to the host binary.
     ch.expect(sync::GO)?;
+    // Dumpable until its id maps are written, when an unprivileged parent writes them.
+    if cfg.ns.new_user && !cfg.ns.maps_after_unshare() {
+        set_dumpable(false)?;
+    }
     if let Some(p) = cfg.spec.process() {
         sched::apply_affinity(p.exec_cpu_affinity().as_ref(), false, "process")?;
     }
@@ -84,6 +88,7 @@ fn setup(cfg: &InitConfig, ch: &Channel) -> Result<(Channel, Option<Prepared>), 
     if ns.maps_after_unshare() {
         ch.send(sync::MAPS, &[]).map_err(|e| e.to_string())?;
         ch.expect(sync::MAPS_DONE)?;
+        set_dumpable(false)?;
     }
     if ns.fork_for_pid {
         // A pid namespace applies to children only: fork the real init, report its host pid

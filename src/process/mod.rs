@@ -105,8 +105,16 @@ pub fn spawn(
     let (ours, theirs) = sync::pair().map_err(sys("socketpair"))?;
     crate::linux::capabilities::prime();
     // Non-dumpable before the fork: the child never is, even for an instant, an open
-    // /proc/<pid>/exe to processes that can see it (see `selfprotect`).
-    init::set_dumpable(false).map_err(crate::error::Error::Usage)?;
+    // /proc/<pid>/exe to processes that can see it (see `selfprotect`). Unless its id maps are
+    // written without privileges (its /proc files must be the caller's then): it turns
+    // non-dumpable itself once they are, before it enters anything of the container's.
+    let maps_need_dumpable = cfg.ns.new_user
+        && crate::rootless::idmap::needs_dumpable_child(
+            crate::rootless::idmap::plan(cfg.spec)?.as_ref(),
+        );
+    if !maps_need_dumpable {
+        init::set_dumpable(false).map_err(crate::error::Error::Usage)?;
+    }
     let flags = cfg.ns.clone_flags.bits() as u64;
     let forked = clone3_fork(flags, cgroup_fd).map_err(sys("clone3"))?;
     let child = match forked {
@@ -186,35 +194,13 @@ fn drive(
     }
 }
 
-/// Writes `linux.uidMappings` / `gidMappings` for `pid`. Validation checked what the kernel
-/// takes (ranges, overlaps, count), so a failure here names the field and the kernel's reason.
-pub fn write_id_maps(spec: &Spec, pid: i32) -> Result<(), ProcessError> {
-    let linux = spec.linux().as_ref();
-    for (field, file, maps) in [
-        (
-            "linux.uidMappings",
-            "uid_map",
-            linux.and_then(|l| l.uid_mappings().as_deref()),
-        ),
-        (
-            "linux.gidMappings",
-            "gid_map",
-            linux.and_then(|l| l.gid_mappings().as_deref()),
-        ),
-    ] {
-        let body = crate::config::id_map_text(maps.unwrap_or_default());
-        let path = format!("/proc/{pid}/{file}");
-        let f = crate::linux::procfs::ProcFile::Pid(pid, file);
-        crate::linux::procfs::write_proc(f, body.as_bytes()).map_err(|e| {
-            let why = match e.raw_os_error() {
-                Some(libc::EINVAL) => " (the kernel refused the mappings)",
-                Some(libc::EPERM) => {
-                    " (not permitted: are the host ids mapped in Berth's own user namespace?)"
-                }
-                _ => "",
-            };
-            sys(format!("{field}: write {path}{why}"))(e)
-        })?;
+/// Writes `linux.uidMappings` / `gidMappings` for `pid`: directly, or through
+/// newuidmap/newgidmap for an unprivileged caller (see `rootless::idmap`). Validation checked
+/// what the kernel takes (ranges, overlaps, count), so a failure here names the field and the
+/// kernel's reason.
+pub fn write_id_maps(spec: &Spec, pid: i32) -> Result<(), crate::error::Error> {
+    if let Some(plan) = crate::rootless::idmap::plan(spec)? {
+        crate::rootless::idmap::write(spec, &plan, pid)?;
     }
     Ok(())
 }

@@ -61,7 +61,8 @@ pub fn prepare(spec: &Spec, bundle: &Path) -> R<Prepared> {
             .and_then(|l| l.namespaces().as_ref())
             .is_some_and(|ns| ns.iter().any(|n| n.typ() == t))
     };
-    let userns = has(LinuxNamespaceType::User);
+    // An unprivileged caller cannot clone trees here: its container's init clones them.
+    let userns = has(LinuxNamespaceType::User) && crate::rootless::may_mount_here();
     let mut trees = Vec::new();
     if has(LinuxNamespaceType::Mount) {
         let mut maps: HashMap<String, OwnedFd> = HashMap::new();

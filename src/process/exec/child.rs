@@ -3,6 +3,7 @@
 //! returns: it execs the user's program or reports one error line and exits.
 
 use std::convert::Infallible;
+use std::os::unix::fs::MetadataExt;
 
 use nix::sched::{setns, CloneFlags};
 use nix::sys::signal::{sigprocmask, SigmaskHow};
@@ -114,15 +115,26 @@ fn enter_namespaces(t: &Target) -> std::result::Result<(), String> {
             }
         })
     };
+    // A rootless parent may have entered the user namespace already (to join the pid one).
+    let join_user = t.join_user && !in_user_namespace_of(t.pid);
     match setns(&t.pidfd, others) {
         Ok(()) => {
-            if t.join_user {
+            if join_user {
                 join(CloneFlags::CLONE_NEWUSER)?;
             }
         }
-        Err(nix::errno::Errno::EPERM) if t.join_user => {
-            join(CloneFlags::CLONE_NEWUSER)?;
-            join(others)?;
+        Err(nix::errno::Errno::EPERM) => {
+            // Rootless: the user namespace first, then only the namespaces that differ from
+            // ours; those the container shares with the host (its network, its cgroup
+            // namespace, say) belong to the host's user namespace, where even re-entering them
+            // needs privileges (an unprivileged user, or uid 0 of rootless podman's namespace).
+            if join_user {
+                join(CloneFlags::CLONE_NEWUSER)?;
+            }
+            let differing = differing_namespaces(t.pid, others);
+            if !differing.is_empty() {
+                join(differing)?;
+            }
         }
         Err(_) => join(others)?,
     }
@@ -137,6 +149,32 @@ fn enter_namespaces(t: &Target) -> std::result::Result<(), String> {
             .map_err(|e| format!("join the container's time namespace: {e}"))?;
     }
     Ok(())
+}
+
+/// Whether `pid`'s namespace of this kind (its /proc/PID/ns name) is this process's own.
+fn same_namespace(pid: i32, name: &str) -> bool {
+    let ino = |p: String| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
+    let theirs = ino(format!("/proc/{pid}/ns/{name}"));
+    theirs.is_some() && theirs == ino(format!("/proc/self/ns/{name}"))
+}
+
+/// Whether this process is in the user namespace of `pid` already.
+fn in_user_namespace_of(pid: i32) -> bool {
+    same_namespace(pid, "user")
+}
+
+/// The namespaces among `flags` in which `pid` is not where this process is.
+fn differing_namespaces(pid: i32, flags: CloneFlags) -> CloneFlags {
+    [
+        (CloneFlags::CLONE_NEWNS, "mnt"),
+        (CloneFlags::CLONE_NEWNET, "net"),
+        (CloneFlags::CLONE_NEWIPC, "ipc"),
+        (CloneFlags::CLONE_NEWUTS, "uts"),
+        (CloneFlags::CLONE_NEWCGROUP, "cgroup"),
+    ]
+    .into_iter()
+    .filter(|(f, name)| flags.contains(*f) && !same_namespace(pid, name))
+    .fold(CloneFlags::empty(), |acc, (f, _)| acc | f)
 }
 
 fn ns_names(flags: CloneFlags) -> String {

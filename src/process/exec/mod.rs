@@ -373,12 +373,26 @@ fn spawn(cfg: &ExecConfig, t: &Target) -> Result<i32> {
     // container's, and we step back at once.
     let own_pidns = if t.join_pid {
         let own = open_path("/proc/self/ns/pid", false)?;
-        setns(&t.pidfd, CloneFlags::CLONE_NEWPID).map_err(|e| match e {
-            // The init exited since its pidfd was taken (a racing kill or delete).
-            nix::errno::Errno::ESRCH => target::stopped_error(&t.id),
-            e => Error::sys("join the container's pid namespace", e),
-        })?;
-        Some(own)
+        let mut joined_user = false;
+        setns(&t.pidfd, CloneFlags::CLONE_NEWPID)
+            .or_else(|e| match e {
+                // Rootless: an unprivileged caller has the capabilities a pid namespace asks for
+                // only inside the container's user namespace (its own). Entered for good: it
+                // holds no privilege on the host to lose, and stays in the host's pid namespace.
+                nix::errno::Errno::EPERM if t.join_user => {
+                    setns(&t.pidfd, CloneFlags::CLONE_NEWUSER)?;
+                    joined_user = true;
+                    setns(&t.pidfd, CloneFlags::CLONE_NEWPID)
+                }
+                e => Err(e),
+            })
+            .map_err(|e| match e {
+                // The init exited since its pidfd was taken (a racing kill or delete).
+                nix::errno::Errno::ESRCH => target::stopped_error(&t.id),
+                e => Error::sys("join the container's pid namespace", e),
+            })?;
+        // Back in our own pid namespace needs privileges there, which a rootless caller lacks.
+        (!joined_user).then_some(own)
     } else {
         None
     };
