@@ -15,6 +15,8 @@ pub enum Error {
     Cgroup(#[from] crate::cgroups::CgroupError),
     #[error(transparent)]
     Hook(#[from] crate::hooks::HookError),
+    #[error(transparent)]
+    Criu(#[from] crate::criu::CriuError),
     /// A problem with the command line that clap cannot see (wrong combination, bad signal, …).
     #[error("{0}")]
     Usage(String),

@@ -6,7 +6,8 @@ pub mod lifecycle;
 mod state;
 
 pub use state::{
-    list, remove_interrupted_new_dirs, Container, Listed, Status, StoredState, CONFIG_FILE,
+    list, read_stat, remove_interrupted_new_dirs, Container, Listed, Status, StoredState,
+    CONFIG_FILE,
 };
 
 use std::path::PathBuf;
