@@ -473,3 +473,58 @@ fn bad_input_is_one_error_line() {
     assert_eq!(rt.status(&id), "running");
     delete_clean(&rt, &id, &b);
 }
+
+#[test]
+fn a_terminal_comes_back_over_the_console_socket() {
+    if !criu_or_skip("a_terminal_comes_back_over_the_console_socket") {
+        return;
+    }
+    let rt = Runtime::new();
+    let mut b = counter_bundle();
+    b.edit(|c| {
+        c["process"]["terminal"] = true.into();
+        c["process"]["args"] = serde_json::json!([
+            "sh",
+            "-c",
+            "i=0; while true; do i=$((i+1)); echo $i > /out/count.new; mv /out/count.new /out/count; echo tick-$i; sleep 0.05; done"
+        ]);
+    });
+    let id = unique_id("ckpt-tty");
+    let sock = ConsoleSocket::new();
+    rt.track(&id);
+    let run = [
+        "run",
+        "-d",
+        "--console-socket",
+        &sock.path_str(),
+        "--bundle",
+        b.path_str(),
+        &id,
+    ];
+    assert!(quiet(&rt, &run).success());
+    let (master, _) = sock.recv_master(SECS10);
+    assert!(read_until(&master, "tick-", SECS10).contains("tick-"));
+    let img = images(&b, "img");
+    rt.ok(&["checkpoint", "--image-path", s(&img), &id]);
+    drop(master);
+    let frozen = count(&b);
+    let sock2 = ConsoleSocket::new();
+    let restore = [
+        "restore",
+        "-d",
+        "--console-socket",
+        &sock2.path_str(),
+        "--image-path",
+        s(&img),
+        "-b",
+        b.path_str(),
+        &id,
+    ];
+    assert!(quiet(&rt, &restore).success());
+    let (master2, _) = sock2.recv_master(SECS10);
+    let next = format!("tick-{}", frozen + 2);
+    let out = read_until(&master2, &next, SECS10);
+    assert!(out.contains(&next), "the restored terminal shows {out:?}");
+    wait_count_above(&b, frozen);
+    delete_clean(&rt, &id, &b);
+}

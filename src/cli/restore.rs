@@ -62,6 +62,12 @@ pub struct Args {
     /// Deduplicate the images while restoring
     #[arg(long = "auto-dedup")]
     pub auto_dedup: bool,
+    /// The LSM profile to restore the processes with, TYPE:NAME (e.g. apparmor:PROFILE)
+    #[arg(long = "lsm-profile", value_name = "TYPE:NAME")]
+    pub lsm_profile: Option<String>,
+    /// The SELinux context for the restored mounts
+    #[arg(long = "lsm-mount-context", value_name = "CONTEXT")]
+    pub lsm_mount_context: Option<String>,
     /// Container id
     pub id: String,
 }
@@ -83,6 +89,8 @@ pub fn run(g: &Global, a: Args) -> Result<i32, Error> {
         lazy_pages: a.lazy_pages,
         manage_cgroups_mode: a.manage_cgroups_mode,
         empty_ns: a.empty_ns,
+        lsm_profile: a.lsm_profile,
+        lsm_mount_context: a.lsm_mount_context,
     };
     o.check()?;
     if !a.detach && !a.no_subreaper {

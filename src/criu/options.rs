@@ -47,6 +47,9 @@ pub struct RestoreOptions {
     pub lazy_pages: bool,
     pub manage_cgroups_mode: Option<String>,
     pub empty_ns: Vec<String>,
+    /// Passed to CRIU as they are (runc's `--lsm-profile TYPE:NAME`, `--lsm-mount-context`).
+    pub lsm_profile: Option<String>,
+    pub lsm_mount_context: Option<String>,
 }
 
 /// `--manage-cgroups-mode`: runc's values.

@@ -217,6 +217,12 @@ fn build(
     if let Some(m) = cgroups_mode(x.o.manage_cgroups_mode.as_deref())? {
         opts.set_manage_cgroups_mode(m);
     }
+    if let Some(p) = &x.o.lsm_profile {
+        opts.set_lsm_profile(p.clone());
+    }
+    if let Some(c) = &x.o.lsm_mount_context {
+        opts.set_lsm_mount_context(c.clone());
+    }
     let dirs: Vec<PathBuf> = record.paths.values().cloned().collect();
     for (k, v) in super::mounts::for_restore(x.spec, x.bundle, &dirs) {
         let mut m = Ext_mount_map::new();
