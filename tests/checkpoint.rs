@@ -14,7 +14,7 @@ use std::time::Duration;
 use common::*;
 
 const COUNTER: &str =
-    "i=0; while [ ! -e /out/stop ]; do i=$((i+1)); echo $i > /out/count.new; mv /out/count.new /out/count; sleep 0.05; done; exit 7";
+    "echo kept > /tmp/marker; i=0; while [ ! -e /out/stop ]; do i=$((i+1)); echo $i > /out/count.new; mv /out/count.new /out/count; sleep 0.05; done; exit 7";
 
 /// Whether the CRIU on PATH works here; otherwise prints why and checks that `features` says
 /// checkpointing is not available.
@@ -42,6 +42,11 @@ fn counter_bundle() -> Bundle {
     let mut b = sh(COUNTER);
     b.edit(|c| {
         c["linux"]["resources"]["memory"] = serde_json::json!({ "limit": 64 << 20 });
+        // A tmpfs, whose contents CRIU keeps in the images (the bind mount is /out).
+        c["mounts"].as_array_mut().unwrap().push(serde_json::json!({
+            "destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
+            "options": ["nosuid", "nodev", "size=1m"]
+        }));
     });
     b
 }
@@ -168,7 +173,16 @@ fn checkpoint_stops_it_and_restore_goes_on_counting() {
         return;
     }
     let rt = Runtime::new();
-    let (b, id) = started(&rt, "ckpt");
+    let mut b = counter_bundle();
+    let hook_out = b.out().join("prestart.json");
+    b.edit(|c| {
+        c["hooks"]["prestart"] = serde_json::json!([{
+            "path": "/bin/sh",
+            "args": ["sh", "-c", format!("cat > {}", hook_out.display())]
+        }]);
+    });
+    let id = unique_id("ckpt");
+    run_detached(&rt, &id, &b);
     let pid = rt.pid(&id);
     wait_count_above(&b, 10);
     let img = images(&b, "img");
@@ -192,6 +206,7 @@ fn checkpoint_stops_it_and_restore_goes_on_counting() {
         "init {pid} still runs"
     );
     assert_eq!(rt.status(&id), "stopped");
+    std::fs::remove_file(&hook_out).expect("prestart ran at run");
     let frozen = count(&b);
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(count(&b), frozen, "the counter moved after checkpoint");
@@ -224,6 +239,11 @@ fn checkpoint_stops_it_and_restore_goes_on_counting() {
     assert_eq!(st["status"], "running", "{st}");
     let restored = st["pid"].as_i64().unwrap() as i32;
     assert!(restored > 0 && pid_alive(restored), "{st}");
+    // prestart ran again, as runc runs it on restore, with the restored init's pid.
+    let hook: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&hook_out).unwrap()).unwrap();
+    assert_eq!(hook["pid"], restored, "{hook}");
+    assert_eq!(hook["id"], id.as_str(), "{hook}");
     // The count goes on from where it stood, not from zero.
     let after = wait_count_above(&b, frozen);
     assert!(
@@ -239,6 +259,8 @@ fn checkpoint_stops_it_and_restore_goes_on_counting() {
         .parse()
         .unwrap();
     assert!(seen >= frozen, "exec saw {seen}, checkpointed at {frozen}");
+    // The tmpfs came back with what the container wrote in it.
+    assert_eq!(rt.ok(&["exec", &id, "cat", "/tmp/marker"]).trim(), "kept");
     // The restored root is read-only as root.readonly says.
     let o = rt.berth(&["exec", &id, "sh", "-c", "echo x > /rofile"]);
     assert!(!o.status.success(), "the restored root is writable");

@@ -54,6 +54,9 @@ pub enum CriuError {
         log: PathBuf,
         last: String,
     },
+    /// Berth's side of a NOTIFY failed (a prestart hook, the console socket): CRIU aborted.
+    #[error("{step}: {msg}")]
+    Aborted { step: &'static str, msg: String },
     /// The RPC exchange itself broke (CRIU died, an unreadable message).
     #[error("{step}: CRIU RPC: {msg}")]
     Rpc { step: &'static str, msg: String },

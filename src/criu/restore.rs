@@ -246,10 +246,18 @@ fn build(
             opts.inherit_fd.push(f);
         }
     }
+    #[allow(deprecated)]
+    let prestart = x
+        .spec
+        .hooks()
+        .as_ref()
+        .and_then(|h| h.prestart().as_deref())
+        .filter(|p| !p.is_empty());
     let mut h = Restoring {
         cgroup,
         pid: None,
         console: x.console.as_ref(),
+        prestart: prestart.map(|p| (p, state_of(c, x, record.clone(), 0))),
     };
     let req = Request {
         step: STEP,
@@ -270,7 +278,7 @@ fn build(
         step: STEP,
         msg: "CRIU did not say which process it restored".into(),
     })?;
-    save_state(c, x, record, p)?;
+    c.save(state_of(c, x, record, p))?;
     if let Some(pf) = &x.o.pid_file {
         lifecycle::write_pid_file(pf, p)?;
     }
@@ -295,15 +303,11 @@ fn read_descriptors(images: &Path) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn save_state(
-    c: &mut Container,
-    x: &Ctx<'_>,
-    record: cgroups::CgroupRecord,
-    pid: i32,
-) -> Result<(), Error> {
+/// The restored container's state, its init `pid`.
+fn state_of(c: &Container, x: &Ctx<'_>, record: cgroups::CgroupRecord, pid: i32) -> StoredState {
     let stat = crate::container::read_stat(pid);
     let hooks = x.spec.hooks().as_ref();
-    let st = StoredState {
+    StoredState {
         id: c.id.clone(),
         pid,
         start_time: stat.map(|s| s.start).unwrap_or_default(),
@@ -323,9 +327,7 @@ fn save_state(
         seccomp_notify: false,
         init_comm: None,
         init_exe: None,
-    };
-    c.save(st)?;
-    Ok(())
+    }
 }
 
 /// The restore's side of the exchange with CRIU.
@@ -333,6 +335,9 @@ struct Restoring<'a> {
     cgroup: &'a dyn Manager,
     pid: Option<i32>,
     console: Option<&'a OwnedFd>,
+    /// `hooks.prestart`, run (as runc does on restore) once CRIU has made the namespaces, with
+    /// the state of the container to be.
+    prestart: Option<(&'a [oci_spec::runtime::Hook], StoredState)>,
 }
 
 impl Handler for Restoring<'_> {
@@ -366,6 +371,14 @@ impl Handler for Restoring<'_> {
     fn notify(&mut self, script: &str, pid: i32, fd: Option<OwnedFd>) -> Result<(), String> {
         match script {
             "post-restore" => self.pid = Some(pid),
+            "setup-namespaces" => {
+                if let Some((hooks, st)) = self.prestart.as_mut() {
+                    st.pid = pid;
+                    let state = serde_json::to_vec(&lifecycle::oci_state(st, Status::Creating))
+                        .map_err(|e| e.to_string())?;
+                    crate::hooks::run_all("prestart", hooks, &state).map_err(|e| e.to_string())?;
+                }
+            }
             "orphan-pts-master" => {
                 let (Some(sock), Some(master)) = (self.console, fd) else {
                     return Err("a terminal was restored but there is no console socket".into());

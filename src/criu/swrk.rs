@@ -229,7 +229,7 @@ fn exchange(
             .map_err(|e| Exchange::Rpc(format!("unreadable answer: {e}")))?;
         if resp.type_() != Criu_req_type::NOTIFY {
             if let (Some(msg), false) = (refused, resp.success()) {
-                return Err(Exchange::Handler(CriuError::Rpc {
+                return Err(Exchange::Handler(CriuError::Aborted {
                     step: req.step,
                     msg,
                 }));
