@@ -550,3 +550,97 @@ fn a_terminal_comes_back_over_the_console_socket() {
     wait_count_above(&b, frozen);
     delete_clean(&rt, &id, &b);
 }
+
+/// A network namespace made with `ip netns add` (loopback up), removed on drop.
+struct NetNs(String);
+
+impl NetNs {
+    fn new(name: &str) -> Option<NetNs> {
+        let ok = Command::new("ip")
+            .args(["netns", "add", name])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            return None;
+        }
+        let ns = NetNs(name.to_string());
+        let up = Command::new("ip")
+            .args(["-n", name, "link", "set", "lo", "up"])
+            .status()
+            .is_ok_and(|s| s.success());
+        up.then_some(ns)
+    }
+    fn path(&self) -> String {
+        format!("/var/run/netns/{}", self.0)
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+#[test]
+fn a_joined_network_namespace_and_a_listening_socket_come_back() {
+    if !criu_or_skip("a_joined_network_namespace_and_a_listening_socket_come_back") {
+        return;
+    }
+    let rt = Runtime::new();
+    let id = unique_id("ckpt-net");
+    let Some(ns) = NetNs::new(&id) else {
+        panic!("ip netns add {id} failed (iproute2 is installed by scripts/setup-deps.sh)");
+    };
+    // The namespace joined by path is external: the restored container is in it again.
+    let mut b = counter_bundle();
+    b.namespace("network", Some(&ns.path()));
+    run_detached(&rt, &id, &b);
+    let netns = ns_link(rt.pid(&id), "net");
+    wait_count_above(&b, 2);
+    let img = images(&b, "img");
+    rt.ok(&["checkpoint", "--image-path", s(&img), &id]);
+    assert!(quiet(&rt, &restore_d(&img, &b, &id)).success());
+    assert_eq!(
+        ns_link(rt.pid(&id), "net"),
+        netns,
+        "restored in another network namespace"
+    );
+    delete_clean(&rt, &id, &b);
+
+    // A server listening on TCP in it.
+    let mut b = counter_bundle();
+    b.namespace("network", Some(&ns.path()));
+    b.args(&[
+        "sh",
+        "-c",
+        &format!(
+            "mkdir /tmp/www; echo served > /tmp/www/index.html; httpd -f -p 127.0.0.1:8080 -h /tmp/www & {COUNTER}"
+        ),
+    ]);
+    run_detached(&rt, &id, &b);
+    let get = || rt.berth(&["exec", &id, "wget", "-qO-", "http://127.0.0.1:8080/"]);
+    assert!(
+        wait_until(SECS5, || stdout(&get()).contains("served")),
+        "httpd does not answer"
+    );
+    let img = images(&b, "img");
+    let o = rt.berth(&["checkpoint", "--image-path", s(&img), &id]);
+    if !o.status.success() && stderr(&o).contains("Can't get 1:34 opt") {
+        // CRIU 4.1.1 reads SOL_SOCKET option 34 (SO_PASSSEC) of every socket; this kernel
+        // (6.18) refuses it for TCP sockets, whatever the runtime.
+        println!(
+            "SKIP: a_joined_network_namespace_and_a_listening_socket_come_back: this CRIU cannot dump a TCP socket on this kernel ({}); checking that the failed checkpoint left the server running",
+            stderr(&o).trim()
+        );
+        assert_one_error_line(&o, &["checkpoint: CRIU failed: see", "sockets"]);
+        assert_eq!(rt.status(&id), "running");
+        assert_eq!(stdout(&get()).trim(), "served");
+    } else {
+        assert!(o.status.success(), "checkpoint: {}", stderr(&o));
+        assert!(quiet(&rt, &restore_d(&img, &b, &id)).success());
+        // The listening socket was restored: the server answers, without restarting.
+        assert_eq!(stdout(&get()).trim(), "served");
+    }
+    delete_clean(&rt, &id, &b);
+    drop(ns);
+}
