@@ -207,6 +207,9 @@ fn checkpoint_stops_it_and_restore_goes_on_counting() {
     );
     assert_eq!(rt.status(&id), "stopped");
     std::fs::remove_file(&hook_out).expect("prestart ran at run");
+    // A rootfs without the mountpoint of the bind mount (as one unpacked anew would be):
+    // restore makes it.
+    std::fs::remove_dir(b.rootfs().join("out")).unwrap();
     let frozen = count(&b);
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(count(&b), frozen, "the counter moved after checkpoint");

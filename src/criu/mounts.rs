@@ -144,6 +144,42 @@ pub fn for_restore(spec: &Spec, bundle: &Path, cgroup_dirs: &[PathBuf]) -> ExtMo
     dedup(out)
 }
 
+/// Makes the mountpoints of the bundle's bind mounts that `rootfs` lacks (a directory for a
+/// directory source, an empty file otherwise), resolved inside the root, as runc does before a
+/// restore: CRIU binds them again where they were, and a rootfs unpacked anew (podman's
+/// `restore --import`) has none of what `create` made. Those under a tmpfs of the spec are left
+/// out (CRIU restores the tmpfs with its contents). Like those `create` makes, they stay in the
+/// rootfs.
+pub fn make_mountpoints(
+    spec: &Spec,
+    bundle: &Path,
+    rootfs: &Path,
+) -> Result<(), (String, std::io::Error)> {
+    use crate::linux::safepath::{create_file, mkdir_all, IN_ROOT};
+    use std::os::fd::AsFd;
+    let root = std::fs::File::open(rootfs).map_err(|e| (rootfs.display().to_string(), e))?;
+    let tmpfs: Vec<PathBuf> = spec
+        .mounts()
+        .iter()
+        .flatten()
+        .filter(|m| m.typ().as_deref() == Some("tmpfs"))
+        .map(|m| m.destination().clone())
+        .collect();
+    for (dest, src) in bind_mounts(spec, bundle) {
+        let d = Path::new(&dest);
+        if tmpfs.iter().any(|t| d.starts_with(t)) || d.starts_with("/dev") {
+            continue;
+        }
+        if src.is_dir() {
+            mkdir_all(root.as_fd(), d, 0o755, IN_ROOT)
+        } else {
+            create_file(root.as_fd(), d, 0o644, IN_ROOT)
+        }
+        .map_err(|e| (dest.clone(), e))?;
+    }
+    Ok(())
+}
+
 fn dedup(v: ExtMounts) -> ExtMounts {
     let mut seen = std::collections::HashSet::new();
     v.into_iter()

@@ -160,6 +160,13 @@ fn build(
         cgroup.apply(r)?;
     }
     let record = cgroup.record();
+    super::mounts::make_mountpoints(x.spec, x.bundle, x.rootfs).map_err(|(dest, e)| {
+        CriuError::io(
+            STEP,
+            format!("mountpoint {dest} in {}", x.rootfs.display()),
+            e,
+        )
+    })?;
     let croot = c.dir.join(CRIU_ROOT);
     std::fs::create_dir(&croot)
         .map_err(|e| CriuError::io(STEP, format!("mkdir {}", croot.display()), e))?;
