@@ -144,7 +144,7 @@ pub(crate) fn usage_error_line(rendered: &str) -> String {
 
 /// Parses the command line, runs the command, reports any error; returns the exit code.
 pub fn main() -> i32 {
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::try_parse_from(restore::single_dash_flags(std::env::args_os())) {
         Ok(c) => c,
         Err(e) if !e.use_stderr() => {
             // --help and friends.

@@ -72,6 +72,50 @@ pub struct Args {
     pub id: String,
 }
 
+/// containerd's runc shim (go-runc) writes `-no-subreaper` with one dash, which runc's flag
+/// parser accepts for any long flag: for `restore`, its long flags written that way are given
+/// their two dashes. Nothing else on the command line is touched.
+pub(super) fn single_dash_flags(
+    args: impl Iterator<Item = std::ffi::OsString>,
+) -> Vec<std::ffi::OsString> {
+    use clap::CommandFactory;
+    let args: Vec<std::ffi::OsString> = args.collect();
+    let verb = super::Cli::command()
+        .get_subcommands()
+        .map(|c| c.get_name().to_string())
+        .collect::<Vec<_>>();
+    // The verb is the first argument that names one (global flags and values come before it).
+    let Some(at) = args
+        .iter()
+        .position(|a| a.to_str().is_some_and(|a| verb.iter().any(|v| v == a)))
+    else {
+        return args;
+    };
+    if args[at] != "restore" {
+        return args;
+    }
+    let cmd = <Args as clap::Args>::augment_args(clap::Command::new("restore"));
+    let long: Vec<String> = cmd
+        .get_arguments()
+        .filter_map(|a| a.get_long().map(str::to_string))
+        .collect();
+    args.into_iter()
+        .enumerate()
+        .map(|(i, a)| match a.to_str() {
+            Some(s) if i > at && s.len() > 2 && !s.starts_with("--") => {
+                let name = &s[1..];
+                let bare = name.split_once('=').map_or(name, |(n, _)| n);
+                if bare.len() > 1 && long.iter().any(|l| l == bare) {
+                    format!("-{s}").into()
+                } else {
+                    a
+                }
+            }
+            _ => a,
+        })
+        .collect()
+}
+
 pub fn run(g: &Global, a: Args) -> Result<i32, Error> {
     let mut o = RestoreOptions {
         image_path: image_path(a.image_path)?,
@@ -129,4 +173,55 @@ pub fn run(g: &Global, a: Args) -> Result<i32, Error> {
         Err(e) => return Err(e.into()),
     }
     waited
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn go_runc_single_dash_flags_are_read_as_runc_reads_them() {
+        let a = |v: &[&str]| v.iter().map(std::ffi::OsString::from).collect::<Vec<_>>();
+        let got = single_dash_flags(
+            a(&[
+                "berth",
+                "--root",
+                "/r",
+                "restore",
+                "--detach",
+                "-no-subreaper",
+                "-d",
+                "-b",
+                "x",
+                "id",
+            ])
+            .into_iter(),
+        );
+        assert_eq!(
+            got,
+            a(&[
+                "berth",
+                "--root",
+                "/r",
+                "restore",
+                "--detach",
+                "--no-subreaper",
+                "-d",
+                "-b",
+                "x",
+                "id"
+            ])
+        );
+        // Other verbs are left alone (exec's command line is the container's).
+        let exec = a(&["berth", "exec", "id", "ls", "-no-subreaper"]);
+        assert_eq!(single_dash_flags(exec.clone().into_iter()), exec);
+        let c = super::super::Cli::try_parse_from(single_dash_flags(
+            a(&["berth", "restore", "-no-subreaper", "-pid-file=/p", "id"]).into_iter(),
+        ))
+        .unwrap();
+        assert!(
+            matches!(c.cmd, Some(super::super::Cmd::Restore(ref r)) if r.no_subreaper && r.pid_file.as_deref() == Some(std::path::Path::new("/p")))
+        );
+    }
 }
