@@ -14,6 +14,7 @@ mod cgroups;
 mod cli;
 mod config;
 mod container;
+mod criu;
 mod error;
 mod fault;
 pub mod fuzzing;

@@ -75,8 +75,9 @@ fn spec_matches_runc_except_documented_differences() {
 
 // ---- help and version --------------------------------------------------------------------
 
-/// runc 1.1.5's verbs (`runc --help`) that Berth does not implement: CRIU checkpointing.
-const RUNC_VERBS_BERTH_LACKS: &[&str] = &["checkpoint", "restore"];
+/// runc 1.1.5's verbs (`runc --help`) that Berth does not implement (none since checkpoint and
+/// restore came).
+const RUNC_VERBS_BERTH_LACKS: &[&str] = &[];
 
 /// The verbs `runc --help` lists (the COMMANDS section, without `help, h`).
 fn runc_verbs() -> Vec<String> {

@@ -37,8 +37,8 @@ struct Ordered {
     potentially_unsafe_config_annotations: Value,
 }
 
-fn document() -> Ordered {
-    let v = prune_nulls(serde_json::to_value(features()).expect("features serialise"));
+fn document(criu: Option<&str>) -> Ordered {
+    let v = prune_nulls(serde_json::to_value(features(criu)).expect("features serialise"));
     let Value::Object(mut m) = v else {
         unreachable!("features serialise to an object")
     };
@@ -56,8 +56,8 @@ fn document() -> Ordered {
     doc
 }
 
-pub fn run(_g: &Global, _a: Args) -> Result<i32, Error> {
-    let doc = document();
+pub fn run(g: &Global, _a: Args) -> Result<i32, Error> {
+    let doc = document(g.criu.as_deref());
     // Four-space indentation, as runc prints it.
     let mut out = Vec::new();
     let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
@@ -70,8 +70,8 @@ pub fn run(_g: &Global, _a: Args) -> Result<i32, Error> {
     Ok(0)
 }
 
-/// The features document.
-pub fn features() -> Features {
+/// The features document (`criu`: the --criu flag).
+pub fn features(criu: Option<&str>) -> Features {
     let mut f = Features::default();
     f.set_oci_version_min("1.0.0".to_string());
     f.set_oci_version_max(OCI_VERSION.to_string());
@@ -104,13 +104,24 @@ pub fn features() -> Features {
     ext.set_idmap(Some(idmap));
     linux.set_mount_extensions(Some(ext));
     f.set_linux(Some(linux));
-    f.set_annotations(Some(HashMap::from([
+    let mut annotations = HashMap::from([
         (
             "berth.version".to_string(),
             env!("CARGO_PKG_VERSION").to_string(),
         ),
         ("berth.commit".to_string(), env!("BERTH_COMMIT").to_string()),
-    ])));
+    ]);
+    // runc's key for checkpoint/restore (runc always says "true"): here whether the CRIU that
+    // checkpoint and restore would run passes its CHECK request now, and its version then.
+    let criu = crate::criu::usable(&crate::criu::binary(criu));
+    annotations.insert(
+        "org.opencontainers.runc.checkpoint.enabled".to_string(),
+        criu.is_some().to_string(),
+    );
+    if let Some(v) = criu {
+        annotations.insert("berth.criu.version".to_string(), v);
+    }
+    f.set_annotations(Some(annotations));
     f
 }
 
@@ -227,7 +238,7 @@ mod tests {
 
     #[test]
     fn document_has_the_spec_fields_and_no_nulls() {
-        let v = serde_json::to_value(document()).unwrap();
+        let v = serde_json::to_value(document(None)).unwrap();
         let s = v.to_string();
         assert!(!s.contains("null"), "{s}");
         assert_eq!(v["ociVersionMax"], OCI_VERSION);

@@ -1,6 +1,7 @@
 //! The command line, runc's: global flags, one file per verb. Files here parse arguments and
 //! call into `container::lifecycle`; they hold no runtime logic.
 
+mod checkpoint;
 mod create;
 mod delete;
 mod events;
@@ -10,6 +11,7 @@ pub(crate) mod kill;
 mod list;
 mod pause;
 mod ps;
+mod restore;
 mod resume;
 mod run;
 mod spec;
@@ -61,8 +63,8 @@ pub struct Global {
     /// user and for uid 0 in a user namespace)
     #[arg(long, value_name = "true|false|auto")]
     pub rootless: Option<String>,
-    /// Accepted for runc compatibility (checkpointing is not supported)
-    #[arg(long, hide = true)]
+    /// The CRIU binary for checkpoint and restore (default: criu on PATH)
+    #[arg(long, value_name = "PATH")]
     pub criu: Option<String>,
     /// Print the version
     #[arg(short = 'v', long)]
@@ -103,6 +105,10 @@ pub enum Cmd {
     Exec(exec::Args),
     /// Print the OCI features this runtime supports, as JSON
     Features(features::Args),
+    /// Checkpoint a running container with CRIU
+    Checkpoint(checkpoint::Args),
+    /// Restore a container from a CRIU checkpoint
+    Restore(restore::Args),
     /// Print the version (the same as --version)
     Version,
 }
@@ -143,7 +149,7 @@ pub(crate) fn usage_error_line(rendered: &str) -> String {
 
 /// Parses the command line, runs the command, reports any error; returns the exit code.
 pub fn main() -> i32 {
-    let mut cli = match Cli::try_parse() {
+    let mut cli = match Cli::try_parse_from(restore::single_dash_flags(std::env::args_os())) {
         Ok(c) => c,
         Err(e) if !e.use_stderr() => {
             // --help and friends.
@@ -254,6 +260,8 @@ fn dispatch(g: &Global, cmd: Cmd) -> Result<i32, Error> {
         Cmd::Ps(a) => ps::run(g, a),
         Cmd::Exec(a) => exec::run(g, a),
         Cmd::Features(a) => features::run(g, a),
+        Cmd::Checkpoint(a) => checkpoint::run(g, a),
+        Cmd::Restore(a) => restore::run(g, a),
         Cmd::Version => {
             print!("{}", version_text());
             Ok(0)

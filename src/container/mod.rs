@@ -6,7 +6,7 @@ pub mod lifecycle;
 mod state;
 
 pub use state::{
-    list, proc_stat, remove_interrupted_new_dirs, Container, Listed, Status, StoredState,
+    list, proc_stat, read_stat, remove_interrupted_new_dirs, Container, Listed, Status, StoredState,
     CONFIG_FILE,
 };
 

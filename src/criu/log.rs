@@ -1,0 +1,64 @@
+//! CRIU's log: the line that says why a request failed.
+
+use std::io::{Read, Seek, SeekFrom};
+use std::path::Path;
+
+/// How much of the end of the log is read (CRIU's logs at level 4 run to megabytes).
+const TAIL: u64 = 256 << 10;
+
+/// The last `Error (file:line): …` line of the log at `path` that says why, without its
+/// timestamp: CRIU's cascade of summaries after the cause ("Dump files (pid: N) failed with
+/// -1", "Dumping FAILED.", what it logs while cleaning up after that) and its warning about
+/// RLIMIT_NOFILE are passed over.
+pub fn last_error(path: &Path) -> Option<String> {
+    let mut f = std::fs::File::open(path).ok()?;
+    let len = f.metadata().ok()?.len();
+    f.seek(SeekFrom::Start(len.saturating_sub(TAIL))).ok()?;
+    let mut b = Vec::new();
+    f.read_to_end(&mut b).ok()?;
+    last_error_in(&String::from_utf8_lossy(&b))
+}
+
+fn last_error_in(text: &str) -> Option<String> {
+    let errors: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.find("Error (").map(|i| l[i..].trim()))
+        .collect();
+    // What went wrong comes before CRIU's "… FAILED." (what it logs while cleaning up after
+    // that is a consequence).
+    let end = errors
+        .iter()
+        .rposition(|l| l.ends_with("FAILED."))
+        .unwrap_or(errors.len());
+    errors[..end]
+        .iter()
+        .rev()
+        .chain(errors[end..].iter().rev())
+        .find(|l| !is_summary(l))
+        .map(|l| crate::logging::one_line(l).to_string())
+}
+
+fn is_summary(l: &str) -> bool {
+    l.ends_with("FAILED.")
+        || l.contains(") failed with -")
+        || l.contains("Can't setup RLIMIT_NOFILE")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_last_error_line_without_its_timestamp() {
+        let log = "(00.001) Warn (a.c:1): x\n(00.002) Error (criu/mount.c:12): mnt: first\n\
+                   (00.003) 1: Error (criu/cr-restore.c:9): second one\n(00.004) Unlock\n\
+                   (00.005) Error (criu/cr-dump.c:1681): Dump files (pid: 7) failed with -1\n\
+                   (00.006) Error (criu/cr-dump.c:2111): Dumping FAILED.\n\
+                   (00.007) Error (criu/cgroup.c:1998): cg: cgroupd: recv req error\n";
+        assert_eq!(
+            last_error_in(log).as_deref(),
+            Some("Error (criu/cr-restore.c:9): second one")
+        );
+        assert_eq!(last_error_in("(00.1) fine\n"), None);
+    }
+}
