@@ -402,7 +402,6 @@ fn unsupported_linux_fields_are_refused_not_ignored() {
     let rt = Runtime::new();
     for (field, value) in [
         ("intelRdt", json!({"closID": "x"})),
-        ("memoryPolicy", json!({"mode": "MPOL_BIND", "nodes": "0"})),
     ] {
         let mut b = sh("true");
         b.edit(|c| c["linux"][field] = value);

@@ -54,12 +54,8 @@ pub fn validate(spec: &Spec, bundle: &Path) -> R<PathBuf> {
             "Intel RDT (resctrl) is not supported by Berth",
         ));
     }
-    if linux.memory_policy().is_some() {
-        return Err(bad(
-            "linux.memoryPolicy",
-            "NUMA memory policies are not supported by Berth",
-        ));
-    }
+    crate::linux::mempolicy::validate(linux.memory_policy().as_ref())
+        .map_err(|(f, m)| bad(f, m))?;
     if linux.net_devices().as_ref().is_some_and(|d| !d.is_empty()) {
         return Err(bad(
             "linux.netDevices",

@@ -7,6 +7,7 @@ pub mod devices;
 pub mod identity;
 pub mod launcher;
 pub mod lsm;
+pub mod mempolicy;
 pub mod mounts;
 pub mod namespaces;
 pub mod procfs;

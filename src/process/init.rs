@@ -207,6 +207,12 @@ fn setup(cfg: &InitConfig, ch: &Channel) -> Result<Channel, String> {
             .as_ref()
             .and_then(|l| l.personality().as_ref()),
     )?;
+    crate::linux::mempolicy::apply(
+        cfg.spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.memory_policy().as_ref()),
+    )?;
     // As runc does, a program that cannot be found fails `create`, not `start`.
     check_executable(process)?;
 
