@@ -7,7 +7,7 @@ use std::io::Write;
 
 use oci_spec::runtime::{
     Apparmor, Cgroup, Features, IDMap, IntelRdt, LinuxFeature, LinuxNamespaceType, MemoryPolicy,
-    MountExtensions, Selinux,
+    MountExtensions, NetDevices, Selinux,
 };
 use serde::Serialize;
 use serde_json::Value;
@@ -109,6 +109,10 @@ pub fn features() -> Features {
     mp.set_modes(Some(modes));
     mp.set_flags(Some(flags));
     linux.set_memory_policy(Some(mp));
+    // linux.netDevices: moved in at create (src/linux/netdev/).
+    let mut nd = NetDevices::default();
+    nd.set_enabled(Some(true));
+    linux.set_net_devices(Some(nd));
     f.set_linux(Some(linux));
     f.set_annotations(Some(HashMap::from([
         (

@@ -10,6 +10,7 @@ pub mod lsm;
 pub mod mempolicy;
 pub mod mounts;
 pub mod namespaces;
+pub mod netdev;
 pub mod procfs;
 pub mod rootfs;
 pub mod safepath;
