@@ -21,6 +21,7 @@ mod hooks;
 mod linux;
 mod logging;
 mod process;
+mod resctrl;
 mod selfprotect;
 mod timefmt;
 
