@@ -22,6 +22,7 @@ mod hooks;
 mod linux;
 mod logging;
 mod process;
+mod resctrl;
 mod rootless;
 mod selfprotect;
 mod timefmt;

@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use std::io::Write;
 
 use oci_spec::runtime::{
-    Apparmor, Cgroup, Features, IDMap, IntelRdt, LinuxFeature, LinuxNamespaceType, MountExtensions,
-    Selinux,
+    Apparmor, Cgroup, Features, IDMap, IntelRdt, LinuxFeature, LinuxNamespaceType, MemoryPolicy,
+    MountExtensions, NetDevices, Selinux,
 };
 use serde::Serialize;
 use serde_json::Value;
@@ -103,6 +103,16 @@ pub fn features(criu: Option<&str>) -> Features {
     let mut ext = MountExtensions::default();
     ext.set_idmap(Some(idmap));
     linux.set_mount_extensions(Some(ext));
+    // linux.memoryPolicy: every mode and flag is passed on to set_mempolicy.
+    let (modes, flags) = crate::linux::mempolicy::features();
+    let mut mp = MemoryPolicy::default();
+    mp.set_modes(Some(modes));
+    mp.set_flags(Some(flags));
+    linux.set_memory_policy(Some(mp));
+    // linux.netDevices: moved in at create (src/linux/netdev/).
+    let mut nd = NetDevices::default();
+    nd.set_enabled(Some(true));
+    linux.set_net_devices(Some(nd));
     f.set_linux(Some(linux));
     let mut annotations = HashMap::from([
         (

@@ -54,18 +54,9 @@ pub fn validate(spec: &Spec, bundle: &Path) -> R<PathBuf> {
             "Intel RDT (resctrl) is not supported by Berth",
         ));
     }
-    if linux.memory_policy().is_some() {
-        return Err(bad(
-            "linux.memoryPolicy",
-            "NUMA memory policies are not supported by Berth",
-        ));
-    }
-    if linux.net_devices().as_ref().is_some_and(|d| !d.is_empty()) {
-        return Err(bad(
-            "linux.netDevices",
-            "moving network devices into the container is not supported by Berth",
-        ));
-    }
+    crate::linux::mempolicy::validate(linux.memory_policy().as_ref())
+        .map_err(|(f, m)| bad(f, m))?;
+    crate::linux::netdev::validate(spec).map_err(|e| e.into_config())?;
     if let Some(p) = linux.personality() {
         for (i, f) in p.flags().iter().flatten().enumerate() {
             if crate::linux::identity::personality_flag(f).is_none() {

@@ -275,10 +275,13 @@ fn build(
         launcher,
         parent_hooks,
     };
+    // linux.netDevices moved in by `placed`: given back to the host unless create succeeds.
+    let mut netdevs = crate::linux::netdev::Guard::default();
     let mut parent = ParentSide {
         spec,
         cgroup,
         st: &mut st,
+        netdevs: &mut netdevs,
     };
     let pid = process::spawn(&cfg, cgroup.clone_into_fd(), &mut parent)?;
     st.pid = pid;
@@ -300,8 +303,9 @@ fn build(
         }
         Ok(())
     })();
-    if recorded.is_err() {
-        kill_all_and_wait(&st);
+    match recorded {
+        Ok(()) => netdevs.keep(),
+        Err(_) => kill_all_and_wait(&st),
     }
     recorded
 }
@@ -341,6 +345,7 @@ struct ParentSide<'a> {
     spec: &'a Spec,
     cgroup: &'a dyn Manager,
     st: &'a mut StoredState,
+    netdevs: &'a mut crate::linux::netdev::Guard,
 }
 
 impl process::Parent for ParentSide<'_> {
@@ -355,6 +360,7 @@ impl process::Parent for ParentSide<'_> {
                 .map_err(process::ProcessError::Init)?;
             fault::point("create:oom-score-adj-written")?;
         }
+        crate::linux::netdev::move_in(self.spec, pid, self.netdevs)?;
         if self.cgroup.clone_into_fd().is_none() {
             self.cgroup.add(pid)?;
         }

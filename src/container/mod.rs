@@ -6,8 +6,8 @@ pub mod lifecycle;
 mod state;
 
 pub use state::{
-    list, proc_stat, read_stat, remove_interrupted_new_dirs, Container, Listed, Status, StoredState,
-    CONFIG_FILE,
+    list, proc_stat, read_stat, remove_interrupted_new_dirs, Container, Listed, Status,
+    StoredState, CONFIG_FILE,
 };
 
 use std::path::PathBuf;

@@ -218,6 +218,12 @@ fn setup(cfg: &InitConfig, ch: &Channel) -> Result<(Channel, Option<Prepared>), 
             .as_ref()
             .and_then(|l| l.personality().as_ref()),
     )?;
+    crate::linux::mempolicy::apply(
+        cfg.spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.memory_policy().as_ref()),
+    )?;
     // As runc does, a program that cannot be found fails `create`, not `start`.
     check_executable(process)?;
     // A notify profile: step 9 now, so that the agent has the listener fd when `create`

@@ -230,6 +230,13 @@ pub fn exec(root: &Path, id: &str, opts: &ExecOptions) -> Result<i32> {
         launcher,
         notify,
     };
+    // Inherited by the process forked below (linux.memoryPolicy applies to exec'd ones too).
+    crate::linux::mempolicy::apply(
+        spec.linux()
+            .as_ref()
+            .and_then(|l| l.memory_policy().as_ref()),
+    )
+    .map_err(crate::process::ProcessError::Init)?;
     let pid = spawn(&cfg, &target)?;
     crate::logging::debug_with(|| {
         format!("exec {id}: process {pid} started: {:?}", process.args())
