@@ -17,6 +17,7 @@ pub enum Error {
     Hook(#[from] crate::hooks::HookError),
     #[error(transparent)]
     Rootless(#[from] crate::rootless::RootlessError),
+    #[error(transparent)]
     Criu(#[from] crate::criu::CriuError),
     /// A problem with the command line that clap cannot see (wrong combination, bad signal, …).
     #[error("{0}")]
