@@ -20,7 +20,9 @@ pub mod fuzzing;
 mod hooks;
 mod linux;
 mod logging;
+mod pidfd;
 mod process;
+mod sdnotify;
 mod selfprotect;
 mod timefmt;
 
