@@ -3,40 +3,20 @@
 
 mod common;
 
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::net::UnixListener;
-use std::path::PathBuf;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use common::*;
 
-/// Accepts one connection on `sock` (on a thread) and returns the message's data and its fd.
-fn receive(sock: PathBuf) -> std::thread::JoinHandle<(String, OwnedFd)> {
-    let listener = UnixListener::bind(&sock).unwrap();
-    std::thread::spawn(move || {
-        use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
-        let (conn, _) = listener.accept().unwrap();
-        let mut buf = [0u8; 64];
-        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
-        let mut space = nix::cmsg_space!([std::os::fd::RawFd; 2]);
-        let msg = recvmsg::<()>(
-            conn.as_raw_fd(),
-            &mut iov,
-            Some(&mut space),
-            MsgFlags::MSG_CMSG_CLOEXEC,
-        )
-        .unwrap();
-        let mut fds = Vec::new();
-        for c in msg.cmsgs().unwrap() {
-            if let ControlMessageOwned::ScmRights(f) = c {
-                fds.extend(f);
-            }
-        }
-        let n = msg.bytes;
-        assert_eq!(fds.len(), 1, "one fd");
-        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
-        // SAFETY: the fd was just received and is ours.
-        (text, unsafe { OwnedFd::from_raw_fd(fds[0]) })
-    })
+/// A listening socket for `--pidfd-socket` (the harness's console socket receives one fd with
+/// its data, which is what runc sends here too).
+fn listener() -> ConsoleSocket {
+    ConsoleSocket::new()
+}
+
+/// The message: its data and its fd.
+fn receive(l: &ConsoleSocket) -> (String, OwnedFd) {
+    let (fd, data) = l.recv_master(SECS5);
+    (data, fd)
 }
 
 fn pid_of(fd: &OwnedFd) -> i32 {
@@ -78,8 +58,8 @@ fn create_sends_the_inits_pidfd_as_standard() {
     let rt = Runtime::new();
     let b = Bundle::sh("sleep 100");
     let id = unique_id("pidfd-create");
-    let sock = b.path().join("pidfd.sock");
-    let rx = receive(sock.clone());
+    let l = listener();
+    let sock = l.path();
     rt.track(&id);
     rt.ok(&[
         "create",
@@ -89,7 +69,7 @@ fn create_sends_the_inits_pidfd_as_standard() {
         b.path_str(),
         &id,
     ]);
-    let (data, fd) = rx.join().unwrap();
+    let (data, fd) = receive(&l);
     assert_eq!(data, "standard");
     assert_eq!(pid_of(&fd), rt.pid(&id));
     rt.ok(&["start", &id]);
@@ -105,8 +85,8 @@ fn run_sends_the_inits_pidfd_and_a_signal_through_it_ends_the_run() {
     let rt = Runtime::new();
     let b = Bundle::sh("trap 'exit 42' TERM; while :; do sleep 0.1; done");
     let id = unique_id("pidfd-run");
-    let sock = b.path().join("pidfd.sock");
-    let rx = receive(sock.clone());
+    let l = listener();
+    let sock = l.path();
     rt.track(&id);
     let mut cmd = rt.cmd();
     cmd.args([
@@ -118,7 +98,7 @@ fn run_sends_the_inits_pidfd_and_a_signal_through_it_ends_the_run() {
         &id,
     ]);
     let mut child = cmd.spawn().unwrap();
-    let (data, fd) = rx.join().unwrap();
+    let (data, fd) = receive(&l);
     assert_eq!(data, "standard");
     assert!(wait_until(SECS5, || rt
         .berth(&["state", &id])
@@ -138,8 +118,8 @@ fn exec_sends_the_processs_pidfd_as_setns() {
     let id = unique_id("pidfd-exec");
     rt.track(&id);
     rt.ok(&["run", "-d", "--bundle", b.path_str(), &id]);
-    let sock = b.path().join("pidfd.sock");
-    let rx = receive(sock.clone());
+    let l = listener();
+    let sock = l.path();
     let pidfile = b.path().join("exec.pid");
     rt.ok(&[
         "exec",
@@ -152,7 +132,7 @@ fn exec_sends_the_processs_pidfd_as_setns() {
         "sleep",
         "100",
     ]);
-    let (data, fd) = rx.join().unwrap();
+    let (data, fd) = receive(&l);
     assert_eq!(data, "setns");
     let pid: i32 = std::fs::read_to_string(&pidfile)
         .unwrap()
