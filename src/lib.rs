@@ -21,9 +21,11 @@ pub mod fuzzing;
 mod hooks;
 mod linux;
 mod logging;
+mod pidfd;
 mod process;
 mod resctrl;
 mod rootless;
+mod sdnotify;
 mod selfprotect;
 mod timefmt;
 

@@ -1,5 +1,5 @@
 //! `berth create [--bundle DIR] [--pid-file F] [--console-socket S] [--no-pivot]
-//! [--no-new-keyring] [--preserve-fds N] ID`
+//! [--no-new-keyring] [--preserve-fds N] [--pidfd-socket S] ID`
 
 use std::path::PathBuf;
 
@@ -36,6 +36,9 @@ pub struct CreateFlags {
     /// Pass N more fds (3 .. N+2) to the container
     #[arg(long = "preserve-fds", default_value_t = 0, value_name = "N")]
     pub preserve_fds: u32,
+    /// Unix socket that receives a pidfd of the container's init (SCM_RIGHTS)
+    #[arg(long = "pidfd-socket", value_name = "PATH")]
+    pub pidfd_socket: Option<PathBuf>,
 }
 
 impl CreateFlags {
@@ -48,6 +51,7 @@ impl CreateFlags {
             no_pivot: self.no_pivot,
             no_new_keyring: self.no_new_keyring,
             preserve_fds: self.preserve_fds,
+            pidfd_socket: self.pidfd_socket.clone(),
             start_now: false,
         }
     }

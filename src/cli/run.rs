@@ -1,6 +1,10 @@
 //! `berth run [create flags] [--detach] [--keep] ID`: create + start, then (unless detached)
 //! forward signals to the container and wait; the exit status is the container's (128+N when
-//! killed by signal N). The container is deleted afterwards unless --keep.
+//! killed by signal N). The container is deleted afterwards unless --keep. With
+//! `$NOTIFY_SOCKET`, the container's sd_notify messages are relayed (see `sdnotify`): `run -d`
+//! returns once it reported `READY=1`; in the foreground the relay runs beside the signal
+//! forwarding, and `MAINPID` is Berth's own pid (as runc), the process that lives as long as
+//! the container.
 
 use std::os::fd::{AsFd, AsRawFd};
 
@@ -16,6 +20,7 @@ use super::Global;
 use crate::container::{lifecycle, Container, StateError};
 use crate::error::Error;
 use crate::linux::console;
+use crate::sdnotify::Relay;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -81,21 +86,33 @@ pub fn run(g: &Global, a: Args) -> Result<i32, Error> {
             }
         }
     };
-    let started = (|| -> Result<(), Error> {
+    let started = (|| -> Result<Option<Relay>, Error> {
         crate::fault::point("run:created")?;
+        // Bound before the init is released, so that its first message finds the socket.
+        let notify = Relay::prepare(&c)?;
         lifecycle::start(&mut c)?;
         crate::fault::point("run:started")?;
-        Ok(())
+        Ok(notify)
     })();
-    if let Err(e) = started {
-        let _ = lifecycle::delete(c, true);
-        return Err(e);
-    }
+    let notify = match started {
+        Ok(n) => n,
+        Err(e) => {
+            let _ = lifecycle::delete(c, true);
+            return Err(e);
+        }
+    };
     let Some(mask) = mask else {
+        if let Some(relay) = notify {
+            drop(c); // other commands need the lock while the container gets ready
+                     // As runc's `run -d`, a relay that fails does not fail the command.
+            if let Err(e) = relay.wait_ready(pid) {
+                crate::logging::warn(format!("sd_notify: {e}"));
+            }
+        }
         return Ok(0);
     };
     drop(c); // release the lock while the container runs
-    let waited = wait_forwarding(pid, &mask, tty);
+    let waited = wait_forwarding(pid, &mask, tty, notify);
     if !a.keep || waited.is_err() {
         match Container::load(&g.root, &a.id) {
             Ok(c) => lifecycle::delete(c, true)?,
@@ -118,12 +135,14 @@ pub(super) fn block_signals() -> Result<SigSet, Error> {
 }
 
 /// Waits for `pid` (a child of Berth: the init, or a process `exec` started), forwarding every
-/// signal Berth receives to it, and relaying its terminal when Berth holds the pty master
-/// (blocking waits on a signalfd and the tty fds: no polling loop, no sleeping).
+/// signal Berth receives to it, relaying its terminal when Berth holds the pty master, and its
+/// sd_notify messages until `READY=1` when there is a `notify` relay (blocking waits on a
+/// signalfd and those fds: no polling loop, no sleeping).
 pub(super) fn wait_forwarding(
     pid: i32,
     mask: &SigSet,
     mut tty: Option<console::Relay>,
+    mut notify: Option<Relay>,
 ) -> Result<i32, Error> {
     let sfd =
         SignalFd::with_flags(mask, SfdFlags::SFD_CLOEXEC).map_err(|e| Error::sys("signalfd", e))?;
@@ -143,10 +162,15 @@ pub(super) fn wait_forwarding(
             }
             return Ok(code);
         }
-        if let Some(t) = tty.as_mut() {
-            // Wait for a signal or terminal data, whichever comes first.
-            let ttyfds = t.poll_fds();
+        if tty.is_some() || notify.is_some() {
+            // Wait for a signal, terminal data or a notify message, whichever comes first.
+            let ttyfds = tty
+                .as_ref()
+                .map(console::Relay::poll_fds)
+                .unwrap_or_default();
+            let first_tty = 1 + usize::from(notify.is_some());
             let mut fds: Vec<PollFd> = std::iter::once(sfd.as_fd())
+                .chain(notify.as_ref().map(Relay::fd))
                 .chain(ttyfds.iter().map(|fd| {
                     // SAFETY: stdin and the master stay open while the relay lives.
                     unsafe { std::os::fd::BorrowedFd::borrow_raw(*fd) }
@@ -161,9 +185,26 @@ pub(super) fn wait_forwarding(
                 .iter()
                 .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
                 .collect();
-            for (i, fd) in ttyfds.iter().enumerate() {
-                if ready[i + 1] {
-                    t.pump(*fd);
+            drop(fds);
+            if first_tty == 2 && ready[1] {
+                let relayed = notify
+                    .as_mut()
+                    .map(|n| n.relay_pending(std::process::id() as i32));
+                match relayed {
+                    Some(Ok(false)) => {}
+                    Some(Ok(true)) => notify = None,
+                    Some(Err(e)) => {
+                        crate::logging::warn(format!("sd_notify: {e}"));
+                        notify = None;
+                    }
+                    None => {}
+                }
+            }
+            if let Some(t) = tty.as_mut() {
+                for (i, fd) in ttyfds.iter().enumerate() {
+                    if ready[i + first_tty] {
+                        t.pump(*fd);
+                    }
                 }
             }
             if !ready[0] {

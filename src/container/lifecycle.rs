@@ -36,6 +36,8 @@ pub struct CreateOptions {
     pub no_pivot: bool,
     pub no_new_keyring: bool,
     pub preserve_fds: u32,
+    /// `--pidfd-socket`: receives a pidfd of the init (see `pidfd`).
+    pub pidfd_socket: Option<PathBuf>,
     /// The caller starts the container at once (`run`): the init waits on a socketpair
     /// instead of a start.sock file.
     pub start_now: bool,
@@ -85,10 +87,16 @@ pub fn create(root: &Path, id: &str, opts: &CreateOptions) -> Result<Container> 
     let Bundle {
         dir,
         rootfs,
-        spec,
+        mut spec,
         raw,
     } = config::load_bundle(&opts.bundle)?;
     fault::point("create:config-parsed")?;
+    // $NOTIFY_SOCKET: the container gets a notify socket of its own (see `sdnotify`).
+    let notify = crate::sdnotify::host_socket().is_some();
+    if notify {
+        let root = std::path::absolute(root).map_err(|e| Error::sys("--root", e))?;
+        crate::sdnotify::add_to_spec(&mut spec, &root.join(id));
+    }
     let terminal = spec.process().as_ref().and_then(|p| p.terminal()) == Some(true);
     if terminal && opts.console_socket.is_none() && opts.console_fd.is_none() {
         return Err(Error::Usage(
@@ -120,6 +128,11 @@ pub fn create(root: &Path, id: &str, opts: &CreateOptions) -> Result<Container> 
         ),
         _ => None,
     };
+    let pidfd_socket = opts
+        .pidfd_socket
+        .as_deref()
+        .map(crate::pidfd::connect)
+        .transpose()?;
     // First side effect: the container directory (fails if the id is taken).
     let mut c = Container::create(root, id)?;
     let checked = Checked {
@@ -131,6 +144,8 @@ pub fn create(root: &Path, id: &str, opts: &CreateOptions) -> Result<Container> 
         seccomp,
         lsm,
         launcher,
+        notify,
+        pidfd_socket,
     };
     match build(&mut c, checked, cgroup.as_ref(), opts) {
         Ok(()) => Ok(c),
@@ -185,6 +200,9 @@ struct Checked<'a> {
     lsm: crate::linux::lsm::Enabled,
     /// The final exec goes through the launcher (see `selfprotect`).
     launcher: bool,
+    /// The container gets a notify socket (`sdnotify`).
+    notify: bool,
+    pidfd_socket: Option<OwnedFd>,
 }
 
 fn build(
@@ -202,11 +220,16 @@ fn build(
         seccomp,
         lsm,
         launcher,
+        notify,
+        pidfd_socket,
     } = checked;
     fault::point("create:state-dir-made")?;
     // The bytes create already read: the stored copy needs no second serialisation.
     c.write_file(CONFIG_FILE, raw)?;
     fault::point("create:config-copied")?;
+    if notify {
+        crate::sdnotify::make_dir(c)?;
+    }
     let start = if opts.start_now {
         let (ours, theirs) = sync::pair().map_err(|e| Error::sys("start socketpair", e))?;
         c.start_conn = Some(ours.0);
@@ -269,6 +292,7 @@ fn build(
             .dir_fds()
             .into_iter()
             .chain(c.start_conn.as_ref().map(|fd| fd.as_raw_fd()))
+            .chain(pidfd_socket.as_ref().map(|fd| fd.as_raw_fd()))
             .collect(),
         seccomp,
         lsm,
@@ -295,6 +319,9 @@ fn build(
     // of it. runc does the same for its pid file (terminate, then destroy).
     let recorded = (|| -> Result<()> {
         fault::point("create:init-ready")?;
+        if let Some(sock) = &pidfd_socket {
+            crate::pidfd::send(sock, pid, crate::pidfd::STANDARD)?;
+        }
         c.save(st.clone())?;
         fault::point("create:state-saved")?;
         if let Some(pf) = &opts.pid_file {

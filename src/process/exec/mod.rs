@@ -176,13 +176,11 @@ pub fn exec(root: &Path, id: &str, opts: &ExecOptions) -> Result<i32> {
         }
         _ => None,
     };
-    let pidfd_socket = match &opts.pidfd_socket {
-        Some(p) => Some(
-            lifecycle::connect_unix(p)
-                .map_err(|e| Error::sys(format!("--pidfd-socket {}", p.display()), e))?,
-        ),
-        None => None,
-    };
+    let pidfd_socket = opts
+        .pidfd_socket
+        .as_deref()
+        .map(crate::pidfd::connect)
+        .transpose()?;
     let preserve_fds = opts.preserve_fds + lifecycle::listen_fds();
     check_preserved_fds(preserve_fds)?;
     let cgroup = match c.state.as_ref().and_then(|st| st.cgroup.as_ref()) {
@@ -246,7 +244,7 @@ pub fn exec(root: &Path, id: &str, opts: &ExecOptions) -> Result<i32> {
     let handed_over = (|| -> Result<()> {
         crate::fault::point("exec:spawned")?;
         if let Some(sock) = &pidfd_socket {
-            send_pidfd(sock, pid)?;
+            crate::pidfd::send(sock, pid, crate::pidfd::SETNS)?;
         }
         if let Some(pf) = &opts.pid_file {
             lifecycle::write_pid_file(pf, pid)?;
@@ -289,25 +287,6 @@ fn process_reaches_beyond(spec: &Spec, process: &Process) -> bool {
     .flatten()
     .flatten()
     .any(|cap| crate::selfprotect::reaches(cap) && !bounding.contains(cap))
-}
-
-/// Sends a pidfd of `pid` (our child, so its pid cannot be reused yet) over `sock`.
-fn send_pidfd(sock: &OwnedFd, pid: i32) -> Result<()> {
-    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
-    use std::os::fd::AsRawFd;
-    let pidfd =
-        crate::linux::sys::pidfd_open(pid).map_err(|e| Error::sys("pidfd of the process", e))?;
-    let fds = [pidfd.as_raw_fd()];
-    let iov = [std::io::IoSlice::new(b"pidfd")];
-    sendmsg::<()>(
-        sock.as_raw_fd(),
-        &iov,
-        &[ControlMessage::ScmRights(&fds)],
-        MsgFlags::MSG_NOSIGNAL,
-        None,
-    )
-    .map_err(|e| Error::sys("--pidfd-socket: send the pidfd", e))?;
-    Ok(())
 }
 
 fn wrong_state(c: &Container, status: Status, hint: &'static str) -> Error {
