@@ -166,7 +166,7 @@ pub fn run(g: &Global, a: Args) -> Result<i32, Error> {
     let tty = console_pair.as_ref().and_then(|s| s.relay());
     let crate::criu::Restored { container, pid } = restored;
     drop(container); // release the lock while the container runs
-    let waited = wait_forwarding(pid, &mask, tty);
+    let waited = wait_forwarding(pid, &mask, tty, None);
     match Container::load(&g.root, &a.id) {
         Ok(c) => lifecycle::delete(c, true)?,
         Err(StateError::NotFound(_)) => {}
