@@ -505,6 +505,122 @@ fn read_only_root_and_rootfs_propagation() {
     );
 }
 
+/// Host mounts made by a test, detached (newest first) on drop, pass or fail.
+#[derive(Default)]
+struct MountGuard(Vec<std::path::PathBuf>);
+
+impl MountGuard {
+    fn bind(&mut self, src: &Path, dst: &Path) {
+        nix::mount::mount(Some(src), dst, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+            .unwrap_or_else(|e| panic!("bind {} onto {}: {e}", src.display(), dst.display()));
+        self.0.push(dst.to_path_buf());
+    }
+    fn tmpfs(&mut self, dst: &Path) {
+        std::fs::create_dir_all(dst).unwrap();
+        std::mem::forget(HostMount::tmpfs_at(dst, ""));
+        self.0.push(dst.to_path_buf());
+    }
+    fn make(&self, dst: &Path, flags: MsFlags) {
+        nix::mount::mount(None::<&str>, dst, None::<&str>, flags, None::<&str>).unwrap();
+    }
+}
+
+impl Drop for MountGuard {
+    fn drop(&mut self) {
+        for p in self.0.iter().rev() {
+            let _ = nix::mount::umount2(p, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+}
+
+/// Issue 11 §5: every `linux.rootfsPropagation` mode, with a read-only and a writable root,
+/// for a rootfs that is a plain directory, a (private) bind mount point, a plain directory on a
+/// shared host mount, and a bind mount point that is itself shared with the host. The
+/// container must run and its `/` must carry the requested propagation. (runc 1.1.5 leaves
+/// `/` private for shared and unbindable, and fails unbindable on a plain directory.)
+#[test]
+fn rootfs_propagation_modes_for_plain_and_mount_point_rootfs() {
+    let rt = Runtime::new();
+    let script = "awk '$5 == \"/\"' /proc/self/mountinfo";
+    let mut failures = Vec::new();
+    for layout in ["plain", "self-bind", "in-shared-tmpfs", "shared-bind"] {
+        let mut b = Bundle::sh(script);
+        let mut guard = MountGuard::default();
+        // Whether the rootfs sits on (or is) a mount shared with the host's peer group.
+        let host_shared = match layout {
+            "plain" => false,
+            "self-bind" => {
+                guard.bind(&b.rootfs(), &b.rootfs());
+                false
+            }
+            "in-shared-tmpfs" => {
+                let t = b.path().join("shared");
+                guard.tmpfs(&t);
+                guard.make(&t, MsFlags::MS_SHARED);
+                make_busybox_rootfs(&t.join("rootfs"));
+                let r = t.join("rootfs");
+                b.edit(|c| c["root"]["path"] = json!(r.to_str().unwrap()));
+                true
+            }
+            _ => {
+                let t = b.path().join("shared");
+                guard.tmpfs(&t);
+                guard.make(&t, MsFlags::MS_SHARED);
+                make_busybox_rootfs(&t.join("rootfs"));
+                guard.bind(&t.join("rootfs"), &b.rootfs());
+                true
+            }
+        };
+        for mode in [
+            "shared",
+            "rshared",
+            "slave",
+            "rslave",
+            "private",
+            "rprivate",
+            "unbindable",
+            "runbindable",
+        ] {
+            for ro in [true, false] {
+                b.edit(|c| {
+                    c["root"]["readonly"] = json!(ro);
+                    c["linux"]["rootfsPropagation"] = json!(mode);
+                });
+                let case = format!("{layout} {mode} readonly={ro}");
+                let id = unique_id(&format!("rprop-{layout}-{mode}-{ro}"));
+                let o = rt.run_timeout(&id, &b, &[]);
+                if !o.status.success() {
+                    failures.push(format!("{case}: {} {}", o.status, stderr(&o).trim()));
+                    continue;
+                }
+                let out = stdout(&o);
+                let mi = mountinfo::parse(&out);
+                let Some(root) = mountinfo::at(&mi, "/") else {
+                    failures.push(format!("{case}: no / in {out:?}"));
+                    continue;
+                };
+                let unbindable = root.optional.iter().any(|o| o == "unbindable");
+                let prop_ok = match mode {
+                    "shared" | "rshared" => root.shared() && !unbindable,
+                    // A slave of the host's peer group when the rootfs's mount was shared and
+                    // the whole tree was made a slave; otherwise it has no master to follow.
+                    "rslave" => !root.shared() && !unbindable && root.slave() == host_shared,
+                    "slave" => !root.shared() && !unbindable,
+                    "private" | "rprivate" => !root.shared() && !root.slave() && !unbindable,
+                    _ => unbindable && !root.shared(),
+                };
+                let ro_ok = root.has(if ro { "ro" } else { "rw" });
+                eprintln!("{case}: {:?} {:?}", root.optional, root.opts);
+                if !(prop_ok && ro_ok) {
+                    failures.push(format!("{case}: / is {:?} {:?}", root.optional, root.opts));
+                }
+            }
+        }
+        drop(guard);
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
 #[test]
 fn read_only_tmpfs_and_dev_become_read_only_after_setup() {
     let rt = Runtime::new();

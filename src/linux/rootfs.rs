@@ -139,7 +139,13 @@ pub fn prepare(spec: &Spec, rootfs: &Path, opts: &Options) -> Result<(), RootfsE
         None
     };
     // Nothing done from here on may reach the host's mount table.
-    let flags = prop.unwrap_or(MsFlags::MS_SLAVE | MsFlags::MS_REC);
+    let mut flags = prop.unwrap_or(MsFlags::MS_SLAVE | MsFlags::MS_REC);
+    // An unbindable `/` would make the rootfs bind below fail with EINVAL whenever the rootfs
+    // is a plain directory on it (runc 1.1.5 fails so); isolate with private now and let
+    // finish() make the new root unbindable after pivot_root.
+    if flags.contains(MsFlags::MS_UNBINDABLE) {
+        flags = (flags - MsFlags::MS_UNBINDABLE) | MsFlags::MS_PRIVATE;
+    }
     mount(None::<&str>, "/", None::<&str>, flags, None::<&str>).map_err(|e| {
         let name = spec
             .linux()
@@ -323,12 +329,13 @@ fn move_root(rootfs: &Path) -> Result<(), RootfsError> {
 /// root, `linux.readonlyPaths`, `linux.maskedPaths`.
 pub fn finish(spec: &Spec) -> Result<(), RootfsError> {
     let root = open_dir(Path::new("/")).map_err(sys("open /"))?;
-    if let Some(p) = root_propagation(spec)? {
-        // MS_PRIVATE was already applied (and the parent made private) by prepare().
-        if !p.contains(MsFlags::MS_PRIVATE) {
-            mount(None::<&str>, "/", None::<&str>, p, None::<&str>).map_err(|e| {
-                RootfsError::field("linux.rootfsPropagation", format!("/: {}", e.desc()))
-            })?;
+    let prop = root_propagation(spec)?;
+    let unbindable = prop.filter(|p| p.contains(MsFlags::MS_UNBINDABLE));
+    if let Some(p) = prop {
+        // MS_PRIVATE was already applied (and the parent made private) by prepare();
+        // MS_UNBINDABLE waits for the end: the readonlyPaths binds need bindable mounts.
+        if !p.intersects(MsFlags::MS_PRIVATE | MsFlags::MS_UNBINDABLE) {
+            set_root_propagation(p)?;
         }
     }
     let ro = api::MountAttr {
@@ -389,7 +396,15 @@ pub fn finish(spec: &Spec) -> Result<(), RootfsError> {
             RootfsError::field(format!("linux.maskedPaths[{i}]"), format!("{p}: {e}"))
         })?;
     }
+    if let Some(p) = unbindable {
+        set_root_propagation(p)?;
+    }
     Ok(())
+}
+
+fn set_root_propagation(p: MsFlags) -> Result<(), RootfsError> {
+    mount(None::<&str>, "/", None::<&str>, p, None::<&str>)
+        .map_err(|e| RootfsError::field("linux.rootfsPropagation", format!("/: {}", e.desc())))
 }
 
 /// Opens `path` in the root, or None if it does not exist (such paths are skipped).
