@@ -277,11 +277,14 @@ fn build(
     };
     // linux.netDevices moved in by `placed`: given back to the host unless create succeeds.
     let mut netdevs = crate::linux::netdev::Guard::default();
+    // linux.intelRdt's group, if `placed` made it: removed unless create succeeds.
+    let mut rdt = crate::resctrl::Guard::default();
     let mut parent = ParentSide {
         spec,
         cgroup,
         st: &mut st,
         netdevs: &mut netdevs,
+        rdt: &mut rdt,
     };
     let pid = process::spawn(&cfg, cgroup.clone_into_fd(), &mut parent)?;
     st.pid = pid;
@@ -295,6 +298,10 @@ fn build(
     // of it. runc does the same for its pid file (terminate, then destroy).
     let recorded = (|| -> Result<()> {
         fault::point("create:init-ready")?;
+        if let Some(d) = rdt.owned() {
+            use std::os::unix::ffi::OsStrExt;
+            c.write_file(crate::resctrl::RECORD, d.as_os_str().as_bytes())?;
+        }
         c.save(st.clone())?;
         fault::point("create:state-saved")?;
         if let Some(pf) = &opts.pid_file {
@@ -304,7 +311,10 @@ fn build(
         Ok(())
     })();
     match recorded {
-        Ok(()) => netdevs.keep(),
+        Ok(()) => {
+            netdevs.keep();
+            rdt.keep();
+        }
         Err(_) => kill_all_and_wait(&st),
     }
     recorded
@@ -346,6 +356,7 @@ struct ParentSide<'a> {
     cgroup: &'a dyn Manager,
     st: &'a mut StoredState,
     netdevs: &'a mut crate::linux::netdev::Guard,
+    rdt: &'a mut crate::resctrl::Guard,
 }
 
 impl process::Parent for ParentSide<'_> {
@@ -365,6 +376,8 @@ impl process::Parent for ParentSide<'_> {
             self.cgroup.add(pid)?;
         }
         fault::point("create:cgroup-joined")?;
+        let root = Path::new(crate::resctrl::ROOT);
+        crate::resctrl::join(root, self.spec, &self.st.id, pid, self.rdt)?;
         if let Some(r) = self
             .spec
             .linux()
@@ -744,6 +757,8 @@ pub fn delete(c: Container, force: bool) -> Result<()> {
             m.destroy()?;
         }
     }
+    let root = Path::new(crate::resctrl::ROOT);
+    crate::resctrl::remove_recorded(root, c.read_file(crate::resctrl::RECORD).ok())?;
     let state = c.state.clone();
     c.remove()?;
     fault::point("delete:state-removed")?;
