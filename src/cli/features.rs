@@ -92,9 +92,11 @@ pub fn features(criu: Option<&str>) -> Features {
     let mut se = Selinux::default();
     se.set_enabled(Some(lsm.selinux));
     linux.set_selinux(Some(se));
-    // linux.intelRdt is not implemented.
+    // linux.intelRdt: applied where resctrl is mounted (runc reports what the host has).
     let mut rdt = IntelRdt::default();
-    rdt.set_enabled(Some(false));
+    rdt.set_enabled(Some(crate::resctrl::mounted(std::path::Path::new(
+        crate::resctrl::ROOT,
+    ))));
     linux.set_intel_rdt(Some(rdt));
     // Id-mapped bind mounts (mounts[].uidMappings/gidMappings, idmap, ridmap) need the
     // kernel's mount_setattr (5.12); whether a given filesystem allows them is its own matter.

@@ -47,12 +47,9 @@ pub fn validate(spec: &Spec, bundle: &Path) -> R<PathBuf> {
             ));
         }
     }
-    // Fields Berth does not implement are refused, never silently ignored.
-    if linux.intel_rdt().is_some() {
-        return Err(bad(
-            "linux.intelRdt",
-            "Intel RDT (resctrl) is not supported by Berth",
-        ));
+    if let Some(rdt) = linux.intel_rdt() {
+        crate::resctrl::validate(rdt, Path::new(crate::resctrl::ROOT))
+            .map_err(|e| e.into_config())?;
     }
     crate::linux::mempolicy::validate(linux.memory_policy().as_ref())
         .map_err(|(f, m)| bad(f, m))?;

@@ -301,11 +301,14 @@ fn build(
     };
     // linux.netDevices moved in by `placed`: given back to the host unless create succeeds.
     let mut netdevs = crate::linux::netdev::Guard::default();
+    // linux.intelRdt's group, if `placed` made it: removed unless create succeeds.
+    let mut rdt = crate::resctrl::Guard::default();
     let mut parent = ParentSide {
         spec,
         cgroup,
         st: &mut st,
         netdevs: &mut netdevs,
+        rdt: &mut rdt,
     };
     let pid = process::spawn(&cfg, cgroup.clone_into_fd(), &mut parent)?;
     st.pid = pid;
@@ -322,6 +325,10 @@ fn build(
         if let Some(sock) = &pidfd_socket {
             crate::pidfd::send(sock, pid, crate::pidfd::STANDARD)?;
         }
+        if let Some(d) = rdt.owned() {
+            use std::os::unix::ffi::OsStrExt;
+            c.write_file(crate::resctrl::RECORD, d.as_os_str().as_bytes())?;
+        }
         c.save(st.clone())?;
         fault::point("create:state-saved")?;
         if let Some(pf) = &opts.pid_file {
@@ -331,7 +338,10 @@ fn build(
         Ok(())
     })();
     match recorded {
-        Ok(()) => netdevs.keep(),
+        Ok(()) => {
+            netdevs.keep();
+            rdt.keep();
+        }
         Err(_) => kill_all_and_wait(&st),
     }
     recorded
@@ -373,6 +383,7 @@ struct ParentSide<'a> {
     cgroup: &'a dyn Manager,
     st: &'a mut StoredState,
     netdevs: &'a mut crate::linux::netdev::Guard,
+    rdt: &'a mut crate::resctrl::Guard,
 }
 
 impl process::Parent for ParentSide<'_> {
@@ -392,6 +403,8 @@ impl process::Parent for ParentSide<'_> {
             self.cgroup.add(pid)?;
         }
         fault::point("create:cgroup-joined")?;
+        let root = Path::new(crate::resctrl::ROOT);
+        crate::resctrl::join(root, self.spec, &self.st.id, pid, self.rdt)?;
         if let Some(r) = self
             .spec
             .linux()
@@ -771,6 +784,8 @@ pub fn delete(c: Container, force: bool) -> Result<()> {
             m.destroy()?;
         }
     }
+    let root = Path::new(crate::resctrl::ROOT);
+    crate::resctrl::remove_recorded(root, c.read_file(crate::resctrl::RECORD).ok())?;
     let state = c.state.clone();
     c.remove()?;
     fault::point("delete:state-removed")?;

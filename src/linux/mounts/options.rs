@@ -1,6 +1,23 @@
 //! `options` of one mount → [`Opts`], the way runc reads them: the tables of plain MS_* flags,
 //! propagation and recursive (`r*`) attributes, and what is left over as filesystem data.
 //! Every kind of mount (and rootfs.rs, for the late read-only pass) starts from [`parse`].
+//!
+//! Audit against runc 1.2's accepted options (libcontainer/specconv), every one taken here:
+//! - plain MS_* flags: `async atime bind defaults dev diratime dirsync exec iversion lazytime
+//!   loud mand noatime nodev nodiratime noexec noiversion nolazytime nomand norelatime
+//!   nostrictatime nosuid nosymfollow rbind relatime remount ro rw silent strictatime suid
+//!   symfollow sync` → [`FLAGS`], applied;
+//! - propagation `private shared slave unbindable` and their `r*` forms → [`PROPAGATION`],
+//!   applied after the mount, in order;
+//! - recursive attributes (mount_setattr with AT_RECURSIVE) `rro rrw rnosuid rsuid rnodev rdev
+//!   rnoexec rexec rnodiratime rdiratime rrelatime rnorelatime rnoatime ratime rstrictatime
+//!   rnostrictatime rnosymfollow rsymfollow` → [`REC_ATTRS`], applied;
+//! - extensions `tmpcopyup`, `idmap`, `ridmap`, applied;
+//! - anything else is filesystem data, as in runc (the kernel refuses what it does not know).
+//!
+//! Differences: crun's inline `idmap=…`/`ridmap=…` mappings and an empty option are refused
+//! with the option's index (runc has no inline form); youki's `acl` (MS_POSIXACL) is not a
+//! runc option and goes to the filesystem as data, as runc passes it.
 
 use nix::mount::MsFlags;
 
@@ -277,6 +294,29 @@ mod tests {
             ),
             "{e}"
         );
+    }
+
+    /// Every option runc 1.2 takes is recognised (none falls through to filesystem data).
+    #[test]
+    fn every_runc_1_2_option_is_taken() {
+        let runc = "async atime bind defaults dev diratime dirsync exec iversion lazytime loud \
+            mand noatime nodev nodiratime noexec noiversion nolazytime nomand norelatime \
+            nostrictatime nosuid nosymfollow rbind relatime remount ro rw silent strictatime \
+            suid symfollow sync private shared slave unbindable rprivate rshared rslave \
+            runbindable rro rrw rnosuid rsuid rnodev rdev rnoexec rexec rnodiratime rdiratime \
+            rrelatime rnorelatime rnoatime ratime rstrictatime rnostrictatime rnosymfollow \
+            rsymfollow tmpcopyup idmap ridmap";
+        for name in runc.split_whitespace() {
+            let o = opts(&[name]);
+            assert!(o.data.is_empty(), "{name} fell through to data");
+        }
+        assert!(opts(&["nosymfollow"]).set.contains(NOSYMFOLLOW));
+        assert_eq!(opts(&["rnosymfollow"]).rec_set, A_NOSYMFOLLOW);
+        assert_eq!(opts(&["rsymfollow"]).rec_clr, A_NOSYMFOLLOW);
+        assert!(opts(&["tmpcopyup"]).copyup);
+        assert_eq!(opts(&["acl"]).data_string(), "acl");
+        let e = parse(2, &["ro".into(), String::new()]).unwrap_err();
+        assert!(e.to_string().starts_with("mounts[2].options[1]: "), "{e}");
     }
 
     #[test]
