@@ -155,11 +155,14 @@ else
     after=$(counter c-ck e-ck3)
     # The checkpoint was taken before `before` was read, so the restored counter starts a little
     # below it; a counter started afresh would be at 1 or 2.
+    # The restored task must be the runtime's under test (its state under --runc-root), not
+    # the shim's default runc.
     if task_is c-ck RUNNING && [ -d "/proc/${pid:-0}" ] && [ "${before:-0}" -gt 15 ] &&
+        { [ -e "$RROOT/$NS/c-ck" ] || [ -e "$RROOT/c-ck" ]; } &&
         [ "${first:-0}" -ge $((before - 5)) ] && [ "${after:-0}" -gt "${first:-0}" ]; then
         it_pass "restored task: running, the counter went on (${before:-?} at the checkpoint, $first, then $after)"
     else
-        it_fail "restored task: running, the counter went on" "task '$(task_field c-ck 3) $pid', counter at checkpoint '${before:-}', after restore '${first:-}', then '${after:-}'" "$(ctr_ tasks ls 2>&1)"
+        it_fail "restored task: running, the counter went on" "task '$(task_field c-ck 3) $pid', state under $RROOT: '$(ls "$RROOT" "$RROOT/$NS" 2>&1 | tr '\n' ' ')', counter at checkpoint '${before:-}', after restore '${first:-}', then '${after:-}'" "$(ctr_ tasks ls 2>&1)"
     fi
     kill_rm c-ck
     it_run "${CTR[@]}" images rm "$CKREF"
