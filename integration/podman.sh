@@ -159,6 +159,62 @@ it_expect_ok "run --memory --pids-limit --cpus"
 read -r st pid _ <<<"$(state p-res)"
 it_expect_limits "" "${pid:-0}"
 
+# -- checkpoint/restore with CRIU: a counter keeps counting from where it was
+# counter NAME: the value the container's loop last wrote.
+counter() { "${P[@]}" exec "$1" cat /tmp/n 2>/dev/null; }
+# counter_at_least NAME N: the counter has reached N.
+counter_at_least() { local v; v=$(counter "$1") && [ "${v:-0}" -ge "$2" ]; }
+# ck_restored WHAT NAME BEFORE: the container runs again and its counter went on from BEFORE
+# (read at once: a counter started afresh would be far below it), and it still counts.
+ck_restored() {
+    local what=$1 name=$2 before=$3 st pid first after
+    read -r st pid _ <<<"$(state "$name")"
+    first=$(counter "$name")
+    it_wait_for 10 counter_at_least "$name" $((${first:-0} + 5))
+    after=$(counter "$name")
+    if [ "$st" = running ] && [ -d "/proc/${pid:-0}" ] && [ "$before" -gt 0 ] &&
+        [ "${first:-0}" -ge "$before" ] && [ "${after:-0}" -gt "${first:-0}" ]; then
+        it_pass "$what: running, the counter went on from $before ($first, then $after)"
+    else
+        it_fail "$what: running, the counter went on from $before" "state '$st $pid', counter '$first', then '$after'" "$OUT"
+    fi
+}
+if ! criu_out=$(criu check 2>&1); then
+    printf 'SKIP %s: checkpoint/restore: `criu check` fails: %s\n' "$IT_SUITE" "$(printf '%s' "$criu_out" | tail -n 1)"
+else
+    it_run "${PRUN[@]}" -d --name p-ck "$IMG" sh -c 'i=0; while :; do i=$((i + 1)); echo $i >/tmp/n; sleep 0.1; done'
+    it_expect_ok "run -d: a counter to checkpoint"
+    it_wait_for 10 counter_at_least p-ck 20
+    read -r _ pid _ <<<"$(state p-ck)"
+    it_run -t 60 "${P[@]}" container checkpoint p-ck
+    read -r st _ <<<"$(state p-ck)"
+    if [ "$RC" = 0 ] && [ "$st" = exited ] && [ ! -d "/proc/${pid:-0}" ]; then
+        it_pass "container checkpoint: exited, the process gone"
+    else
+        it_fail "container checkpoint: exited, the process gone" "exit $RC, state '$st', pid ${pid:-?} $([ -d "/proc/${pid:-0}" ] && echo alive || echo gone)" "$OUT"
+    fi
+    # The counter's last value is in the container's filesystem, kept with the checkpoint.
+    before=$(cat "$("${P[@]}" inspect -f '{{.GraphDriver.Data.UpperDir}}' p-ck 2>/dev/null)/tmp/n" 2>/dev/null)
+    it_run -t 60 "${P[@]}" container restore p-ck
+    it_expect_ok "container restore"
+    ck_restored "container restore" p-ck "${before:-0}"
+    it_run "${P[@]}" exec p-ck sh -c 'echo exec output; exit 5'
+    it_expect "exec into the restored container" 5 '^exec output$'
+
+    # --export to an archive, remove the container, --import it back
+    it_run -t 60 "${P[@]}" container checkpoint --export "$W/p-ck.tar.gz" p-ck
+    it_expect_ok "container checkpoint --export"
+    before=$(cat "$("${P[@]}" inspect -f '{{.GraphDriver.Data.UpperDir}}' p-ck 2>/dev/null)/tmp/n" 2>/dev/null)
+    it_run "${P[@]}" rm -f -t 0 p-ck
+    it_expect_ok "rm of the exported container"
+    it_run -t 60 "${P[@]}" container restore --import "$W/p-ck.tar.gz"
+    it_expect_ok "container restore --import"
+    ck_restored "container restore --import" p-ck "${before:-0}"
+    it_run "${P[@]}" rm -f -t 0 p-ck
+    it_expect_ok "rm -f of the restored container"
+    rm -f "$W/p-ck.tar.gz"
+fi
+
 it_run "${P[@]}" rm -f -t 0 p-trap p-kill p-kill2 p-res
 it_expect_ok "rm -f"
 it_run "${P[@]}" ps -aq
