@@ -134,12 +134,13 @@ it_expect "run without --seccomp: no filter" 0 'Seccomp:[[:space:]]+0'
 
 # -- checkpoint/restore with CRIU (`ctr containers checkpoint --task --rw`, then `restore --live`)
 CKREF=localhost/berth-it/c-ck-checkpoint:1
-# counter ID EXEC_ID: the value the container's loop last wrote.
+# counter ID EXEC_ID: the value the container's loop last wrote (renamed into place, so never
+# read half-written: `echo >/tmp/n` would truncate it first).
 counter() { "${CEXEC[@]}" --exec-id "$2" "$1" cat /tmp/n 2>/dev/null; }
 if ! criu_out=$(criu check 2>&1); then
     printf 'SKIP %s: checkpoint/restore: `criu check` fails: %s\n' "$IT_SUITE" "$(printf '%s' "$criu_out" | tail -n 1)"
 else
-    it_run "${CRUN[@]}" -d "$IMG" c-ck sh -c 'i=0; while :; do i=$((i + 1)); echo $i >/tmp/n; sleep 0.1; done'
+    it_run "${CRUN[@]}" -d "$IMG" c-ck sh -c 'i=0; while :; do i=$((i + 1)); echo $i >/tmp/n.new; mv /tmp/n.new /tmp/n; sleep 0.1; done'
     it_expect_ok "run -d: a counter to checkpoint"
     sleep 2
     it_run -t 60 "${CTR[@]}" containers checkpoint --task --rw c-ck "$CKREF"

@@ -160,7 +160,8 @@ read -r st pid _ <<<"$(state p-res)"
 it_expect_limits "" "${pid:-0}"
 
 # -- checkpoint/restore with CRIU: a counter keeps counting from where it was
-# counter NAME: the value the container's loop last wrote.
+# counter NAME: the value the container's loop last wrote (renamed into place, so never read
+# half-written: `echo >/tmp/n` would truncate it first).
 counter() { "${P[@]}" exec "$1" cat /tmp/n 2>/dev/null; }
 # counter_at_least NAME N: the counter has reached N.
 counter_at_least() { local v; v=$(counter "$1") && [ "${v:-0}" -ge "$2" ]; }
@@ -182,7 +183,7 @@ ck_restored() {
 if ! criu_out=$(criu check 2>&1); then
     printf 'SKIP %s: checkpoint/restore: `criu check` fails: %s\n' "$IT_SUITE" "$(printf '%s' "$criu_out" | tail -n 1)"
 else
-    it_run "${PRUN[@]}" -d --name p-ck "$IMG" sh -c 'i=0; while :; do i=$((i + 1)); echo $i >/tmp/n; sleep 0.1; done'
+    it_run "${PRUN[@]}" -d --name p-ck "$IMG" sh -c 'i=0; while :; do i=$((i + 1)); echo $i >/tmp/n.new; mv /tmp/n.new /tmp/n; sleep 0.1; done'
     it_expect_ok "run -d: a counter to checkpoint"
     it_wait_for 10 counter_at_least p-ck 20
     read -r _ pid _ <<<"$(state p-ck)"

@@ -53,3 +53,22 @@ fn an_interval_beyond_any_duration_is_refused() {
     );
     assert_eq!(o.status.code(), Some(1), "{o:?}");
 }
+
+/// A key given twice is refused where the first occurrence is wrong, and the error names that
+/// field (the fuzz harness once looked it up in the last occurrence only).
+#[test]
+fn a_duplicate_key_is_refused_at_its_first_wrong_occurrence() {
+    let rt = Runtime::new();
+    let id = unique_id("fuzz-dup-key");
+    let b = Bundle::busybox();
+    let mut text = serde_json::to_string(&b.config).unwrap();
+    let at = text.find("\"process\":{").expect("process in config") + "\"process\":{".len();
+    text.insert_str(
+        at,
+        r#""capabilities":{"bounding":["CAP_KILL"],"permitted":["AP_KHLL"]},"#,
+    );
+    std::fs::write(b.path().join("config.json"), &text).unwrap();
+    let o = rt.berth(&["create", "--bundle", b.path_str(), &id]);
+    assert_one_error_line(&o, &["process.capabilities.permitted[0]", "AP_KHLL"]);
+    assert_nothing_left(&rt, &id, &b);
+}

@@ -3,7 +3,6 @@
 use std::collections::HashSet;
 
 use berth::fuzzing::Rejection;
-use serde_json::Value;
 
 /// Once per fuzzing process: the scratch directory goes when the fuzzer exits normally.
 pub fn init() {
@@ -16,12 +15,65 @@ pub fn init() {
     }
 }
 
+/// A JSON document that keeps every occurrence of a duplicate key (serde_json's `Value` keeps
+/// only the last, but Berth's typed parse may refuse a value inside an earlier one).
+enum Doc {
+    Object(Vec<(String, Doc)>),
+    Array(Vec<Doc>),
+    Scalar,
+}
+
+impl<'de> serde::Deserialize<'de> for Doc {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Doc;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Doc, E> {
+                Ok(Doc::Scalar)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Doc, E> {
+                Ok(Doc::Scalar)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Doc, E> {
+                Ok(Doc::Scalar)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Doc, E> {
+                Ok(Doc::Scalar)
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Doc, E> {
+                Ok(Doc::Scalar)
+            }
+            fn visit_unit<E>(self) -> Result<Doc, E> {
+                Ok(Doc::Scalar)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Doc, A::Error> {
+                let mut v = Vec::new();
+                while let Some(x) = a.next_element()? {
+                    v.push(x);
+                }
+                Ok(Doc::Array(v))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<Doc, A::Error> {
+                let mut v = Vec::new();
+                while let Some(kv) = a.next_entry()? {
+                    v.push(kv);
+                }
+                Ok(Doc::Object(v))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// Every JSON path in `v`, spelled as Berth spells them (`process.args[0]`, and a key also
-/// as `unified["memory.high"]`).
-fn paths(v: &Value, at: &str, out: &mut HashSet<String>) {
+/// as `unified["memory.high"]`), from every occurrence of a duplicate key.
+fn paths(v: &Doc, at: &str, out: &mut HashSet<String>) {
     out.insert(at.to_string());
     match v {
-        Value::Object(m) => {
+        Doc::Object(m) => {
             for (k, child) in m {
                 // Berth quotes some keys (`unified["memory.high"]`), as Rust's Debug does.
                 out.insert(format!("{at}[{k:?}]"));
@@ -33,7 +85,7 @@ fn paths(v: &Value, at: &str, out: &mut HashSet<String>) {
                 paths(child, &p, out);
             }
         }
-        Value::Array(a) => {
+        Doc::Array(a) => {
             for (i, child) in a.iter().enumerate() {
                 paths(child, &format!("{at}[{i}]"), out);
             }
@@ -66,8 +118,9 @@ pub fn check_rejection(input: &[u8], r: &Rejection, roots: &[&str]) {
         "error message spans lines: {:?}",
         r.msg
     );
-    let doc = match serde_json::from_slice::<Value>(input) {
-        Ok(v @ Value::Object(_)) => v,
+    // Every occurrence of a key counts: Berth may refuse a value in the first of two.
+    let doc = match serde_json::from_slice::<Doc>(input) {
+        Ok(d @ Doc::Object(_)) => d,
         // Not an object: the error is about the document as a whole.
         _ => return,
     };
