@@ -15,11 +15,14 @@
 #   g++                   libfuzzer-sys builds libFuzzer (C++) for the fuzz targets in fuzz/
 #   cargo-fuzz            (from crates.io, once) runs them: scripts/fuzz.sh
 #   criu 4.1.1            built from source when no working criu is on PATH (see below)
+#   iptables              CRIU runs iptables-restore to lock a network namespace's traffic
+#                         while it dumps (any container with its own netns) and iptables-save
+#                         to save its rules; without it every such checkpoint fails
 set -euo pipefail
 
 packages=(
     busybox-static libseccomp-dev pkg-config gcc libc6-dev git ca-certificates
-    procps iproute2 util-linux strace runc crun bats python3 g++ uidmap
+    procps iproute2 util-linux strace runc crun bats python3 g++ uidmap iptables
 )
 
 if [ "$(id -u)" != 0 ]; then

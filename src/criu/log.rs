@@ -35,13 +35,25 @@ fn last_error_in(text: &str) -> Option<String> {
         .rev()
         .chain(errors[end..].iter().rev())
         .find(|l| !is_summary(l))
-        .map(|l| crate::logging::one_line(l).to_string())
+        .or(errors.last())
+        .map(|l| {
+            let l = crate::logging::one_line(l);
+            // CRIU runs helpers (iptables-restore to lock a network namespace, tar for a
+            // tmpfs, ip): name what is missing.
+            if l.contains("execvp(\"") && l.ends_with("No such file or directory") {
+                format!("{l} (CRIU needs this program on its PATH)")
+            } else {
+                l.to_string()
+            }
+        })
 }
 
 fn is_summary(l: &str) -> bool {
     l.ends_with("FAILED.")
         || l.contains(") failed with -")
         || l.contains("Can't setup RLIMIT_NOFILE")
+        // A helper's exit status; the line before it says why (execvp failed: …).
+        || l.contains("): exited, status=")
 }
 
 #[cfg(test)]
@@ -60,5 +72,27 @@ mod tests {
             Some("Error (criu/cr-restore.c:9): second one")
         );
         assert_eq!(last_error_in("(00.1) fine\n"), None);
+    }
+
+    /// A helper CRIU could not run (here iptables-restore, for the network lock, on a host
+    /// without iptables) is named, not the exit status CRIU logs after it.
+    #[test]
+    fn a_missing_helper_is_named() {
+        let log = "(00.02) Error (criu/util.c:1533): rlimit: Can't setup RLIMIT_NOFILE for self\n\
+                   Error (criu/util.c:641): execvp(\"iptables-restore\", ...) failed: No such file or directory\n\
+                   (00.05) Error (criu/util.c:656): exited, status=1\n\
+                   (00.06) Error (criu/cr-dump.c:2111): Dumping FAILED.\n";
+        assert_eq!(
+            last_error_in(log).as_deref(),
+            Some(
+                "Error (criu/util.c:641): execvp(\"iptables-restore\", ...) failed: No such file \
+                 or directory (CRIU needs this program on its PATH)"
+            )
+        );
+        // Only summaries: the last one is still better than nothing.
+        assert_eq!(
+            last_error_in("(00.05) Error (criu/util.c:656): exited, status=2\n").as_deref(),
+            Some("Error (criu/util.c:656): exited, status=2")
+        );
     }
 }
