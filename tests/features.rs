@@ -156,7 +156,10 @@ fn every_listed_mount_option_mounts() {
     b.edit(|c| {
         let mounts = c["mounts"].as_array_mut().unwrap();
         for o in &opts {
-            let bind = o == "bind" || o == "rbind";
+            // `remount` changes a mount already there: Berth takes it on a bind mount (a
+            // no-op after the bind; runc 1.1.5 fails it there too), and a fresh tmpfs with it
+            // fails in both (EINVAL).
+            let bind = o == "bind" || o == "rbind" || o == "remount";
             mounts.push(json!({
                 "destination": format!("/opt/{o}"),
                 "type": if bind { "bind" } else { "tmpfs" },
@@ -175,8 +178,33 @@ fn every_listed_mount_option_mounts() {
             .find(|l| l.split(' ').nth(4) == Some(dest.as_str()))
             .unwrap_or_else(|| panic!("{dest} not mounted:\n{mountinfo}"));
         let per_mount: Vec<&str> = line.split(' ').nth(5).unwrap().split(',').collect();
-        if ["ro", "nosuid", "nodev", "noexec", "noatime", "relatime"].contains(&o.as_str()) {
+        if [
+            "ro",
+            "nosuid",
+            "nodev",
+            "noexec",
+            "noatime",
+            "relatime",
+            "nosymfollow",
+        ]
+        .contains(&o.as_str())
+        {
             assert!(per_mount.contains(&o.as_str()), "{o}: {line}");
+        }
+        // The recursive forms set the same per-mount flag (mount_setattr).
+        if let Some(flag) = o
+            .strip_prefix('r')
+            .filter(|f| ["ro", "nosuid", "nodev", "noexec", "noatime", "nosymfollow"].contains(f))
+        {
+            assert!(per_mount.contains(&flag), "{o}: {line}");
+        }
+        // Propagation shows in the optional fields (before " - ").
+        let optional = line.split(" - ").next().unwrap();
+        if o == "shared" || o == "rshared" {
+            assert!(optional.contains(" shared:"), "{o}: {line}");
+        }
+        if o == "unbindable" || o == "runbindable" {
+            assert!(optional.contains(" unbindable"), "{o}: {line}");
         }
         if o == "rw" {
             assert!(per_mount.contains(&"rw"), "{line}");
@@ -284,4 +312,103 @@ fn every_listed_seccomp_action_loads_and_every_supported_flag_is_accepted() {
         let o = rt.run(&unique_id("feat-flag"), &b);
         assert!(o.status.success(), "{flag}: {}", stderr(&o));
     }
+}
+
+/// Every field of runc's `features` document (runc 1.1, /usr/sbin/runc) is in Berth's with the
+/// same JSON type, and each of runc's lists is covered by Berth's: engines written against
+/// runc's document find what they look for. Where runc claims what this host cannot give
+/// (a capability outside the caller's bounding set), Berth reports the host.
+#[test]
+fn document_has_runcs_shape_and_covers_its_lists() {
+    const RUNC: &str = "/usr/sbin/runc";
+    if !std::path::Path::new(RUNC).exists() {
+        println!("SKIP: {RUNC} not installed (scripts/setup-deps.sh installs it)");
+        return;
+    }
+    let o = std::process::Command::new(RUNC)
+        .arg("features")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "runc features: {}", stderr(&o));
+    let runc: Value = serde_json::from_slice(&o.stdout).expect("runc features prints JSON");
+    let ours = features();
+    // runc names its own build; Berth's are berth.version and berth.commit.
+    let runc_only = [
+        "annotations.org.opencontainers.runc.version",
+        "annotations.org.opencontainers.runc.commit",
+    ];
+    let mut compared = 0;
+    fn walk(at: &str, theirs: &Value, ours: &Value, skip: &[&str], n: &mut usize) {
+        *n += 1;
+        let kind = |v: &Value| match v {
+            Value::Null => "null",
+            Value::Bool(_) => "bool",
+            Value::Number(_) => "number",
+            Value::String(_) => "string",
+            Value::Array(_) => "array",
+            Value::Object(_) => "object",
+        };
+        assert_eq!(
+            kind(ours),
+            kind(theirs),
+            "{at}: runc has {theirs}, Berth {ours}"
+        );
+        if let Value::Object(m) = theirs {
+            for (k, v) in m {
+                let path = if at.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{at}.{k}")
+                };
+                if skip.contains(&path.as_str()) {
+                    continue;
+                }
+                let mine = ours.get(k).unwrap_or_else(|| panic!("{path} is missing"));
+                walk(&path, v, mine, skip, n);
+            }
+        }
+    }
+    walk("", &runc, &ours, &runc_only, &mut compared);
+    assert!(compared > 20, "only {compared} fields compared");
+
+    let set =
+        |v: &Value| -> std::collections::BTreeSet<String> { strings(v).into_iter().collect() };
+    let covered = |what: &str, theirs: &Value, ours: &Value| {
+        let missing: Vec<String> = set(theirs).difference(&set(ours)).cloned().collect();
+        assert!(
+            missing.is_empty(),
+            "{what}: runc lists {missing:?}, Berth does not"
+        );
+    };
+    assert_eq!(set(&ours["hooks"]), set(&runc["hooks"]), "hooks");
+    covered("mountOptions", &runc["mountOptions"], &ours["mountOptions"]);
+    covered(
+        "linux.namespaces",
+        &runc["linux"]["namespaces"],
+        &ours["linux"]["namespaces"],
+    );
+    for k in ["actions", "operators", "archs"] {
+        covered(
+            &format!("linux.seccomp.{k}"),
+            &runc["linux"]["seccomp"][k],
+            &ours["linux"]["seccomp"][k],
+        );
+    }
+    // Capabilities: runc lists every one it knows; Berth those it can grant from here.
+    let bounding = caps::read(None, caps::CapSet::Bounding).unwrap();
+    let grantable: Vec<Value> = strings(&runc["linux"]["capabilities"])
+        .into_iter()
+        .filter(|c| caps::Capability::from_str(c).is_ok_and(|c| bounding.contains(&c)))
+        .map(Value::String)
+        .collect();
+    covered(
+        "linux.capabilities (within Berth's bounding set)",
+        &Value::Array(grantable),
+        &ours["linux"]["capabilities"],
+    );
+    assert_eq!(
+        ours["annotations"]["io.github.seccomp.libseccomp.version"],
+        runc["annotations"]["io.github.seccomp.libseccomp.version"],
+        "the same libseccomp loads both runtimes' filters"
+    );
 }

@@ -76,13 +76,21 @@ pub fn features(criu: Option<&str>) -> Features {
     f.set_oci_version_min("1.0.0".to_string());
     f.set_oci_version_max(OCI_VERSION.to_string());
     f.set_hooks(Some(HOOKS.iter().map(|h| h.to_string()).collect()));
-    f.set_mount_options(Some(MOUNT_OPTIONS.iter().map(|o| o.to_string()).collect()));
+    // Every option src/linux/mounts/options.rs takes itself; options a filesystem interprets
+    // (`mode=`, `size=`, …) pass through as data and are not listed, as runc lists only its own.
+    f.set_mount_options(Some(
+        crate::linux::mounts::options::known()
+            .into_iter()
+            .map(String::from)
+            .collect(),
+    ));
     let mut linux = LinuxFeature::default();
     linux.set_namespaces(Some(namespaces()));
     linux.set_capabilities(Some(capabilities()));
     linux.set_cgroup(Some(cgroup()));
     // seccomp: what libseccomp and this kernel accept (probed, not assumed).
-    linux.set_seccomp(Some(berth_seccomp::features().to_oci()));
+    let seccomp = berth_seccomp::features();
+    linux.set_seccomp(Some(seccomp.to_oci()));
     // AppArmor and SELinux labels are applied (by create and exec) where the host enables the
     // LSM; where it does not, Berth cannot apply them.
     let lsm = crate::linux::lsm::Enabled::detect();
@@ -122,6 +130,11 @@ pub fn features(criu: Option<&str>) -> Features {
             env!("CARGO_PKG_VERSION").to_string(),
         ),
         ("berth.commit".to_string(), env!("BERTH_COMMIT").to_string()),
+        // runc's key: the libseccomp that loads the filters (libseccomp's own report).
+        (
+            "io.github.seccomp.libseccomp.version".to_string(),
+            seccomp.libseccomp_version.clone(),
+        ),
     ]);
     // runc's key for checkpoint/restore (runc always says "true"): here whether the CRIU that
     // checkpoint and restore would run passes its CHECK request now, and its version then.
@@ -145,25 +158,6 @@ const HOOKS: &[&str] = &[
     "startContainer",
     "poststart",
     "poststop",
-];
-
-/// The generic mount options the rootfs code turns into mount flags (mirror of the option
-/// match in `linux::rootfs::prepare`; LEAD: take this from the rootfs rewrite's option table
-/// when it has one). Options a filesystem interprets itself (`mode=`, `size=`, …) pass through
-/// as data and are not listed, as runc lists only its own. `idmap` and `ridmap` are not listed
-/// either, as runc leaves them out: they only apply to bind mounts with a mapping, and are
-/// reported by `linux.mountExtensions.idmap`.
-const MOUNT_OPTIONS: &[&str] = &[
-    "bind",
-    "noatime",
-    "nodev",
-    "noexec",
-    "nosuid",
-    "rbind",
-    "relatime",
-    "ro",
-    "rw",
-    "strictatime",
 ];
 
 /// The namespace types this kernel has (each one Berth can create and join).

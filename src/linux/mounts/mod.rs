@@ -46,7 +46,7 @@ mod copyup;
 mod dest;
 mod fresh;
 pub mod idmap;
-mod options;
+pub mod options;
 pub mod prepared;
 
 // What rootfs.rs calls besides the entry point: the option parser, mountinfo unescaping.

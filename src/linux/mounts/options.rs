@@ -2,9 +2,10 @@
 //! propagation and recursive (`r*`) attributes, and what is left over as filesystem data.
 //! Every kind of mount (and rootfs.rs, for the late read-only pass) starts from [`parse`].
 //!
-//! Audit against runc 1.2's accepted options (libcontainer/specconv), every one taken here:
-//! - plain MS_* flags: `async atime bind defaults dev diratime dirsync exec iversion lazytime
-//!   loud mand noatime nodev nodiratime noexec noiversion nolazytime nomand norelatime
+//! Audit against runc's accepted options (libcontainer/specconv; runc 1.1.5's `features` lists
+//! the same names but `idmap`/`ridmap`), every one taken here:
+//! - plain MS_* flags: `acl async atime bind defaults dev diratime dirsync exec iversion lazytime
+//!   loud mand noacl noatime nodev nodiratime noexec noiversion nolazytime nomand norelatime
 //!   nostrictatime nosuid nosymfollow rbind relatime remount ro rw silent strictatime suid
 //!   symfollow sync` → [`FLAGS`], applied;
 //! - propagation `private shared slave unbindable` and their `r*` forms → [`PROPAGATION`],
@@ -16,8 +17,7 @@
 //! - anything else is filesystem data, as in runc (the kernel refuses what it does not know).
 //!
 //! Differences: crun's inline `idmap=…`/`ridmap=…` mappings and an empty option are refused
-//! with the option's index (runc has no inline form); youki's `acl` (MS_POSIXACL) is not a
-//! runc option and goes to the filesystem as data, as runc passes it.
+//! with the option's index (runc has no inline form).
 
 use nix::mount::MsFlags;
 
@@ -67,6 +67,7 @@ pub(super) const LOCKABLE: MsFlags = MsFlags::MS_RDONLY
 
 /// Plain options: (name, clears?, flag).
 const FLAGS: &[(&str, bool, MsFlags)] = &[
+    ("acl", false, MsFlags::MS_POSIXACL),
     ("async", true, MsFlags::MS_SYNCHRONOUS),
     ("atime", true, MsFlags::MS_NOATIME),
     ("bind", false, MsFlags::MS_BIND),
@@ -79,6 +80,7 @@ const FLAGS: &[(&str, bool, MsFlags)] = &[
     ("lazytime", false, MsFlags::MS_LAZYTIME),
     ("loud", true, MsFlags::MS_SILENT),
     ("mand", false, MsFlags::MS_MANDLOCK),
+    ("noacl", true, MsFlags::MS_POSIXACL),
     ("noatime", false, MsFlags::MS_NOATIME),
     ("nodev", false, MsFlags::MS_NODEV),
     ("nodiratime", false, MsFlags::MS_NODIRATIME),
@@ -226,6 +228,18 @@ impl Opts {
     }
 }
 
+/// Every option name Berth takes itself (not passed to the filesystem), sorted, as `features`
+/// lists them. `idmap` and `ridmap` are left out, as runc leaves them out: they are reported by
+/// `linux.mountExtensions.idmap`.
+pub fn known() -> Vec<&'static str> {
+    let mut v: Vec<&str> = FLAGS.iter().map(|(n, _, _)| *n).collect();
+    v.extend(PROPAGATION.iter().map(|(n, _)| *n));
+    v.extend(REC_ATTRS.iter().map(|(n, _, _)| *n));
+    v.push("tmpcopyup");
+    v.sort_unstable();
+    v
+}
+
 /// The option names of MS_* flags, e.g. "nosuid, nodev".
 pub(super) fn names(f: MsFlags) -> String {
     FLAGS
@@ -299,8 +313,9 @@ mod tests {
     /// Every option runc 1.2 takes is recognised (none falls through to filesystem data).
     #[test]
     fn every_runc_1_2_option_is_taken() {
-        let runc = "async atime bind defaults dev diratime dirsync exec iversion lazytime loud \
-            mand noatime nodev nodiratime noexec noiversion nolazytime nomand norelatime \
+        let runc =
+            "acl async atime bind defaults dev diratime dirsync exec iversion lazytime loud \
+            mand noacl noatime nodev nodiratime noexec noiversion nolazytime nomand norelatime \
             nostrictatime nosuid nosymfollow rbind relatime remount ro rw silent strictatime \
             suid symfollow sync private shared slave unbindable rprivate rshared rslave \
             runbindable rro rrw rnosuid rsuid rnodev rdev rnoexec rexec rnodiratime rdiratime \
@@ -314,7 +329,15 @@ mod tests {
         assert_eq!(opts(&["rnosymfollow"]).rec_set, A_NOSYMFOLLOW);
         assert_eq!(opts(&["rsymfollow"]).rec_clr, A_NOSYMFOLLOW);
         assert!(opts(&["tmpcopyup"]).copyup);
-        assert_eq!(opts(&["acl"]).data_string(), "acl");
+        assert!(opts(&["acl"]).set.contains(MsFlags::MS_POSIXACL));
+        assert!(opts(&["acl", "noacl"]).clear.contains(MsFlags::MS_POSIXACL));
+        assert!(
+            known().windows(2).all(|w| w[0] < w[1]),
+            "sorted, no repeats"
+        );
+        for name in runc.split_whitespace().filter(|n| !n.ends_with("idmap")) {
+            assert!(known().contains(&name), "{name} not in known()");
+        }
         let e = parse(2, &["ro".into(), String::new()]).unwrap_err();
         assert!(e.to_string().starts_with("mounts[2].options[1]: "), "{e}");
     }
