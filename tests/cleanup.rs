@@ -266,3 +266,59 @@ fn nested_cgroups_path_is_removed_with_the_parents_berth_made() {
         assert_nothing_left(&rt, &id, &b);
     }
 }
+
+/// A restore killed after it bound the rootfs at `criu-root` in the state directory (CRIU
+/// restores from there) leaves an interrupted container. `delete --force` unmounts that and
+/// removes the directory; it never deletes through the mount, which would empty the bundle's
+/// root filesystem (it did).
+#[test]
+fn delete_force_of_an_interrupted_restore_keeps_the_rootfs_bound_in_it() {
+    let rt = Runtime::new();
+    let id = unique_id("intr-restore");
+    let rootfs = tempfile::tempdir().unwrap();
+    std::fs::create_dir(rootfs.path().join("bin")).unwrap();
+    std::fs::write(rootfs.path().join("bin/sh"), "keep me").unwrap();
+    let dir = rt.root.path().join(&id);
+    let croot = dir.join("criu-root");
+    std::fs::create_dir_all(&croot).unwrap();
+    let o = std::process::Command::new("mount")
+        .args([
+            "--rbind",
+            rootfs.path().to_str().unwrap(),
+            croot.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "mount: {}", stderr(&o));
+    let mounted = |p: &std::path::Path| {
+        let p = p.to_str().unwrap().to_string();
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .any(|l| l.split(' ').nth(4) == Some(p.as_str()))
+    };
+    assert!(mounted(&croot));
+    let list = rt.ok(&["list"]);
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with(&id) && l.contains("interrupted")),
+        "{list}"
+    );
+    let o = rt.berth(&["delete", "--force", &id]);
+    let left = mounted(&croot);
+    if left {
+        let _ = std::process::Command::new("umount")
+            .args(["-l", croot.to_str().unwrap()])
+            .status();
+    }
+    assert!(o.status.success(), "delete --force: {}", stderr(&o));
+    assert_eq!(
+        std::fs::read_to_string(rootfs.path().join("bin/sh"))
+            .ok()
+            .as_deref(),
+        Some("keep me"),
+        "the rootfs bound in the state directory was deleted through the mount"
+    );
+    assert!(!left, "criu-root is still mounted");
+    assert!(!dir.exists(), "{} is left", dir.display());
+}

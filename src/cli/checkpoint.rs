@@ -30,13 +30,13 @@ pub struct Args {
     /// Allow a shell job (a process attached to a terminal outside the container)
     #[arg(long = "shell-job")]
     pub shell_job: bool,
-    /// Use lazy migration (not supported yet)
+    /// Lazy migration: dump all but the memory, then serve it (userfaultfd) from --page-server
     #[arg(long = "lazy-pages")]
     pub lazy_pages: bool,
-    /// A page server ADDRESS:PORT (not supported yet)
+    /// Send the memory to a CRIU page server at ADDRESS:PORT (with --lazy-pages: serve it there)
     #[arg(long = "page-server", value_name = "ADDRESS:PORT")]
     pub page_server: Option<String>,
-    /// An fd to report readiness of lazy pages on (not supported yet)
+    /// With --lazy-pages: CRIU writes a zero byte to FD once its page server is ready
     #[arg(long = "status-fd", value_name = "FD")]
     pub status_fd: Option<i32>,
     /// Handle file locks

@@ -53,7 +53,7 @@ pub struct Args {
     /// How CRIU handles cgroups: soft, full, strict or ignore
     #[arg(long = "manage-cgroups-mode", value_name = "MODE")]
     pub manage_cgroups_mode: Option<String>,
-    /// Use lazy migration (not supported yet)
+    /// Restore memory on demand from a `criu lazy-pages` daemon (its socket in --work-path)
     #[arg(long = "lazy-pages")]
     pub lazy_pages: bool,
     /// A namespace to restore empty (only `network`); repeatable

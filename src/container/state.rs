@@ -220,7 +220,13 @@ pub fn remove_interrupted_new_dirs(root: &Path) {
 }
 
 /// Removes everything inside the directory `dir` (through its fd).
+/// Removes what `dir` holds, never through a mount: a directory that is a mount point (a
+/// restore's `criu-root`, the container's rootfs bound there, left by a restore that was
+/// killed) is unmounted first, and the removal stops with an error if it cannot be. Descending
+/// into it would delete the bundle's root filesystem.
 fn remove_contents(dir: &OwnedFd) -> std::io::Result<()> {
+    use std::os::fd::AsFd;
+    let here = crate::linux::procfs::mount_id(dir.as_fd())?;
     let mut d = nix::dir::Dir::openat(
         dir,
         ".",
@@ -237,12 +243,32 @@ fn remove_contents(dir: &OwnedFd) -> std::io::Result<()> {
         match unlinkat(dir, name.as_c_str(), UnlinkatFlags::NoRemoveDir) {
             Ok(()) | Err(nix::errno::Errno::ENOENT) => {}
             Err(nix::errno::Errno::EISDIR) => {
-                let sub = openat(
-                    dir,
-                    name.as_c_str(),
-                    OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-                    Mode::empty(),
-                )?;
+                let open_sub = || {
+                    openat(
+                        dir,
+                        name.as_c_str(),
+                        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                        Mode::empty(),
+                    )
+                };
+                let mut sub = open_sub()?;
+                if crate::linux::procfs::mount_id(sub.as_fd())? != here {
+                    // Through the parent's fd: the name as it is under this directory.
+                    let at = format!(
+                        "/proc/self/fd/{}/{}",
+                        dir.as_raw_fd(),
+                        name.to_string_lossy()
+                    );
+                    drop(sub);
+                    nix::mount::umount2(at.as_str(), nix::mount::MntFlags::MNT_DETACH)?;
+                    sub = open_sub()?;
+                    if crate::linux::procfs::mount_id(sub.as_fd())? != here {
+                        return Err(std::io::Error::other(format!(
+                            "{} is still a mount point",
+                            name.to_string_lossy()
+                        )));
+                    }
+                }
                 remove_contents(&sub)?;
                 unlinkat(dir, name.as_c_str(), UnlinkatFlags::RemoveDir)?;
             }

@@ -129,6 +129,26 @@ pub fn checkpoint(c: &Container, bin: &Path, o: &CheckpointOptions) -> Result<()
     if o.pre_dump {
         opts.set_track_mem(true);
     }
+    // --page-server: the pages go to a `criu page-server` there instead of the image path;
+    // with --lazy-pages, CRIU serves them itself there once the rest is dumped, and ends (and
+    // the container's processes with it) when the restoring side has fetched them all.
+    if let Some(ps) = &o.page_server {
+        let (address, port) = super::options::page_server(ps)?;
+        let mut info = rust_criu::rust_criu_protobuf::rpc::Criu_page_server_info::new();
+        info.set_address(address);
+        info.set_port(port);
+        opts.ps = protobuf::MessageField::some(info);
+    }
+    if o.lazy_pages {
+        if !swrk::lazy_pages(STEP, bin)? {
+            return Err(lazy_unsupported().into());
+        }
+        opts.set_lazy_pages(true);
+        if let Some(fd) = o.status_fd {
+            opts.set_status_fd(fd);
+            inherit.push(fd);
+        }
+    }
     // CRIU freezes the tree with the cgroup freezer rather than ptrace when told where it is.
     if let Some(rec) = &st.cgroup {
         if let Some(dir) = rec.paths.get("freezer").or_else(|| rec.paths.get("")) {
@@ -162,4 +182,11 @@ pub fn checkpoint(c: &Container, bin: &Path, o: &CheckpointOptions) -> Result<()
     };
     swrk::call(req, &mut Quiet)?;
     Ok(())
+}
+
+/// `--lazy-pages` where CRIU cannot do it.
+pub(super) fn lazy_unsupported() -> CriuError {
+    CriuError::Usage(
+        "--lazy-pages: CRIU cannot serve or restore memory lazily on this kernel (userfaultfd: `criu check --feature uffd-noncoop`)".into(),
+    )
 }

@@ -8,8 +8,8 @@ const TAIL: u64 = 256 << 10;
 
 /// The last `Error (file:line): …` line of the log at `path` that says why, without its
 /// timestamp: CRIU's cascade of summaries after the cause ("Dump files (pid: N) failed with
-/// -1", "Dumping FAILED.", what it logs while cleaning up after that) and its warning about
-/// RLIMIT_NOFILE are passed over.
+/// -1", "Dumping FAILED.", a helper's exit status, what it logs while cleaning up after that)
+/// are passed over, and its warning about RLIMIT_NOFILE is never taken.
 pub fn last_error(path: &Path) -> Option<String> {
     let mut f = std::fs::File::open(path).ok()?;
     let len = f.metadata().ok()?.len();
@@ -23,6 +23,8 @@ fn last_error_in(text: &str) -> Option<String> {
     let errors: Vec<&str> = text
         .lines()
         .filter_map(|l| l.find("Error (").map(|i| l[i..].trim()))
+        // Logged by every run that is not allowed to raise its fd limit: never the cause.
+        .filter(|l| !l.contains("Can't setup RLIMIT_NOFILE"))
         .collect();
     // What went wrong comes before CRIU's "… FAILED." (what it logs while cleaning up after
     // that is a consequence).
@@ -51,7 +53,6 @@ fn last_error_in(text: &str) -> Option<String> {
 fn is_summary(l: &str) -> bool {
     l.ends_with("FAILED.")
         || l.contains(") failed with -")
-        || l.contains("Can't setup RLIMIT_NOFILE")
         // A helper's exit status; the line before it says why (execvp failed: …).
         || l.contains("): exited, status=")
 }
@@ -88,6 +89,14 @@ mod tests {
                 "Error (criu/util.c:641): execvp(\"iptables-restore\", ...) failed: No such file \
                  or directory (CRIU needs this program on its PATH)"
             )
+        );
+        // Only the RLIMIT_NOFILE warning (CRIU was killed): nothing to say; the caller says
+        // how CRIU ended instead.
+        assert_eq!(
+            last_error_in(
+                "(00.02) Error (criu/util.c:1533): rlimit: Can't setup RLIMIT_NOFILE for self\n"
+            ),
+            None
         );
         // Only summaries: the last one is still better than nothing.
         assert_eq!(

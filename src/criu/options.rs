@@ -85,23 +85,53 @@ pub fn empty_ns(names: &[String]) -> Result<u32, CriuError> {
     Ok(flags)
 }
 
-fn lazy_unsupported(flag: &str) -> CriuError {
-    CriuError::Usage(format!(
-        "{flag}: lazy migration (page server, userfaultfd) is not supported by Berth yet"
-    ))
+/// `--page-server ADDRESS:PORT` (runc's form; an IPv6 address in brackets, `[::1]:27277`).
+pub fn page_server(v: &str) -> Result<(String, i32), CriuError> {
+    let bad = |why: &str| {
+        CriuError::Usage(format!(
+            "--page-server {v:?}: {why}; use --page-server ADDRESS:PORT"
+        ))
+    };
+    let (addr, port) = v.rsplit_once(':').ok_or_else(|| bad("no port"))?;
+    let addr = addr
+        .strip_prefix('[')
+        .and_then(|a| a.strip_suffix(']'))
+        .unwrap_or(addr);
+    if addr.is_empty() {
+        return Err(bad("no address"));
+    }
+    let port: u16 = port
+        .parse()
+        .ok()
+        .filter(|p| *p != 0)
+        .ok_or_else(|| bad("the port must be a number from 1 to 65535"))?;
+    Ok((addr.to_string(), i32::from(port)))
 }
 
 impl CheckpointOptions {
     /// Refuses what cannot be honoured.
     pub fn check(&self) -> Result<(), CriuError> {
-        if self.lazy_pages {
-            return Err(lazy_unsupported("--lazy-pages"));
+        if let Some(p) = &self.page_server {
+            page_server(p)?;
         }
-        if self.page_server.is_some() {
-            return Err(lazy_unsupported("--page-server"));
+        if let Some(fd) = self.status_fd {
+            // runc reads --status-fd only with --lazy-pages; given alone it would do nothing.
+            if !self.lazy_pages {
+                return Err(CriuError::Usage(
+                    "--status-fd: only with --lazy-pages (CRIU writes to it once its lazy page server is ready)".into(),
+                ));
+            }
+            if !crate::linux::sys::fd_is_open(fd) {
+                return Err(CriuError::Usage(format!(
+                    "--status-fd {fd}: not an open file descriptor"
+                )));
+            }
         }
-        if self.status_fd.is_some() {
-            return Err(lazy_unsupported("--status-fd"));
+        if self.lazy_pages && self.pre_dump {
+            return Err(CriuError::Usage(
+                "--lazy-pages: not with --pre-dump (a pre-dump copies memory, it serves none)"
+                    .into(),
+            ));
         }
         if let Some(p) = &self.parent_path {
             if p.is_absolute() {
@@ -125,9 +155,6 @@ impl CheckpointOptions {
 impl RestoreOptions {
     /// Refuses what cannot be honoured.
     pub fn check(&self) -> Result<(), CriuError> {
-        if self.lazy_pages {
-            return Err(lazy_unsupported("--lazy-pages"));
-        }
         if self.no_pivot {
             return Err(CriuError::Usage(
                 "--no-pivot: CRIU rebuilds the container's mount namespace itself (with pivot_root); restore cannot honour it".into(),
@@ -149,25 +176,45 @@ mod tests {
     use super::*;
 
     #[test]
+    fn page_server_addresses() {
+        assert_eq!(
+            page_server("127.0.0.1:27277").unwrap(),
+            ("127.0.0.1".into(), 27277)
+        );
+        assert_eq!(page_server("[::1]:5").unwrap(), ("::1".into(), 5));
+        for bad in ["127.0.0.1", ":5", "host:0", "host:x", "host:70000"] {
+            let e = page_server(bad).unwrap_err().to_string();
+            assert!(e.starts_with(&format!("--page-server {bad:?}: ")), "{e}");
+        }
+    }
+
+    #[test]
     fn flags_criu_cannot_honour_are_refused() {
         let o = CheckpointOptions {
             lazy_pages: true,
-            ..Default::default()
-        };
-        assert!(o
-            .check()
-            .unwrap_err()
-            .to_string()
-            .starts_with("--lazy-pages:"));
-        let o = CheckpointOptions {
             page_server: Some("1.2.3.4:5".into()),
             ..Default::default()
         };
+        assert!(o.check().is_ok());
+        let o = CheckpointOptions {
+            status_fd: Some(2),
+            ..Default::default()
+        };
         assert!(o
             .check()
             .unwrap_err()
             .to_string()
-            .starts_with("--page-server:"));
+            .starts_with("--status-fd: only with --lazy-pages"));
+        let o = CheckpointOptions {
+            lazy_pages: true,
+            status_fd: Some(1_000_000),
+            ..Default::default()
+        };
+        assert!(o
+            .check()
+            .unwrap_err()
+            .to_string()
+            .starts_with("--status-fd 1000000: not an open"));
         let o = RestoreOptions {
             no_pivot: true,
             ..Default::default()

@@ -53,6 +53,9 @@ pub fn restore(root: &Path, id: &str, bin: &Path, o: &RestoreOptions) -> Result<
         Some(w) => Some(open_dir(STEP, "--work-path", w, true)?),
         None => None,
     };
+    if o.lazy_pages && !super::swrk::lazy_pages(STEP, bin)? {
+        return Err(super::dump::lazy_unsupported().into());
+    }
     let terminal = spec.process().as_ref().and_then(|p| p.terminal()) == Some(true);
     let console = match (&o.console_socket, &o.console_fd, terminal) {
         (Some(p), _, true) => Some(
@@ -220,6 +223,9 @@ fn build(
     opts.set_ext_unix_sk(x.o.ext_unix_sk);
     opts.set_file_locks(x.o.file_locks);
     opts.set_auto_dedup(x.o.auto_dedup);
+    // --lazy-pages: memory comes on demand from a `criu lazy-pages` daemon, reached through
+    // the `lazy-pages.socket` it made in the work directory.
+    opts.set_lazy_pages(x.o.lazy_pages);
     opts.set_empty_ns(empty_ns(&x.o.empty_ns)?);
     if let Some(m) = cgroups_mode(x.o.manage_cgroups_mode.as_deref())? {
         opts.set_manage_cgroups_mode(m);

@@ -293,11 +293,15 @@ pub fn check(bin: &Path) -> Result<(), CriuError> {
     r
 }
 
-/// Whether CRIU can track memory changes here (soft-dirty bits), which a pre-dump and a dump
-/// onto a parent need (a FEATURE_CHECK request, as runc asks before them).
-pub fn tracks_memory(step: &'static str, bin: &Path) -> Result<bool, CriuError> {
+/// What CRIU says of the features `ask` sets (a FEATURE_CHECK request, as runc asks before it
+/// relies on one): each one asked for comes back true or false.
+fn feature_check(
+    step: &'static str,
+    bin: &Path,
+    ask: impl FnOnce(&mut rust_criu::rust_criu_protobuf::rpc::Criu_features),
+) -> Result<rust_criu::rust_criu_protobuf::rpc::Criu_features, CriuError> {
     let mut f = rust_criu::rust_criu_protobuf::rpc::Criu_features::new();
-    f.set_mem_track(true);
+    ask(&mut f);
     let mut m = Criu_req::new();
     m.set_type(Criu_req_type::FEATURE_CHECK);
     m.features = MessageField::some(f);
@@ -310,7 +314,19 @@ pub fn tracks_memory(step: &'static str, bin: &Path) -> Result<bool, CriuError> 
         log: None,
     };
     let r = call_with(req, Some(m), &mut Quiet)?;
-    Ok(r.features.mem_track())
+    Ok(r.features.unwrap_or_default())
+}
+
+/// Whether CRIU can track memory changes here (soft-dirty bits), which a pre-dump and a dump
+/// onto a parent need.
+pub fn tracks_memory(step: &'static str, bin: &Path) -> Result<bool, CriuError> {
+    Ok(feature_check(step, bin, |f| f.set_mem_track(true))?.mem_track())
+}
+
+/// Whether CRIU can serve and restore memory lazily here (userfaultfd), which `--lazy-pages`
+/// needs.
+pub fn lazy_pages(step: &'static str, bin: &Path) -> Result<bool, CriuError> {
+    Ok(feature_check(step, bin, |f| f.set_lazy_pages(true))?.lazy_pages())
 }
 
 /// The version of a CRIU that passes [`check`], or None.

@@ -153,7 +153,7 @@ pub fn write(root: BorrowedFd, fs: Fs, rel: &Path, value: &[u8]) -> io::Result<(
 }
 
 /// The mount id of `fd` (statx STATX_MNT_ID), or None where the kernel does not report it.
-fn mount_id(fd: BorrowedFd) -> io::Result<Option<u64>> {
+pub(crate) fn mount_id(fd: BorrowedFd) -> io::Result<Option<u64>> {
     // SAFETY: statx on an fd with AT_EMPTY_PATH and an empty C string; the kernel fills `st`,
     // a zeroed plain-data struct we own, and reads nothing else.
     let mut st: libc::statx = unsafe { std::mem::zeroed() };

@@ -89,6 +89,13 @@ pub fn cloexec_from(first: u32) -> io::Result<()> {
     Ok(())
 }
 
+/// Whether `fd` is an open file descriptor of this process (a number given on the command
+/// line, e.g. `checkpoint --status-fd`).
+pub fn fd_is_open(fd: RawFd) -> bool {
+    // SAFETY: F_GETFD only reads the flags of an fd number; no memory is involved.
+    fd >= 0 && unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0
+}
+
 /// Closes every fd from `first` upward that is not close-on-exec. Every fd Berth opens is
 /// close-on-exec, so these are exactly the ones its caller left open for it (a host directory,
 /// a pipe, a file): what a forked container init must not hold while it waits for `start`.
