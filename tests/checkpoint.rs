@@ -119,6 +119,16 @@ fn delete_clean(rt: &Runtime, id: &str, b: &Bundle) {
     assert_nothing_left(rt, id, b);
 }
 
+/// The container is running with the same init and still counts; then it is deleted, and
+/// nothing of it is left.
+fn still_counting_then_delete(rt: &Runtime, id: &str, b: &Bundle, pid: i32) {
+    assert_eq!(rt.status(id), "running");
+    assert_eq!(rt.pid(id), pid);
+    let n = count(b);
+    wait_count_above(b, n); // thawed: still counting
+    delete_clean(rt, id, b);
+}
+
 /// `restore -d --image-path IMG -b BUNDLE ID`.
 fn restore_d<'a>(img: &'a Path, b: &'a Bundle, id: &'a str) -> [&'a str; 7] {
     [
@@ -291,11 +301,7 @@ fn leave_running_keeps_it_running() {
         &id,
     ]);
     assert!(img.join("inventory.img").is_file());
-    assert_eq!(rt.status(&id), "running");
-    assert_eq!(rt.pid(&id), pid);
-    let n = count(&b);
-    wait_count_above(&b, n);
-    delete_clean(&rt, &id, &b);
+    still_counting_then_delete(&rt, &id, &b, pid);
 }
 
 #[test]
@@ -452,11 +458,7 @@ fn failed_checkpoint_leaves_it_running() {
             img.join("dump.log").display()
         )],
     );
-    assert_eq!(rt.status(&id), "running");
-    assert_eq!(rt.pid(&id), pid);
-    let n = count(&b);
-    wait_count_above(&b, n); // thawed: still counting
-    delete_clean(&rt, &id, &b);
+    still_counting_then_delete(&rt, &id, &b, pid);
 }
 
 #[test]
@@ -850,12 +852,8 @@ fn lazy_pages_start_a_page_server_and_report_on_the_status_fd() {
         err.starts_with("berth: error: checkpoint: ") && err.lines().count() == 1,
         "{err}"
     );
-    // The container was left as it was: the same init, still counting.
-    assert_eq!(rt.status(&id), "running");
-    assert_eq!(rt.pid(&id), pid);
-    let n = count(&b);
-    wait_count_above(&b, n);
-    delete_clean(&rt, &id, &b);
+    // The container was left as it was.
+    still_counting_then_delete(&rt, &id, &b, pid);
 }
 
 /// `--page-server`, `--lazy-pages` and `--status-fd` in the wrong form: one error line each,
