@@ -26,8 +26,8 @@ static ON: AtomicBool = AtomicBool::new(false);
 static START: AtomicU64 = AtomicU64::new(0);
 /// Steps logged by this process (a forked child counts its own from its copy).
 static STEPS: AtomicU32 = AtomicU32::new(0);
-/// The pid of the command's own process: a step logged elsewhere is a forked child's.
-static PID: AtomicU32 = AtomicU32::new(0);
+/// This is a process forked from the command (see [`forked`]).
+static FORKED: AtomicBool = AtomicBool::new(false);
 
 /// Whether tracing is asked for: `--trace`, or `BERTH_TRACE` set to exactly `1`.
 pub fn wanted(flag: bool, env: Option<&std::ffi::OsStr>) -> bool {
@@ -51,7 +51,6 @@ pub fn init(enabled: bool) {
     let now = now_ns();
     let resumed = resumed.as_deref().and_then(parse_resume);
     START.store(resumed.map_or(now, |r| r.0), Ordering::Relaxed);
-    PID.store(std::process::id(), Ordering::Relaxed);
     ON.store(true, Ordering::Relaxed);
     if let Some((_, steps, reexec_at)) = resumed {
         STEPS.store(steps, Ordering::Relaxed);
@@ -62,6 +61,12 @@ pub fn init(enabled: bool) {
             detail: None,
         });
     }
+}
+
+/// Marks this process as one forked from the command (the container's init, `exec`'s child):
+/// its lines go to the log file only. A store, no system call.
+pub fn forked() {
+    FORKED.store(true, Ordering::Relaxed);
 }
 
 /// Called right before the command re-executes itself: the new image goes on with this clock.
@@ -169,7 +174,8 @@ impl Drop for Step {
             count: self.count,
             detail: self.detail.take(),
         };
-        write(&line.msg(), line.fields(std::process::id()));
+        let pid = std::process::id();
+        write(&line.msg(), line.fields(pid));
     }
 }
 
@@ -180,13 +186,13 @@ pub fn finish() {
     }
     let total = now_ns().saturating_sub(START.load(Ordering::Relaxed)) / 1000;
     let steps = STEPS.load(Ordering::Relaxed);
-    let (msg, fields) = summary(total, steps, std::process::id());
+    let pid = std::process::id();
+    let (msg, fields) = summary(total, steps, pid);
     write(&msg, fields);
 }
 
 fn write(msg: &str, fields: Vec<(&'static str, Value)>) {
-    let forked = std::process::id() != PID.load(Ordering::Relaxed);
-    crate::logging::trace_line(msg, &fields, forked);
+    crate::logging::trace_line(msg, &fields, FORKED.load(Ordering::Relaxed));
 }
 
 /// One step's line: its message and its fields.

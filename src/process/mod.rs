@@ -125,6 +125,7 @@ pub fn spawn(
         Forked::Child => {
             // The parent logs the clone.
             std::mem::forget(clone);
+            crate::trace::forked();
             drop(ours);
             init::run(cfg, theirs)
         }

@@ -403,6 +403,7 @@ fn spawn(cfg: &ExecConfig, t: &Target) -> Result<i32> {
     }
     let child = match forked {
         Ok(Forked::Child) => {
+            crate::trace::forked();
             drop(ours);
             child_main(cfg, t, theirs, cgroup_fd.is_some())
         }
