@@ -6,6 +6,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Output};
+use std::time::Duration;
 
 use common::*;
 use serde_json::Value;
@@ -14,15 +15,28 @@ use serde_json::Value;
 fn traced(rt: &Runtime, trace: bool, log: &Path, json: bool, args: &[&str]) -> Command {
     let mut c = rt.cmd();
     c.env_remove("BERTH_TRACE");
-    if trace {
-        c.arg("--trace");
-    }
-    c.arg("--log").arg(log);
-    if json {
-        c.args(["--log-format", "json"]);
-    }
-    c.args(args);
+    c.args(global_flags(trace, log, json)).args(args);
     c
+}
+
+/// `[--trace] --log LOG [--log-format json]`.
+fn global_flags(trace: bool, log: &Path, json: bool) -> Vec<String> {
+    let mut f = Vec::new();
+    if trace {
+        f.push("--trace".to_string());
+    }
+    f.extend(["--log".to_string(), log.to_str().unwrap().to_string()]);
+    if json {
+        f.extend(["--log-format".to_string(), "json".to_string()]);
+    }
+    f
+}
+
+/// `berth --trace --log LOG --log-format json ARGS…`, which must succeed; its trace lines.
+fn traced_ok(rt: &Runtime, log: &Path, args: &[&str]) -> Vec<Value> {
+    let o = capture(&mut traced(rt, true, log, true, args));
+    assert!(o.status.success(), "berth {args:?}: {o:?}");
+    trace_lines(log)
 }
 
 /// [`traced`] `run --bundle B ID` for a fresh id named after `name`.
@@ -315,16 +329,11 @@ fn exec_and_delete_have_their_own_steps() {
             "exec: no {want:?} step in {s:?}"
         );
     }
-    let log = b.path().join("delete.log");
-    let o = capture(&mut traced(
+    let lines = traced_ok(
         &rt,
-        true,
-        &log,
-        true,
+        &b.path().join("delete.log"),
         &["delete", "--force", &id],
-    ));
-    assert!(o.status.success(), "{o:?}");
-    let lines = trace_lines(&log);
+    );
     check_shape(&lines);
     assert_eq!(
         steps(&lines),
@@ -458,4 +467,62 @@ fn a_reexec_keeps_the_clock_and_the_count() {
         at("config") < Some(reexec) && at("clone") > Some(reexec),
         "{s:?}"
     );
+}
+
+#[test]
+fn create_and_start_apart_and_hooks() {
+    let rt = Runtime::new();
+    let mut b = sh("sleep 100");
+    let hook = serde_json::json!([{"path": "/bin/true"}]);
+    b.edit(|c| {
+        c["hooks"] = serde_json::json!({
+            "createRuntime": hook, "createContainer": hook, "poststart": hook, "poststop": hook
+        });
+    });
+    let id = unique_id("trace-apart");
+    rt.track(&id);
+    let create_log = b.path().join("create.log");
+    let mut create = global_flags(true, &create_log, true);
+    create.extend(["create", "--bundle", b.path_str(), &id].map(String::from));
+    let create: Vec<&str> = create.iter().map(String::as_str).collect();
+    let c = rt.detached(&create, b.path(), "create");
+    c.assert_ok();
+    let created = steps(&trace_lines(&create_log));
+    for want in ["hook:createRuntime", "hook:createContainer", "state-save"] {
+        assert!(
+            created.iter().any(|x| x == want),
+            "no {want:?} in {created:?}"
+        );
+    }
+    assert!(!created.iter().any(|x| x == "start"), "{created:?}");
+    let start_log = b.path().join("start.log");
+    let lines = traced_ok(&rt, &start_log, &["start", &id]);
+    check_shape(&lines);
+    assert_eq!(steps(&lines), ["start", "hook:poststart"], "{lines:#?}");
+    // The released init logs the rest of its steps to the file it inherited: create's.
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            steps(&trace_lines(&create_log))
+                .iter()
+                .any(|x| x == "exec-prepare")
+        }),
+        "{:#?}",
+        trace_lines(&create_log)
+    );
+    // Those come after create's summary, from the init.
+    let all = trace_lines(&create_log);
+    let total = all.iter().position(|v| v["step"] == "total").unwrap();
+    check_shape(&all[..=total]);
+    let create_pid = &all[total]["pid"];
+    assert!(
+        all[total + 1..].iter().all(|v| &v["pid"] != create_pid),
+        "{all:#?}"
+    );
+    let s = steps(&traced_ok(
+        &rt,
+        &b.path().join("delete.log"),
+        &["delete", "-f", &id],
+    ));
+    assert_eq!(s.last().map(String::as_str), Some("hook:poststop"), "{s:?}");
+    assert_nothing_left(&rt, &id, &b);
 }
