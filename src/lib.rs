@@ -28,6 +28,7 @@ mod rootless;
 mod sdnotify;
 mod selfprotect;
 mod timefmt;
+mod trace;
 
 /// The `berth` command: parses the command line, runs the command, reports any error, and
 /// returns the exit code.

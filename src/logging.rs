@@ -10,6 +10,8 @@ use std::sync::OnceLock;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Level {
+    /// `--trace` lines (see `trace`): written whenever tracing is on, whatever `--debug` says.
+    Trace,
     Debug,
     Warn,
     Error,
@@ -18,6 +20,7 @@ pub enum Level {
 impl Level {
     fn as_str(self) -> &'static str {
         match self {
+            Level::Trace => "trace",
             Level::Debug => "debug",
             Level::Warn => "warning",
             Level::Error => "error",
@@ -53,17 +56,54 @@ pub fn init(path: Option<&str>, json: bool, debug: bool) -> std::io::Result<()> 
 
 /// Formats one log line in the configured format (without the trailing newline).
 fn format_line(json: bool, level: Level, msg: &str) -> String {
+    format_line_with(json, level, msg, &[])
+}
+
+/// [`format_line`] with fields: json keys beside `level`, `msg` and `time`; in text, logrus'
+/// `key=value` after the message, in key order (as logrus sorts them).
+fn format_line_with(
+    json: bool,
+    level: Level,
+    msg: &str,
+    fields: &[(&str, serde_json::Value)],
+) -> String {
     let time = crate::timefmt::now_rfc3339();
     if json {
-        serde_json::json!({"level": level.as_str(), "msg": msg, "time": time}).to_string()
+        let mut v = serde_json::json!({"level": level.as_str(), "msg": msg, "time": time});
+        for (k, f) in fields {
+            v[*k] = f.clone();
+        }
+        v.to_string()
     } else {
-        format!(
+        let mut line = format!(
             "time={:?} level={} msg={}",
             time,
             level.as_str(),
             serde_json::Value::String(msg.to_string())
-        )
+        );
+        let mut sorted: Vec<_> = fields.iter().collect();
+        sorted.sort_by_key(|(k, _)| *k);
+        for (k, f) in sorted {
+            let plain = |s: &str| {
+                !s.is_empty()
+                    && s.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-._/:@^+".contains(c))
+            };
+            match f {
+                serde_json::Value::String(s) if plain(s) => line.push_str(&format!(" {k}={s}")),
+                f => line.push_str(&format!(" {k}={f}")),
+            }
+        }
+        line
     }
+}
+
+/// Writes `line` and its newline with one write(2): a forked child (the container's init)
+/// shares the file, and an O_APPEND write of one line is not interleaved with another's.
+fn write_line(mut out: impl Write, line: String) {
+    let mut buf = line.into_bytes();
+    buf.push(b'\n');
+    let _ = out.write_all(&buf);
 }
 
 pub fn log(level: Level, msg: &str) {
@@ -78,12 +118,21 @@ pub fn log(level: Level, msg: &str) {
     }
     let line = format_line(l.json, level, msg);
     match l.file.as_ref() {
-        Some(mut f) => {
-            let _ = writeln!(f, "{line}");
-        }
-        None => {
-            let _ = writeln!(std::io::stderr(), "{line}");
-        }
+        Some(f) => write_line(f, line),
+        None => write_line(std::io::stderr(), line),
+    }
+}
+
+/// Writes one `trace` line with its fields (see `trace`), whatever `--debug` says: to the log
+/// file, or else to stderr, unless the caller is a forked child (`forked`), whose stderr is
+/// the container's.
+pub fn trace_line(msg: &str, fields: &[(&str, serde_json::Value)], forked: bool) {
+    let Some(l) = LOGGER.get() else { return };
+    let line = format_line_with(l.json, Level::Trace, msg, fields);
+    match l.file.as_ref() {
+        Some(f) => write_line(f, line),
+        None if !forked => write_line(std::io::stderr(), line),
+        None => {}
     }
 }
 
@@ -176,6 +225,28 @@ mod tests {
         assert_eq!(v["level"], "error");
         assert_eq!(v["msg"], "boom \"x\"");
         assert!(v["time"].as_str().unwrap().ends_with('Z'));
+    }
+
+    #[test]
+    fn trace_lines_carry_their_fields() {
+        let fields = [
+            ("step", serde_json::Value::from("mounts")),
+            ("offset_us", 12.into()),
+            ("detail", "cache hit".into()),
+        ];
+        let v: serde_json::Value =
+            serde_json::from_str(&format_line_with(true, Level::Trace, "trace: m", &fields))
+                .unwrap();
+        assert_eq!(v["level"], "trace");
+        assert_eq!(v["step"], "mounts");
+        assert_eq!(v["offset_us"], 12);
+        let t = format_line_with(false, Level::Trace, "trace: m", &fields);
+        assert!(
+            t.ends_with(
+                r#" level=trace msg="trace: m" detail="cache hit" offset_us=12 step=mounts"#
+            ),
+            "{t}"
+        );
     }
 
     #[test]

@@ -209,6 +209,7 @@ pub fn reexec_protected() -> io::Result<()> {
         Ok(fd) => fd,
         Err(_) => sealed_memfd_of_self()?,
     };
+    crate::trace::before_reexec();
     reexec(fd.as_raw_fd())
 }
 

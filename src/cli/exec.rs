@@ -150,7 +150,9 @@ fn exec_and_wait(g: &Global, a: &Args) -> Result<i32, Error> {
     drop(opts);
     // The master was sent before the process called execve, so before exec returned.
     let tty = relay.as_ref().and_then(console::RelaySocket::relay);
-    super::run::wait_forwarding(pid, &mask, tty, None)
+    crate::trace::span("wait", || {
+        super::run::wait_forwarding(pid, &mask, tty, None)
+    })
 }
 
 #[cfg(test)]

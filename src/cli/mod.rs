@@ -56,6 +56,9 @@ pub struct Global {
     /// Log debug output
     #[arg(long)]
     pub debug: bool,
+    /// Log each step's start offset and duration (µs), and a total (also BERTH_TRACE=1)
+    #[arg(long)]
+    pub trace: bool,
     /// Use the systemd cgroup driver
     #[arg(long = "systemd-cgroup")]
     pub systemd_cgroup: bool,
@@ -180,6 +183,10 @@ pub fn main() -> i32 {
         crate::logging::fatal(&format!("--log {}: {e}", g.log.as_deref().unwrap_or("")));
         return 1;
     }
+    crate::trace::init(crate::trace::wanted(
+        g.trace,
+        std::env::var_os("BERTH_TRACE").as_deref(),
+    ));
     crate::logging::debug_with(|| {
         format!("command line: {:?}", std::env::args().collect::<Vec<_>>())
     });
@@ -187,7 +194,7 @@ pub fn main() -> i32 {
         crate::logging::fatal("no command given (see berth --help)");
         return 1;
     };
-    match prepare(g, &cmd).and_then(|()| dispatch(g, cmd)) {
+    let code = match prepare(g, &cmd).and_then(|()| dispatch(g, cmd)) {
         Ok(code) => {
             crate::logging::debug_with(|| format!("exit status {code}"));
             code
@@ -196,7 +203,9 @@ pub fn main() -> i32 {
             crate::logging::fatal(&e.to_string());
             1
         }
-    }
+    };
+    crate::trace::finish();
+    code
 }
 
 /// `--log FILE` and `--log-format json` from raw arguments (both `--flag v` and `--flag=v`).

@@ -112,7 +112,7 @@ pub fn run(g: &Global, a: Args) -> Result<i32, Error> {
         return Ok(0);
     };
     drop(c); // release the lock while the container runs
-    let waited = wait_forwarding(pid, &mask, tty, notify);
+    let waited = crate::trace::span("wait", || wait_forwarding(pid, &mask, tty, notify));
     if !a.keep || waited.is_err() {
         match Container::load(&g.root, &a.id) {
             Ok(c) => lifecycle::delete(c, true)?,

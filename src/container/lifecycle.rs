@@ -22,6 +22,7 @@ use crate::linux::launcher;
 use crate::linux::namespaces::NsPlan;
 use crate::process::{self, sync, InitConfig, StartWait};
 use crate::selfprotect;
+use crate::trace;
 
 /// The runtime-spec version Berth implements (reported in state JSON and `--version`).
 pub const OCI_VERSION: &str = "1.2.1";
@@ -82,6 +83,7 @@ fn hook_state(st: &StoredState, status: Status) -> Vec<u8> {
 /// Creates a container: validates the bundle, then builds everything, undoing it all on error.
 /// Returns the locked container (status `created`).
 pub fn create(root: &Path, id: &str, opts: &CreateOptions) -> Result<Container> {
+    let parse = trace::step("config");
     super::validate_id(id)?;
     check_config_size(&opts.bundle)?;
     let Bundle {
@@ -90,6 +92,7 @@ pub fn create(root: &Path, id: &str, opts: &CreateOptions) -> Result<Container> 
         mut spec,
         raw,
     } = config::load_bundle(&opts.bundle)?;
+    parse.end();
     fault::point("create:config-parsed")?;
     // $NOTIFY_SOCKET: the container gets a notify socket of its own (see `sdnotify`).
     let notify = crate::sdnotify::host_socket().is_some();
@@ -105,6 +108,7 @@ pub fn create(root: &Path, id: &str, opts: &CreateOptions) -> Result<Container> 
         ));
     }
     let seccomp = compile_seccomp(&spec)?;
+    let validate = trace::step("validate");
     let lsm = spec
         .process()
         .as_ref()
@@ -116,6 +120,7 @@ pub fn create(root: &Path, id: &str, opts: &CreateOptions) -> Result<Container> 
     let cgroup = cgroups::for_spec(&spec, id)?;
     // Id maps this caller may not make are refused now, naming the mapping (rootless).
     crate::rootless::idmap::plan(&spec)?;
+    validate.end();
     fault::point("create:validated")?;
     let console = match (&opts.console_socket, &opts.console_fd, terminal) {
         (Some(p), _, true) => Some(
@@ -134,7 +139,7 @@ pub fn create(root: &Path, id: &str, opts: &CreateOptions) -> Result<Container> 
         .map(crate::pidfd::connect)
         .transpose()?;
     // First side effect: the container directory (fails if the id is taken).
-    let mut c = Container::create(root, id)?;
+    let mut c = trace::span("state-dir", || Container::create(root, id))?;
     let checked = Checked {
         bundle: &dir,
         rootfs: &rootfs,
@@ -152,8 +157,10 @@ pub fn create(root: &Path, id: &str, opts: &CreateOptions) -> Result<Container> 
         Err(e) => {
             // An init the OOM killer ended in its setup says nothing; its cgroup tells why.
             let e = cgroup.oom_kill_error().map_or(e, Error::from);
+            let undo = trace::step("undo");
             let _ = cgroup.destroy();
             let _ = c.remove();
+            undo.end();
             // runtime-spec lifecycle: a failed create continues at "destroy", then poststop.
             if let Some(h) = spec.hooks().as_ref().and_then(|h| h.poststop().as_ref()) {
                 let st = StoredState {
@@ -167,6 +174,7 @@ pub fn create(root: &Path, id: &str, opts: &CreateOptions) -> Result<Container> 
                     cgroup: None,
                     ..Default::default()
                 };
+                let _t = trace::step("hook:poststop");
                 crate::hooks::run_all_warn("poststop", h, &hook_state(&st, Status::Stopped));
             }
             Err(e)
@@ -225,7 +233,7 @@ fn build(
     } = checked;
     fault::point("create:state-dir-made")?;
     // The bytes create already read: the stored copy needs no second serialisation.
-    c.write_file(CONFIG_FILE, raw)?;
+    trace::span("config-copy", || c.write_file(CONFIG_FILE, raw))?;
     fault::point("create:config-copied")?;
     if notify {
         crate::sdnotify::make_dir(c)?;
@@ -267,7 +275,7 @@ fn build(
     };
     // If this process is killed half-way, there is no state.json yet: `delete --force` then
     // finds the cgroup from the stored config (see `delete`).
-    cgroup.create()?;
+    trace::span("cgroup", || cgroup.create())?;
     fault::point("create:cgroup-made")?;
     // The record names the parent directories `create` made, so delete removes them too.
     st.cgroup = cgroup.recorded();
@@ -321,6 +329,7 @@ fn build(
     // before `create` removes the cgroup and the directory, or it would outlive every record
     // of it. runc does the same for its pid file (terminate, then destroy).
     let recorded = (|| -> Result<()> {
+        let _t = trace::step("state-save");
         fault::point("create:init-ready")?;
         if let Some(sock) = &pidfd_socket {
             crate::pidfd::send(sock, pid, crate::pidfd::STANDARD)?;
@@ -362,8 +371,17 @@ pub fn compile_seccomp(spec: &Spec) -> Result<Option<berth_seccomp::Compiled>> {
     let Some(profile) = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) else {
         return Ok(None);
     };
+    let mut t = trace::step("seccomp");
     let compiled = berth_seccomp::compile_cached(profile, &seccomp_cache_dir())
         .map_err(process::ProcessError::from)?;
+    t.detail(|| {
+        if compiled.from_cache() {
+            "cache hit"
+        } else {
+            "compiled"
+        }
+    });
+    t.end();
     for note in compiled.notes() {
         crate::logging::debug(format!("linux.seccomp: {note}"));
     }
@@ -390,7 +408,7 @@ impl process::Parent for ParentSide<'_> {
     fn placed(&mut self, pid: i32, write_maps: bool) -> Result<()> {
         fault::point("create:init-spawned")?;
         if write_maps {
-            process::write_id_maps(self.spec, pid)?;
+            trace::span("id-maps", || process::write_id_maps(self.spec, pid))?;
             fault::point("create:id-maps-written")?;
         }
         if let Some(p) = self.spec.process() {
@@ -400,7 +418,7 @@ impl process::Parent for ParentSide<'_> {
         }
         crate::linux::netdev::move_in(self.spec, pid, self.netdevs)?;
         if self.cgroup.clone_into_fd().is_none() {
-            self.cgroup.add(pid)?;
+            trace::span("cgroup-join", || self.cgroup.add(pid))?;
         }
         fault::point("create:cgroup-joined")?;
         let root = Path::new(crate::resctrl::ROOT);
@@ -411,14 +429,14 @@ impl process::Parent for ParentSide<'_> {
             .as_ref()
             .and_then(|l| l.resources().as_ref())
         {
-            self.cgroup.apply(r)?;
+            trace::span("resources", || self.cgroup.apply(r))?;
             fault::point("create:resources-written")?;
         }
         Ok(())
     }
 
     fn write_maps(&mut self, pid: i32) -> Result<()> {
-        process::write_id_maps(self.spec, pid)?;
+        trace::span("id-maps", || process::write_id_maps(self.spec, pid))?;
         fault::point("create:id-maps-written")?;
         Ok(())
     }
@@ -434,9 +452,13 @@ impl process::Parent for ParentSide<'_> {
         if let Some(h) = self.spec.hooks() {
             #[allow(deprecated)]
             if let Some(p) = h.prestart() {
+                let mut t = trace::step("hook:prestart");
+                t.count(p.len());
                 crate::hooks::run_all("prestart", p, &state)?;
             }
             if let Some(c) = h.create_runtime() {
+                let mut t = trace::step("hook:createRuntime");
+                t.count(c.len());
                 crate::hooks::run_all("createRuntime", c, &state)?;
             }
         }
@@ -545,6 +567,7 @@ pub fn start(c: &mut Container) -> Result<()> {
         }
     };
     let st = c.state.clone().expect("created container has state");
+    let handshake = trace::step("start");
     let ch = sync::Channel(fd);
     ch.send(sync::START, &hook_state(&st, Status::Created))
         .map_err(|e| handshake_failed(c, "release the container's init", e))?;
@@ -570,6 +593,7 @@ pub fn start(c: &mut Container) -> Result<()> {
     if from_socket_file {
         c.remove_start_socket();
     }
+    handshake.end();
     result?;
     fault::point("start:init-running")?;
     if let Some(h) = spec
@@ -577,6 +601,8 @@ pub fn start(c: &mut Container) -> Result<()> {
         .and_then(|s| s.hooks().as_ref())
         .and_then(|h| h.poststart().as_ref())
     {
+        let mut t = trace::step("hook:poststart");
+        t.count(h.len());
         crate::hooks::run_all_warn("poststart", h, &hook_state(&st, Status::Running));
     }
     Ok(())
@@ -764,15 +790,17 @@ pub fn delete(c: Container, force: bool) -> Result<()> {
         _ => load_spec(&c).ok(),
     };
     if let Some(st) = &c.state {
+        let kill = trace::step("kill");
         if let Some(rec) = st.cgroup.as_ref().filter(|_| status != Status::Stopped) {
             // Freeze-kill-thaw (or cgroup.kill): also ends a paused container.
             let _ = cgroups::from_record(rec).signal_all(libc::SIGKILL);
         }
         // A stopped container may still have processes in its cgroup (no pid namespace).
         kill_all_and_wait(st);
+        kill.end();
         fault::point("delete:killed")?;
         if let Some(rec) = &st.cgroup {
-            cgroups::from_record(rec).destroy()?;
+            trace::span("cgroup-remove", || cgroups::from_record(rec).destroy())?;
         }
         fault::point("delete:cgroup-removed")?;
     } else if let Some(spec) = &spec {
@@ -787,10 +815,12 @@ pub fn delete(c: Container, force: bool) -> Result<()> {
     let root = Path::new(crate::resctrl::ROOT);
     crate::resctrl::remove_recorded(root, c.read_file(crate::resctrl::RECORD).ok())?;
     let state = c.state.clone();
-    c.remove()?;
+    trace::span("state-remove", || c.remove())?;
     fault::point("delete:state-removed")?;
     if let (Some(spec), Some(st)) = (spec, state) {
         if let Some(h) = spec.hooks().as_ref().and_then(|h| h.poststop().as_ref()) {
+            let mut t = trace::step("hook:poststop");
+            t.count(h.len());
             crate::hooks::run_all_warn("poststop", h, &hook_state(&st, Status::Stopped));
         }
     }

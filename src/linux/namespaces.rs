@@ -116,10 +116,31 @@ pub fn join_all(joins: &[(T, PathBuf)]) -> Result<(), String> {
         })
         .collect::<Result<Vec<_>, _>>()?;
     for ((t, path), f) in joins.iter().zip(&files) {
+        let mut step = crate::trace::step("ns-join");
+        step.detail(|| format!("{t:?}"));
         setns(f.as_fd(), flag(*t))
             .map_err(|e| format!("join {t:?} namespace {}: {e}", path.display()))?;
     }
     Ok(())
+}
+
+/// The namespaces `flags` names ("user, mount, uts"), for messages and trace lines.
+pub fn names(flags: CloneFlags) -> String {
+    [
+        (CloneFlags::CLONE_NEWUSER, "user"),
+        (CloneFlags::CLONE_NEWNS, "mount"),
+        (CloneFlags::CLONE_NEWPID, "pid"),
+        (CloneFlags::CLONE_NEWNET, "network"),
+        (CloneFlags::CLONE_NEWIPC, "ipc"),
+        (CloneFlags::CLONE_NEWUTS, "uts"),
+        (CloneFlags::CLONE_NEWCGROUP, "cgroup"),
+        (CloneFlags::from_bits_retain(libc::CLONE_NEWTIME), "time"),
+    ]
+    .iter()
+    .filter(|(f, _)| flags.contains(*f))
+    .map(|(_, n)| *n)
+    .collect::<Vec<_>>()
+    .join(", ")
 }
 
 pub fn unshare_new(flags: CloneFlags) -> Result<(), String> {

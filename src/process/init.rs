@@ -34,6 +34,7 @@ use crate::linux::namespaces;
 use crate::linux::rootfs;
 use crate::linux::sys::{exit_now, Forked};
 use crate::linux::{capabilities, console, identity, lsm, sched};
+use crate::trace;
 
 /// Entry point of the forked child. Never returns: it execs the user's program or exits.
 pub fn run(cfg: &InitConfig, ch: Channel) -> ! {
@@ -84,7 +85,11 @@ fn setup(cfg: &InitConfig, ch: &Channel) -> Result<(Channel, Option<Prepared>), 
     // 2. Namespaces.
     let ns = &cfg.ns;
     namespaces::join_all(&ns.joins)?;
-    namespaces::unshare_new(ns.unshare_flags)?;
+    if !ns.unshare_flags.is_empty() {
+        let mut t = trace::step("ns-unshare");
+        t.detail(|| namespaces::names(ns.unshare_flags));
+        namespaces::unshare_new(ns.unshare_flags)?;
+    }
     if ns.maps_after_unshare() {
         ch.send(sync::MAPS, &[]).map_err(|e| e.to_string())?;
         ch.expect(sync::MAPS_DONE)?;
@@ -94,18 +99,22 @@ fn setup(cfg: &InitConfig, ch: &Channel) -> Result<(Channel, Option<Prepared>), 
         // A pid namespace applies to children only: fork the real init, report its host pid
         // and leave.
         let flags = ns.fork_flags.bits() as u64;
+        // Logged by the init it forks (the intermediate process leaves without a word).
+        let t = trace::step("ns-fork-pid");
         match crate::linux::sys::clone3_fork(flags, None).map_err(|e| format!("fork init: {e}"))? {
             Forked::Parent(pid) => {
+                std::mem::forget(t);
                 let _ = ch.send(sync::PID, &pid.to_ne_bytes());
                 exit_now(0)
             }
-            Forked::Child => {}
+            Forked::Child => t.end(),
         }
     }
 
     // 3. Identity inside a new or joined user namespace (joining leaves the host's ids, unmapped
     //    there: runc's init becomes 0 in either case), time offsets, session.
     if ns.new_user || ns.joins.iter().any(|(t, _)| *t == LinuxNamespaceType::User) {
+        let _t = trace::step("userns-root");
         setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
             .map_err(|e| format!("become gid 0 in the user namespace: {e}"))?;
         setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
@@ -144,6 +153,8 @@ fn setup(cfg: &InitConfig, ch: &Channel) -> Result<(Channel, Option<Prepared>), 
             .iter()
             .any(|(t, _)| *t == LinuxNamespaceType::Mount);
     if has_mount_ns {
+        let mut t = trace::step("mounts");
+        t.count(cfg.spec.mounts().as_ref().map_or(0, Vec::len));
         rootfs::prepare(cfg.spec, cfg.rootfs, &ropts).map_err(|e| e.to_string())?;
     }
 
@@ -158,6 +169,8 @@ fn setup(cfg: &InitConfig, ch: &Channel) -> Result<(Channel, Option<Prepared>), 
             .and_then(|h| h.create_container().as_ref())
         {
             // In the container's root filesystem, as runc runs them.
+            let mut t = trace::step("hook:createContainer");
+            t.count(hooks.len());
             crate::hooks::run_all_in(
                 "createContainer",
                 hooks,
@@ -170,8 +183,10 @@ fn setup(cfg: &InitConfig, ch: &Channel) -> Result<(Channel, Option<Prepared>), 
 
     // 6. Enter the rootfs.
     if has_mount_ns {
-        rootfs::enter(cfg.rootfs, &ropts).map_err(|e| e.to_string())?;
+        trace::span("pivot-root", || rootfs::enter(cfg.rootfs, &ropts))
+            .map_err(|e| e.to_string())?;
     } else {
+        let _t = trace::step("chroot");
         nix::unistd::chroot(cfg.rootfs).map_err(|e| format!("chroot: {e}"))?;
         nix::unistd::chdir("/").map_err(|e| format!("chdir /: {e}"))?;
     }
@@ -181,10 +196,13 @@ fn setup(cfg: &InitConfig, ch: &Channel) -> Result<(Channel, Option<Prepared>), 
             .console_socket
             .as_ref()
             .ok_or("process.terminal is set but no --console-socket was given")?;
-        console::setup(sock, process).map_err(|e| format!("console: {e}"))?;
+        trace::span("console", || console::setup(sock, process))
+            .map_err(|e| format!("console: {e}"))?;
     }
     // sysctls go before finish(): linux.readonlyPaths usually makes /proc/sys read-only.
     if let Some(sysctl) = cfg.spec.linux().as_ref().and_then(|l| l.sysctl().as_ref()) {
+        let mut t = trace::step("sysctl");
+        t.count(sysctl.len());
         for (k, v) in sysctl {
             rootfs::write_sysctl(k, v)
                 .map_err(|e| format!("{}: {e}", crate::config::sysctl_field(k)))?;
@@ -198,10 +216,11 @@ fn setup(cfg: &InitConfig, ch: &Channel) -> Result<(Channel, Option<Prepared>), 
             .map_err(|e| format!("process.cwd: create {}: {e}", cwd.display()))?;
     }
     if has_mount_ns {
-        rootfs::finish(cfg.spec).map_err(|e| e.to_string())?;
+        trace::span("rootfs-finish", || rootfs::finish(cfg.spec)).map_err(|e| e.to_string())?;
     }
 
     // 7. Container-wide settings.
+    let settings = trace::step("settings");
     if let Some(h) = cfg.spec.hostname().as_deref().filter(|h| !h.is_empty()) {
         nix::unistd::sethostname(h).map_err(|e| format!("hostname: {e}"))?;
     }
@@ -226,6 +245,7 @@ fn setup(cfg: &InitConfig, ch: &Channel) -> Result<(Channel, Option<Prepared>), 
     )?;
     // As runc does, a program that cannot be found fails `create`, not `start`.
     check_executable(process)?;
+    settings.end();
     // A notify profile: step 9 now, so that the agent has the listener fd when `create`
     // returns (runc hands it over there; an agent may wait for it before anything else).
     let prepared = match cfg.seccomp.as_ref().filter(|s| s.uses_notify()) {
@@ -289,7 +309,7 @@ fn start_and_exec(
     conn: &Channel,
     prepared: Option<Prepared>,
 ) -> Result<Infallible, String> {
-    let state = conn.expect(sync::START)?;
+    let state = trace::span("start-wait", || conn.expect(sync::START))?;
     let process = cfg.spec.process().as_ref().ok_or("process: required")?;
     let hooks = cfg
         .spec
@@ -407,6 +427,8 @@ fn prepare_user_process(
     let p = up.p;
     // The JSON path errors name: `exec` also runs a `process` object (its process.json).
     let at = "process";
+    // Traced up to the filter, never after it: from there on only the steps listed above run.
+    let prep = trace::step("exec-prepare");
     let launch = up
         .launcher
         .then(Launcher::new)
@@ -465,9 +487,12 @@ fn prepare_user_process(
         ids: (ident.uid, ident.gid),
         ahead,
     };
+    prep.end();
     if let Some(filter) = up.seccomp.filter(|_| !nnp) {
         load_seccomp(filter, ch, &after)?;
     }
+    // The identity steps are traced only where no filter is loaded yet.
+    let identity_step = (nnp || up.seccomp.is_none()).then(|| trace::step("identity"));
     capabilities::apply_bounding(p.capabilities().as_ref())?;
     capabilities::keep_caps(true)?;
     identity::switch(&ident)?;
@@ -476,6 +501,7 @@ fn prepare_user_process(
     if nnp {
         set_no_new_privs()?;
     }
+    drop(identity_step);
     if let Some(filter) = up.seccomp.filter(|_| nnp) {
         load_seccomp(filter, ch, &after)?;
     }

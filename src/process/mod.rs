@@ -100,8 +100,10 @@ pub fn spawn(
     // Id-mapped mounts, and the bind sources of a container with a user namespace, need the
     // host's user namespace: their trees are made before the fork (see
     // linux::mounts::prepared); this process's copies close when spawn returns.
-    let _prepared = crate::linux::mounts::prepared::prepare(cfg.spec, cfg.bundle)
-        .map_err(|e| ProcessError::Init(e.to_string()))?;
+    let _prepared = crate::trace::span("mounts-prepared", || {
+        crate::linux::mounts::prepared::prepare(cfg.spec, cfg.bundle)
+    })
+    .map_err(|e| ProcessError::Init(e.to_string()))?;
     let (ours, theirs) = sync::pair().map_err(sys("socketpair"))?;
     crate::linux::capabilities::prime();
     // Non-dumpable before the fork: the child never is, even for an instant, an open
@@ -116,14 +118,20 @@ pub fn spawn(
         init::set_dumpable(false).map_err(crate::error::Error::Usage)?;
     }
     let flags = cfg.ns.clone_flags.bits() as u64;
+    let mut clone = crate::trace::step("clone");
+    clone.detail(|| crate::linux::namespaces::names(cfg.ns.clone_flags));
     let forked = clone3_fork(flags, cgroup_fd).map_err(sys("clone3"))?;
     let child = match forked {
         Forked::Child => {
+            // The parent logs the clone.
+            std::mem::forget(clone);
+            crate::trace::forked();
             drop(ours);
             init::run(cfg, theirs)
         }
         Forked::Parent(pid) => pid,
     };
+    clone.end();
     drop(theirs);
     let mut init_pid = child;
     let result = drive(cfg, &ours, child, &mut init_pid, parent);
@@ -149,7 +157,10 @@ fn drive(
     ch.send(sync::GO, &[])
         .map_err(sys("release container init"))?;
     loop {
-        match ch.recv_with_fd().map_err(sys("read from container init"))? {
+        // Each wait for the init's next message (its own steps are in its lines): steps do
+        // not nest, so each process's lines come in the order of their offsets.
+        let msg = crate::trace::span("init-wait", || ch.recv_with_fd());
+        match msg.map_err(sys("read from container init"))? {
             None => {
                 return Err(init_err(
                     "container init exited during setup without a message".into(),

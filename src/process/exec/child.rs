@@ -45,6 +45,7 @@ fn setup_and_exec(
 
     // 1. Cgroup, while host paths are still ours (and before the cgroup namespace, which
     //    would hide them).
+    let join = crate::trace::step("join");
     if let Some(cg) = &cfg.cgroup {
         // cgroup.procs reads pids in the writer's pid namespace: ours is the container's now.
         let me = nix::unistd::getpid().as_raw();
@@ -63,6 +64,8 @@ fn setup_and_exec(
         nix::unistd::fchdir(root).map_err(|e| format!("enter the container's root: {e}"))?;
         nix::unistd::chroot(".").map_err(|e| format!("chroot to the container's root: {e}"))?;
     }
+    join.end();
+    let settings = crate::trace::step("settings");
     setsid().map_err(|e| format!("setsid: {e}"))?;
     init::join_session_keyring(cfg.container_id);
 
@@ -81,6 +84,7 @@ fn setup_and_exec(
     //    capabilities, no_new_privileges, seccomp, cwd (checked inside), fds, execve.
     sigprocmask(SigmaskHow::SIG_SETMASK, Some(&cfg.sigmask), None)
         .map_err(|e| format!("restore signal mask: {e}"))?;
+    settings.end();
     let up = init::UserProcess {
         p,
         preserve_fds: cfg.preserve_fds,
@@ -111,7 +115,10 @@ fn enter_namespaces(t: &Target) -> std::result::Result<(), String> {
                     t.pid
                 )
             } else {
-                format!("join the container's namespaces ({}): {e}", ns_names(flags))
+                format!(
+                    "join the container's namespaces ({}): {e}",
+                    crate::linux::namespaces::names(flags)
+                )
             }
         })
     };
@@ -175,20 +182,4 @@ fn differing_namespaces(pid: i32, flags: CloneFlags) -> CloneFlags {
     .into_iter()
     .filter(|(f, name)| flags.contains(*f) && !same_namespace(pid, name))
     .fold(CloneFlags::empty(), |acc, (f, _)| acc | f)
-}
-
-fn ns_names(flags: CloneFlags) -> String {
-    [
-        (CloneFlags::CLONE_NEWUSER, "user"),
-        (CloneFlags::CLONE_NEWNS, "mount"),
-        (CloneFlags::CLONE_NEWNET, "network"),
-        (CloneFlags::CLONE_NEWIPC, "ipc"),
-        (CloneFlags::CLONE_NEWUTS, "uts"),
-        (CloneFlags::CLONE_NEWCGROUP, "cgroup"),
-    ]
-    .iter()
-    .filter(|(f, _)| flags.contains(*f))
-    .map(|(_, n)| *n)
-    .collect::<Vec<_>>()
-    .join(", ")
 }

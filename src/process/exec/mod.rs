@@ -95,7 +95,9 @@ pub struct Overrides {
 /// Runs a new process in container `id` and returns its host pid once it has called execve
 /// (or failed to: then the error names what went wrong).
 pub fn exec(root: &Path, id: &str, opts: &ExecOptions) -> Result<i32> {
+    let load = crate::trace::step("load");
     let c = Container::load(root, id)?;
+    load.end();
     crate::fault::point("exec:loaded")?;
     match c.status() {
         Status::Stopped => return Err(wrong_state(&c, Status::Stopped, "")),
@@ -109,6 +111,7 @@ pub fn exec(root: &Path, id: &str, opts: &ExecOptions) -> Result<i32> {
         }
         _ => {}
     }
+    let parse = crate::trace::step("config");
     let spec = lifecycle::load_spec(&c)?;
     let mut process = match (&opts.process_file, spec.process()) {
         (Some(path), container) => {
@@ -130,6 +133,7 @@ pub fn exec(root: &Path, id: &str, opts: &ExecOptions) -> Result<i32> {
             )))
         }
     };
+    parse.end();
     // Compiled before any side effect (usually straight from the cache): the container's
     // seccomp profile applies to exec'd processes too.
     let seccomp = lifecycle::compile_seccomp(&spec)?;
@@ -141,13 +145,15 @@ pub fn exec(root: &Path, id: &str, opts: &ExecOptions) -> Result<i32> {
         c.write_file(PRIVILEGED_EXEC, b"")?;
     }
     let earlier_privileged = c.read_file(PRIVILEGED_EXEC).is_ok();
-    let launcher = lifecycle::protect(
-        &spec,
-        Some(&process),
-        seccomp.as_ref(),
-        lsm,
-        earlier_privileged,
-    )?;
+    let launcher = crate::trace::span("protect", || {
+        lifecycle::protect(
+            &spec,
+            Some(&process),
+            seccomp.as_ref(),
+            lsm,
+            earlier_privileged,
+        )
+    })?;
     let terminal = process.terminal() == Some(true);
     if terminal && opts.console_socket.is_none() && opts.console_fd.is_some() {
         // Relayed by Berth: the pty starts with the size of Berth's terminal. (The relay also
@@ -235,7 +241,8 @@ pub fn exec(root: &Path, id: &str, opts: &ExecOptions) -> Result<i32> {
             .and_then(|l| l.memory_policy().as_ref()),
     )
     .map_err(crate::process::ProcessError::Init)?;
-    let pid = spawn(&cfg, &target)?;
+    // Until the process has called execve (or failed to).
+    let pid = crate::trace::span("exec", || spawn(&cfg, &target))?;
     crate::logging::debug_with(|| {
         format!("exec {id}: process {pid} started: {:?}", process.args())
     });
@@ -396,6 +403,7 @@ fn spawn(cfg: &ExecConfig, t: &Target) -> Result<i32> {
     }
     let child = match forked {
         Ok(Forked::Child) => {
+            crate::trace::forked();
             drop(ours);
             child_main(cfg, t, theirs, cgroup_fd.is_some())
         }
