@@ -226,7 +226,8 @@ pub fn remove_interrupted_new_dirs(root: &Path) {
 /// into it would delete the bundle's root filesystem.
 fn remove_contents(dir: &OwnedFd) -> std::io::Result<()> {
     use std::os::fd::AsFd;
-    let here = crate::linux::procfs::mount_id(dir.as_fd())?;
+    // The directory's own mount, read once and only if it holds a subdirectory (most don't).
+    let mut here = None;
     let mut d = nix::dir::Dir::openat(
         dir,
         ".",
@@ -252,6 +253,10 @@ fn remove_contents(dir: &OwnedFd) -> std::io::Result<()> {
                     )
                 };
                 let mut sub = open_sub()?;
+                let here = match here {
+                    Some(m) => m,
+                    None => *here.insert(crate::linux::procfs::mount_id(dir.as_fd())?),
+                };
                 if crate::linux::procfs::mount_id(sub.as_fd())? != here {
                     // Through the parent's fd: the name as it is under this directory.
                     let at = format!(
