@@ -1048,14 +1048,6 @@ fn cgroup_v2_with_controllers() {
 }
 
 #[test]
-fn systemd_cgroup_flag_is_refused_clearly() {
-    let rt = Runtime::new();
-    let o = rt.berth(&["--systemd-cgroup", "list"]);
-    assert!(!o.status.success());
-    assert!(stderr(&o).contains("--systemd-cgroup"), "{}", stderr(&o));
-}
-
-#[test]
 fn delete_cleans_up_after_a_create_that_was_killed() {
     let id = unique_id("killedcg");
     let _clean = NoLeftovers(vec![id.clone()]);

@@ -48,9 +48,9 @@ fn document_has_the_spec_fields() {
     ] {
         assert!(linux.get(key).is_some(), "linux.{key}");
     }
-    // Nothing claimed that this build does not do.
-    assert_eq!(linux["cgroup"]["systemd"], false);
-    assert_eq!(linux["cgroup"]["systemdUser"], false);
+    // The systemd driver (--systemd-cgroup), for the system's and the user's systemd.
+    assert_eq!(linux["cgroup"]["systemd"], true);
+    assert_eq!(linux["cgroup"]["systemdUser"], true);
     // Each LSM is reported as this host has it (the machines this suite runs on have neither).
     let apparmor = std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
         .is_ok_and(|s| s.trim_start().starts_with('Y'));

@@ -1007,6 +1007,7 @@ impl Manager for FsManager {
             paths,
             created: self.created.borrow().clone(),
             foreign: self.foreign.borrow().clone(),
+            systemd: None,
         }
     }
 }

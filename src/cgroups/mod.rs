@@ -10,7 +10,8 @@
 //! OOM-killer notifications come from [`OomWatch`] (`oom.rs`). `fs.rs` has the small cgroupfs
 //! file helpers they share; `commands.rs` the cgroup side of pause, resume, update, events, ps.
 //!
-//! A systemd driver would be another [`Manager`]; `--systemd-cgroup` is refused until then.
+//! With `--systemd-cgroup` ([`use_systemd`]) the driver is [`systemd::SystemdManager`]
+//! (`systemd/`): the cgroup is a transient systemd unit, and the fs driver does the rest in it.
 
 mod bpf;
 pub mod commands;
@@ -22,12 +23,14 @@ mod fsmanager;
 pub mod layout;
 mod oom;
 pub mod stats;
+pub mod systemd;
 mod v1;
 mod v2;
 
 use std::collections::BTreeMap;
 use std::os::fd::RawFd;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use oci_spec::runtime::{LinuxResources, Spec};
 use serde::{Deserialize, Serialize};
@@ -62,6 +65,9 @@ pub enum CgroupError {
     /// Something this host's kernel or cgroup layout does not have.
     #[error("{0}")]
     Unsupported(String),
+    /// systemd (the systemd driver) refused, failed or could not be reached.
+    #[error("systemd cgroup driver: {0}")]
+    Systemd(String),
     #[error("{0}")]
     Other(String),
 }
@@ -100,6 +106,16 @@ pub struct CgroupRecord {
     /// They are not the container's: never listed, signalled or waited for as its processes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub foreign: Vec<(i32, u64)>,
+    /// The systemd unit, when the systemd driver made the cgroup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub systemd: Option<systemd::UnitRecord>,
+}
+
+/// Whether new containers get the systemd driver (`--systemd-cgroup`); set once by the CLI.
+static SYSTEMD: AtomicBool = AtomicBool::new(false);
+
+pub fn use_systemd(on: bool) {
+    SYSTEMD.store(on, Ordering::Relaxed);
 }
 
 /// A cgroup driver: everything the runtime does with a container's cgroups.
@@ -154,6 +170,9 @@ pub trait Manager {
 /// what the host has, all before any side effect. In rootless mode `rootless::cgroup` decides
 /// whether the container gets a cgroup at all.
 pub fn for_spec(spec: &Spec, id: &str) -> Result<Box<dyn Manager>, CgroupError> {
+    if SYSTEMD.load(Ordering::Relaxed) {
+        return systemd::for_spec(spec, id, &Layout::detect()?);
+    }
     let path = spec
         .linux()
         .as_ref()
@@ -187,6 +206,9 @@ pub fn for_spec(spec: &Spec, id: &str) -> Result<Box<dyn Manager>, CgroupError> 
 
 /// The manager of an existing container, from its record.
 pub fn from_record(rec: &CgroupRecord) -> Box<dyn Manager> {
+    if let Some(u) = &rec.systemd {
+        return Box::new(systemd::from_record(rec, u));
+    }
     Box::new(FsManager::from_record(rec))
 }
 

@@ -198,7 +198,8 @@ fn capabilities() -> Vec<String> {
     known.into_iter().map(|c| c.to_string()).collect()
 }
 
-/// The cgroupfs driver handles v1 and v2 (and hybrid hosts); there is no systemd driver; rdma
+/// The cgroupfs driver handles v1 and v2 (and hybrid hosts); the systemd driver
+/// (`--systemd-cgroup`) talks to the system's systemd, or the user's in rootless mode; rdma
 /// limits apply where the kernel has the rdma controller.
 fn cgroup() -> Cgroup {
     let v1 = std::fs::read_to_string("/proc/self/mountinfo").is_ok_and(|mi| {
@@ -213,8 +214,8 @@ fn cgroup() -> Cgroup {
         .is_ok_and(|f| f.lines().any(|l| l.trim_end().ends_with("\tcgroup2")));
     c.set_v1(Some(v1));
     c.set_v2(Some(v2));
-    c.set_systemd(Some(false));
-    c.set_systemd_user(Some(false));
+    c.set_systemd(Some(true));
+    c.set_systemd_user(Some(true));
     let rdma = std::fs::read_to_string("/proc/cgroups").is_ok_and(|t| {
         t.lines()
             .any(|l| l.split_whitespace().next() == Some("rdma") && l.ends_with('1'))
@@ -248,7 +249,7 @@ mod tests {
         let s = v.to_string();
         assert!(!s.contains("null"), "{s}");
         assert_eq!(v["ociVersionMax"], OCI_VERSION);
-        assert_eq!(v["linux"]["cgroup"]["systemd"], false);
+        assert_eq!(v["linux"]["cgroup"]["systemd"], true);
         // mount_setattr is in every kernel Berth runs its tests on (5.12 and later).
         assert_eq!(v["linux"]["mountExtensions"]["idmap"]["enabled"], true);
         assert_eq!(v["linux"]["seccomp"]["enabled"], true);

@@ -245,11 +245,7 @@ fn prepare(g: &mut Global, cmd: &Cmd) -> Result<(), Error> {
 }
 
 fn dispatch(g: &Global, cmd: Cmd) -> Result<i32, Error> {
-    if g.systemd_cgroup {
-        return Err(Error::Usage(
-            "--systemd-cgroup: the systemd cgroup driver is not available in this build; use the cgroupfs driver (omit the flag)".into(),
-        ));
-    }
+    crate::cgroups::use_systemd(g.systemd_cgroup);
     if !matches!(cmd, Cmd::Spec(_) | Cmd::Features(_)) {
         check_root(&g.root)?;
     }

@@ -320,6 +320,8 @@ fn build(
     };
     let pid = process::spawn(&cfg, cgroup.clone_into_fd(), &mut parent)?;
     st.pid = pid;
+    // The systemd driver makes some directories only once the unit exists (after the init).
+    st.cgroup = cgroup.recorded();
     if let Some(s) = super::state::read_stat(pid) {
         st.start_time = s.start;
         st.init_comm = Some(s.comm);
