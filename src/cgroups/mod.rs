@@ -106,9 +106,10 @@ pub struct CgroupRecord {
     /// They are not the container's: never listed, signalled or waited for as its processes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub foreign: Vec<(i32, u64)>,
-    /// The systemd unit, when the systemd driver made the cgroup.
+    /// `SLICE/UNIT` (e.g. `kubepods-pod1.slice/cri-containerd-c1.scope`) when the systemd
+    /// driver made the cgroup.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub systemd: Option<systemd::UnitRecord>,
+    pub systemd: Option<String>,
 }
 
 /// Whether new containers get the systemd driver (`--systemd-cgroup`); set once by the CLI.

@@ -23,7 +23,6 @@ const MANAGER: &str = "org.freedesktop.systemd1.Manager";
 pub const JOB_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// An error reply: its D-Bus name and message.
-#[derive(Debug)]
 struct Reply {
     name: String,
     msg: String,
@@ -209,7 +208,7 @@ impl Bus {
             .parser()
             .get::<ObjectPath<String>>()
             .map(|p| p.as_ref().to_string())
-            .map_err(|e| err(format!("{what}: unexpected reply: {e:?}")))
+            .map_err(|e| err(format!("{what}: unexpected reply: {e}")))
     }
 
     /// StartTransientUnit in mode `replace`, then waits for the job. A unit of that name that

@@ -18,32 +18,14 @@ pub mod props;
 pub mod unit;
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
 
 use oci_spec::runtime::{LinuxResources, Spec};
-use serde::{Deserialize, Serialize};
 
 use super::layout::{Layout, Mode};
 use super::{CgroupError, CgroupRecord, FreezerState, FsManager, Manager, OomWatch, Stats};
 use bus::Bus;
 use props::{Props, Value};
 use unit::UnitPath;
-
-/// What state.json keeps of a systemd-managed cgroup.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
-pub struct UnitRecord {
-    /// The unit, e.g. `cri-containerd-c1.scope`.
-    pub unit: String,
-    /// Its slice.
-    pub slice: String,
-    /// Whether it is the user's systemd (rootless) rather than the system's.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub user: bool,
-    /// Whether systemd drives the controllers on the unified hierarchy (then the v2
-    /// property names are used on update).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub v2: bool,
-}
 
 pub struct SystemdManager {
     unit: UnitPath,
@@ -77,15 +59,6 @@ impl SystemdManager {
         Ok(std::cell::RefMut::map(b, |b| {
             b.as_mut().expect("connected above")
         }))
-    }
-
-    fn record_unit(&self) -> UnitRecord {
-        UnitRecord {
-            unit: self.unit.unit.clone(),
-            slice: self.unit.slice.clone(),
-            user: self.user,
-            v2: self.v2,
-        }
     }
 
     /// The properties of a new unit: runc's fixed set, the resources, then the annotations
@@ -170,13 +143,7 @@ pub fn for_spec(spec: &Spec, id: &str, layout: &Layout) -> Result<Box<dyn Manage
         Some(r) => props::resources(r, v2)?,
         None => Props::new(),
     };
-    let ann: BTreeMap<String, String> = spec
-        .annotations()
-        .iter()
-        .flatten()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    let extra = props::from_annotations(&ann)?;
+    let extra = props::from_annotations(spec.annotations().iter().flatten())?;
     props.retain(|(n, _)| !extra.iter().any(|(e, _)| e == n));
     props.extend(extra);
     let cgroup = format!("{}{}", systemd_root(v2), unit.cgroup());
@@ -202,15 +169,19 @@ pub fn for_spec(spec: &Spec, id: &str, layout: &Layout) -> Result<Box<dyn Manage
     Ok(Box::new(m))
 }
 
-/// The driver of an existing container (the bus is reached when a call needs it).
-pub fn from_record(rec: &CgroupRecord, u: &UnitRecord) -> SystemdManager {
+/// The driver of an existing container, from its record (`systemd` is `SLICE/UNIT`); the bus
+/// is reached when a call needs it, the system's or (rootless) the user's.
+pub fn from_record(rec: &CgroupRecord, unit: &str) -> SystemdManager {
+    let (slice, unit) = unit.split_once('/').unwrap_or(("", unit));
+    // The unified hierarchy is systemd's (and the v2 property names) when nothing is on v1.
+    let v2 = !rec.paths.keys().any(|k| !k.is_empty());
     SystemdManager {
         unit: UnitPath {
-            slice: u.slice.clone(),
-            unit: u.unit.clone(),
+            slice: slice.to_string(),
+            unit: unit.to_string(),
         },
-        user: u.user,
-        v2: u.v2,
+        user: crate::rootless::active(),
+        v2,
         description: String::new(),
         props: Props::new(),
         fs: FsManager::from_record(rec),
@@ -331,7 +302,7 @@ impl Manager for SystemdManager {
         if let Some(r) = self.rest.borrow().as_ref() {
             rec.created = r.record().created;
         }
-        rec.systemd = Some(self.record_unit());
+        rec.systemd = Some(format!("{}/{}", self.unit.slice, self.unit.unit));
         rec
     }
 }

@@ -4,8 +4,6 @@
 //!
 //! What systemd cannot express is not here: the fs driver writes it in the unit's cgroup.
 
-use std::collections::BTreeMap;
-
 use oci_spec::runtime::LinuxResources;
 use rustbus::wire::errors::MarshalError;
 use rustbus::wire::marshal::traits::SignatureBuffer;
@@ -16,7 +14,8 @@ use super::super::devices::{self, DevType, DeviceState};
 use super::super::CgroupError;
 
 /// One property value, sent as a D-Bus variant.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone)]
+#[cfg_attr(test, derive(Debug, PartialEq))]
 pub enum Value {
     Str(String),
     Bool(bool),
@@ -404,7 +403,9 @@ pub const ANNOTATION_PREFIX: &str = "org.systemd.property.";
 
 /// The `org.systemd.property.NAME` annotations as properties (runc's convention: a name
 /// ending in a lower-case letter and `Sec` takes seconds and is sent as its `USec` form).
-pub fn from_annotations(ann: &BTreeMap<String, String>) -> Result<Props, CgroupError> {
+pub fn from_annotations<'a>(
+    ann: impl Iterator<Item = (&'a String, &'a String)>,
+) -> Result<Props, CgroupError> {
     let mut out = Props::new();
     for (k, v) in ann {
         let Some(name) = k.strip_prefix(ANNOTATION_PREFIX) else {
@@ -512,6 +513,7 @@ fn seconds(v: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     fn res(json: &str) -> LinuxResources {
         serde_json::from_str(json).unwrap()
@@ -626,7 +628,7 @@ mod tests {
             "uint64 1000".into(),
         );
         a.insert("other".into(), "x".into());
-        let ps = from_annotations(&a).unwrap();
+        let ps = from_annotations(a.iter()).unwrap();
         assert_eq!(get(&ps, "TimeoutStopUSec"), Some(&Value::U64(2_500_000)));
         assert_eq!(
             get(&ps, "CollectMode"),
@@ -646,7 +648,7 @@ mod tests {
             ("org.systemd.property.TimeoutStopSec", "-3"),
         ] {
             let a = BTreeMap::from([(k.to_string(), v.to_string())]);
-            let e = from_annotations(&a).unwrap_err().to_string();
+            let e = from_annotations(a.iter()).unwrap_err().to_string();
             assert!(e.starts_with(&format!("annotations[{k:?}]: ")), "{e}");
         }
     }
