@@ -291,7 +291,8 @@ fn build(
         step: STEP,
         msg: "CRIU did not say which process it restored".into(),
     })?;
-    c.save(state_of(c, x, record, p))?;
+    // The record again: a driver may make directories only once CRIU joined (systemd's).
+    c.save(state_of(c, x, cgroup.record(), p))?;
     if let Some(pf) = &x.o.pid_file {
         lifecycle::write_pid_file(pf, p)?;
     }

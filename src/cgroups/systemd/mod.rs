@@ -48,6 +48,11 @@ pub struct SystemdManager {
     /// Set when StartTransientUnit carried the spec's resources: create's `apply` then needs
     /// no second D-Bus call.
     carried: Cell<bool>,
+    /// Whether this manager started the unit.
+    started: Cell<bool>,
+    /// Resources applied before the unit exists (restore applies them before CRIU joins):
+    /// written to cgroupfs once it does.
+    pending: RefCell<Option<LinuxResources>>,
 }
 
 impl SystemdManager {
@@ -163,6 +168,8 @@ pub fn for_spec(spec: &Spec, id: &str, layout: &Layout) -> Result<Box<dyn Manage
         bus: RefCell::new(None),
         existing: false,
         carried: Cell::new(false),
+        started: Cell::new(false),
+        pending: RefCell::new(None),
     };
     // Unreachable systemd is refused now, with nothing made yet.
     m.bus()?;
@@ -190,6 +197,8 @@ pub fn from_record(rec: &CgroupRecord, unit: &str) -> SystemdManager {
         bus: RefCell::new(None),
         existing: true,
         carried: Cell::new(false),
+        started: Cell::new(false),
+        pending: RefCell::new(None),
     }
 }
 
@@ -223,6 +232,7 @@ impl Manager for SystemdManager {
         }
         let props = self.start_props(pid);
         self.bus()?.start_transient(&self.unit.unit, &props)?;
+        self.started.set(true);
         self.carried.set(true);
         self.check_placed(pid)?;
         // The hierarchies systemd does not manage (and any it left out).
@@ -239,10 +249,22 @@ impl Manager for SystemdManager {
                 made?;
             }
         }
-        self.fs.add(pid)
+        self.fs.add(pid)?;
+        match self.pending.borrow_mut().take() {
+            Some(r) => {
+                self.carried.set(false);
+                self.fs.apply(&r)
+            }
+            None => Ok(()),
+        }
     }
 
     fn apply(&self, r: &LinuxResources) -> Result<(), CgroupError> {
+        if !self.existing && !self.started.get() {
+            // No unit yet: its start carries these, cgroupfs gets them once it exists.
+            *self.pending.borrow_mut() = Some(r.clone());
+            return Ok(());
+        }
         if !self.carried.replace(false) {
             self.set_unit_resources(r)?;
         }
