@@ -213,8 +213,14 @@ impl Bus {
 
     /// StartTransientUnit in mode `replace`, then waits for the job. A unit of that name that
     /// exists already is reset once (a failed one left by a dead container goes away) and the
-    /// start retried; if it still exists, it is in use.
-    pub fn start_transient(&mut self, unit: &str, props: &Props) -> Result<(), CgroupError> {
+    /// start retried; if it still exists, it is in use. `accepted` is set once systemd took the
+    /// request (from then on the unit is the caller's to stop, whatever the job's outcome).
+    pub fn start_transient(
+        &mut self,
+        unit: &str,
+        props: &Props,
+        accepted: &std::cell::Cell<bool>,
+    ) -> Result<(), CgroupError> {
         for attempt in 0..2 {
             let mut m = manager("StartTransientUnit");
             let aux: Vec<(String, Vec<(String, Value)>)> = Vec::new();
@@ -223,6 +229,7 @@ impl Bus {
                 .map_err(|e| err(format!("unit {unit}: cannot encode its properties: {e}")))?;
             match self.call(m, "StartTransientUnit")? {
                 Ok(r) => {
+                    accepted.set(true);
                     let job = Self::job_path(&r, "StartTransientUnit")?;
                     let result = self.wait_job(&job, unit)?;
                     if result != "done" {

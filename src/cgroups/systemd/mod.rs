@@ -48,7 +48,7 @@ pub struct SystemdManager {
     /// Set when StartTransientUnit carried the spec's resources: create's `apply` then needs
     /// no second D-Bus call.
     carried: Cell<bool>,
-    /// Whether this manager started the unit.
+    /// Whether this manager started the unit (systemd accepted the request).
     started: Cell<bool>,
     /// Resources applied before the unit exists (restore applies them before CRIU joins):
     /// written to cgroupfs once it does.
@@ -231,8 +231,8 @@ impl Manager for SystemdManager {
             return self.fs.add(pid);
         }
         let props = self.start_props(pid);
-        self.bus()?.start_transient(&self.unit.unit, &props)?;
-        self.started.set(true);
+        self.bus()?
+            .start_transient(&self.unit.unit, &props, &self.started)?;
         self.carried.set(true);
         self.check_placed(pid)?;
         // The hierarchies systemd does not manage (and any it left out).
@@ -311,6 +311,11 @@ impl Manager for SystemdManager {
     /// what the fs driver made. The directories go even when systemd cannot be reached; the
     /// error says so.
     fn destroy(&self) -> Result<(), CgroupError> {
+        if !self.existing && !self.started.get() {
+            // A create that failed before its unit started: the unit (if one of that name
+            // exists) and its cgroups are someone else's.
+            return Ok(());
+        }
         let stopped = self.bus().and_then(|mut b| b.stop(&self.unit.unit));
         let fs = self.fs.destroy();
         // A create that failed: the parents it made in the other hierarchies.
