@@ -345,8 +345,12 @@ def main() -> int:
     if os.geteuid() != 0:
         print("engines: must run as root", file=sys.stderr)
         return 2
+    smoke_out = None
     if a.smoke:
         a.runs, a.warmup = 1, 0
+        if a.json == ap.get_default("json"):  # CI: results go to a temporary directory
+            smoke_out = Path(tempfile.mkdtemp(prefix="berth-engines-smoke."))
+            a.json, a.markdown = str(smoke_out / "engines.json"), str(smoke_out / "engines.md")
     runtimes = {"berth": os.path.abspath(a.berth)}
     for n, p in (("crun", a.crun), ("runc", a.runc)):
         if p and os.access(p, os.X_OK):
@@ -455,6 +459,8 @@ def main() -> int:
         errs = check(json.loads(Path(a.json).read_text()))
         for e in errs:
             print(f"engines: check: {e}", file=sys.stderr)
+        if smoke_out:
+            shutil.rmtree(smoke_out, ignore_errors=True)
         if errs or rc:
             return 1
         print("[engines] check: output parses and holds every figure", file=sys.stderr)

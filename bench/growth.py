@@ -389,8 +389,13 @@ def main() -> int:
         return 2
     a.axes = [x for x in a.axes.split(",") if x]
     levels = SMOKE_LEVELS if a.smoke else LEVELS
+    smoke_out = None
     if a.smoke:
         a.runs, a.warmup, a.large_rules = 1, 0, 40
+        if a.json == ap.get_default("json"):  # CI: results go to a temporary directory
+            smoke_out = Path(tempfile.mkdtemp(prefix="berth-growth-smoke."))
+            a.json, a.markdown, a.svg_dir = (str(smoke_out / "growth.json"), str(smoke_out / "growth.md"),
+                                             str(smoke_out))
 
     work = Path(tempfile.mkdtemp(prefix="berth-growth.", dir="/run"))
     os.chmod(work, 0o755)
@@ -484,6 +489,8 @@ def main() -> int:
                 errs.append(str(e))
         for e in errs:
             print(f"growth: check: {e}", file=sys.stderr)
+        if smoke_out:
+            shutil.rmtree(smoke_out, ignore_errors=True)
         if errs or res["problems"]:
             return 1
         print("[growth] check: output parses and holds every figure", file=sys.stderr)
