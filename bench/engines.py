@@ -267,6 +267,11 @@ runroot = "{w}/runroot"
                     d["runtime_wall_ms"].append(sum(c["wall_ms"] for c in calls))
                     d["runtime_cpu_ms"].append(sum(c["cpu_ms"] for c in calls))
                     d["calls"].append([c["verb"] for c in calls])
+                    per: dict[str, float] = {}
+                    for c in calls:
+                        per[c["verb"]] = per.get(c["verb"], 0.0) + c["wall_ms"]
+                    for verb, ms in per.items():
+                        d.setdefault("verbs", {}).setdefault(verb, []).append(ms)
                 else:
                     d["wall_ms"].append(wall)
             log(f"iteration {i + 1}/{self.a.runs} done; load {os.getloadavg()[0]:.1f}")
@@ -280,6 +285,8 @@ runroot = "{w}/runroot"
                     r[k] = {"n": len(v), "min": min(v), "q1": q[0], "median": statistics.median(v), "q3": q[2],
                             "max": max(v), "samples": [round(x, 3) for x in v]}
             r["calls"] = d["calls"][-1] if d["calls"] else []
+            # Per verb: the median wall time of its calls in one engine command (summed).
+            r["verb_wall_ms"] = {verb: round(statistics.median(v), 2) for verb, v in d.get("verbs", {}).items()}
             res[key] = r
         return {"pairs": res, "failures": fails, "loadavg_per_iteration": [round(x, 2) for x in loads]}
 
@@ -289,7 +296,7 @@ def markdown(res: dict) -> str:
     out = [f"Measured {env['date']} on {env['cpus']} CPUs, kernel {env['kernel']}; {res['args']['runs']} interleaved "
            f"iterations (+{res['args']['warmup']} warm-up); load average (1 min) {env['loadavg_min']:.1f}–"
            f"{env['loadavg_max']:.1f} over the iterations. Engines: {env['engines']}.", "",
-           "| engine | runtime | end to end, median (ms) | q1–q3 | min–max | − runc | runtime's calls (wall) | runtime CPU | engine's own (e2e − runtime) | runtime share | calls |",
+           "| engine | runtime | end to end, median (ms) | q1–q3 | min–max | − runc | runtime's calls (wall) | runtime CPU | engine's own (e2e − runtime) | runtime share | calls (median wall per verb, ms) |",
            "|---|---|---:|---|---|---:|---:|---:|---:|---:|---|"]
     pairs = res["measures"]["pairs"]
     for key, r in pairs.items():
@@ -304,7 +311,8 @@ def markdown(res: dict) -> str:
         rc = r.get("runtime_cpu_ms", {}).get("median")
         own = f"{w['median'] - rw:.1f}" if rw is not None else "—"
         share = f"{100 * rw / w['median']:.0f} %" if rw is not None else "—"
-        calls = ", ".join(r.get("calls", []))
+        vw = r.get("verb_wall_ms", {})
+        calls = ", ".join(f"{v} {vw[v]:.1f}" for v in dict.fromkeys(r.get("calls", [])) if v in vw)
         out.append(f"| {e} | {rt} | **{w['median']:.1f}** | {w['q1']:.1f}–{w['q3']:.1f} | {w['min']:.1f}–{w['max']:.1f} | "
                    f"{diff} | {rw if rw is None else f'{rw:.1f}'} | {rc if rc is None else f'{rc:.1f}'} | {own} | {share} | {calls} |")
     if res["measures"].get("failures"):
@@ -365,6 +373,9 @@ def main() -> int:
     # What the engines may leave outside the work directory, to remove at the end.
     watched = ["/run/containerd/s", "/run/containerd/fifo", "/run/containerd/runc"]
     made = [d for d in watched if not os.path.exists(d)]
+    # Made by the engines when absent (containers/image keeps a blob-info cache there for root):
+    # removed at the end if they did not exist before.
+    fresh = [d for d in ("/var/lib/containers", "/run/containerd") if not os.path.exists(d)]
     before = {d: set(os.listdir(d)) if os.path.isdir(d) else set() for d in watched}
     # Equal conditions, as in bench.py: the engines (and so the runtimes) run in a mount
     # namespace of the driver's where /sys/fs/cgroup/unified, the cgroup2 part of this
@@ -441,8 +452,18 @@ def main() -> int:
                 os.rmdir(d)
             except OSError:
                 pass
-        if os.path.isdir("/run/containerd") and not os.listdir("/run/containerd") and made:
-            os.rmdir("/run/containerd")
+        # Only what the engines are known to leave, and then the directories if empty: another
+        # engine on this machine may have started using them meanwhile.
+        for d in fresh:
+            try:
+                os.unlink(os.path.join(d, "cache/blob-info-cache-v1.boltdb"))
+            except OSError:
+                pass
+            for sub in ("cache", "s", "fifo", "runc", ""):
+                try:
+                    os.rmdir(os.path.join(d, sub) if sub else d)
+                except OSError:
+                    pass
         shutil.rmtree(work, ignore_errors=True)
     loads = res["measures"].get("loadavg_per_iteration") or [load0]
     res["environment"] = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "kernel": platform.release(),

@@ -324,15 +324,23 @@ def markdown(res: dict) -> str:
 
 
 def plots(res: dict, outdir: Path, prefix: str) -> list[str]:
+    """One SVG per axis: per measure, the CPU time (ms) and its growth (× the same runtime's
+    smallest point, with the issue's 1.2× line)."""
     files = []
     names = [v["name"] for v in res["variants"]]
     for axis, pts in res["axes"].items():
         panels = []
+        xs = [str(p["level"]) for p in pts]
         for m in MEASURES:
-            for k, label in (("cpu_ms", "CPU"), ("wall_ms", "wall")):
-                panels.append({"title": f"{m}: {label} (ms, median)", "x": [str(p["level"]) for p in pts],
-                               "xlabel": AXIS_TITLES[axis],
-                               "series": {n: [med(p, m, n, k) for p in pts] for n in names}})
+            panels.append({"title": f"{m}: CPU (ms, median)", "x": xs, "xlabel": AXIS_TITLES[axis],
+                           "series": {n: [med(p, m, n, "cpu_ms") for p in pts] for n in names}})
+            growth = {}
+            for n in names:
+                v0 = med(pts[0], m, n, "cpu_ms")
+                growth[n] = [None if med(p, m, n, "cpu_ms") is None or not v0 else med(p, m, n, "cpu_ms") / v0
+                             for p in pts]
+            panels.append({"title": f"{m}: CPU growth (× own smallest point)", "x": xs, "xlabel": AXIS_TITLES[axis],
+                           "series": growth, "hline": 1.2, "hline_label": "1.2×"})
         f = outdir / f"{prefix}{axis}.svg"
         plot.line_chart(f, f"Cost per call vs {AXIS_TITLES[axis]}", panels,
                         note=f"{res['environment']['date']}, {res['args']['runs']} interleaved iterations per point")
@@ -365,7 +373,8 @@ def check(res: dict) -> list[str]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--berth", required=True)
+    ap.add_argument("--berth")
+    ap.add_argument("--replot", metavar="JSON", help="only rewrite the markdown and SVG files from a results file")
     ap.add_argument("--runc", default=shutil.which("runc"))
     ap.add_argument("--crun", default=shutil.which("crun"))
     ap.add_argument("--youki", default=None)
@@ -384,6 +393,13 @@ def main() -> int:
     ap.add_argument("--svg-prefix", default="growth-")
     ap.add_argument("-v", "--verbose", action="store_true")
     a = ap.parse_args()
+    if a.replot:
+        res = json.loads(Path(a.replot).read_text())
+        Path(a.markdown).write_text(markdown(res))
+        print("\n".join(plots(res, Path(a.svg_dir), a.svg_prefix)))
+        return 0
+    if not a.berth:
+        ap.error("--berth is required")
     if os.geteuid() != 0:
         print("growth: must run as root", file=sys.stderr)
         return 2

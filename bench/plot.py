@@ -6,7 +6,8 @@
 
     {"title": "run: CPU (ms)", "x": ["0", "100", "1000"], "series": {"berth": [1.0, 1.1, 1.3], ...}}
 
-The x values are categories, evenly spaced (the benchmark's levels grow roughly geometrically,
+Optional keys: "xlabel", and "hline" (a y value drawn as a dashed line, "hline_label" its
+label). The x values are categories, evenly spaced (the benchmark's levels grow roughly geometrically,
 so this reads like a log axis and copes with a level of 0). A missing value is None (the line
 breaks there). The y axis starts at 0.
 
@@ -69,6 +70,10 @@ def _panel(ox: int, oy: int, p: dict, colour_of) -> list[str]:
         out.append(f'<text x="{X(i):.1f}" y="{y0 + 16}" text-anchor="middle">{_esc(str(lab))}</text>')
     if p.get("xlabel"):
         out.append(f'<text x="{(x0 + x1) / 2:.1f}" y="{y0 + 32}" text-anchor="middle" fill="#555">{_esc(p["xlabel"])}</text>')
+    if p.get("hline") is not None and p["hline"] <= ymax:
+        y = Y(p["hline"])
+        out.append(f'<line x1="{x0}" y1="{y:.1f}" x2="{x1}" y2="{y:.1f}" stroke="#555" stroke-dasharray="4,3"/>')
+        out.append(f'<text x="{x1 - 4}" y="{y - 3:.1f}" text-anchor="end" fill="#555">{_esc(p.get("hline_label", ""))}</text>')
     for name, ys in series.items():
         c = colour_of(name)
         pts = [(X(i), Y(y)) for i, y in enumerate(ys) if y is not None]
