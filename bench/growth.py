@@ -29,9 +29,7 @@ import argparse
 import json
 import os
 import platform
-import random
 import shutil
-import statistics
 import sys
 import tempfile
 import time
