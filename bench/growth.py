@@ -12,9 +12,10 @@ Axes (each measured on its own, everything else at its smallest point):
 - env:        extra variables in process.env
 - seccomp:    no profile, Docker 20.10's default, a large synthetic one
 
-Per point, every runtime is measured in the same interleaved iterations (a shuffled order per
-iteration): one `run /bin/true`, then one `exec /bin/true` into a sleeping container created
-with the point's config. Timing, namespaces and launchers are bench/bench.py's (its Runner and
+Per axis, every runtime × level pair is measured in the same interleaved iterations (a
+shuffled order per iteration; the containers axis level by level, its first level again at the
+end): one `run /bin/true`, then one `exec /bin/true` into a sleeping container created with the
+level's config. Timing, namespaces and launchers are bench/bench.py's (its Runner and
 bench/spawnd). Medians of CPU (user + sys of the runtime and what it reaped) and wall time.
 
     sudo python3 bench/growth.py --berth target/x86_64-unknown-linux-gnu/release/berth
