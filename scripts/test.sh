@@ -68,6 +68,8 @@ fi
 # The benchmark in its smoke mode: it runs and its output parses (timings are never asserted).
 step "bench smoke" bash bench/run.sh --smoke --no-install --berth "$target/debug/berth"
 step "bench checkpoint smoke" python3 bench/checkpoint.py --smoke --berth "$target/debug/berth"
+step "bench growth smoke" python3 bench/growth.py --smoke --berth "$target/debug/berth"
+step "bench engines smoke" python3 bench/engines.py --smoke --berth "$target/debug/berth"
 
 # Parsing and validation of every input Berth takes (config.json, state.json, --process,
 # seccomp profiles, --resources, the command line) under libFuzzer: no panic, hang or memory
