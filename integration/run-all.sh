@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs the engine suites one after the other and adds up their results.
 #
-#   ENGINES="containerd podman docker cri podman-rootless"   which suites, in this order
-#                                            (default: all five; spaces or commas)
+#   ENGINES="containerd podman docker cri systemd podman-rootless"   which suites, in this
+#                                            order (default: all six; spaces or commas)
 #   RUNTIME=/usr/sbin/runc                   the runtime binary (default: Berth's build)
 #   IT_SUITE_TIMEOUT=900                     seconds one suite may take before it is stopped
 #   IT_TIMING_RUNS, IT_COMPARE, IT_TRACE, IT_KEEP   see lib/common.sh
@@ -11,7 +11,7 @@
 # `N passed, M failed`; exits non-zero if any check failed or a suite did not finish.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
-engines=${ENGINES:-containerd podman docker cri podman-rootless}
+engines=${ENGINES:-containerd podman docker cri systemd podman-rootless}
 engines=${engines//,/ }
 
 passed=0
@@ -22,8 +22,8 @@ export IT_TIMES_FILE=$times
 
 for e in $engines; do
     suite=$here/$e.sh
-    if [[ ! $e =~ ^(containerd|podman|docker|cri|podman-rootless)$ ]] || [ ! -f "$suite" ]; then
-        echo "FAIL run-all: no suite named '$e' (known: containerd podman docker cri podman-rootless)"
+    if [[ ! $e =~ ^(containerd|podman|docker|cri|systemd|podman-rootless)$ ]] || [ ! -f "$suite" ]; then
+        echo "FAIL run-all: no suite named '$e' (known: containerd podman docker cri systemd podman-rootless)"
         failed=$((failed + 1))
         continue
     fi
