@@ -24,7 +24,11 @@ NODE_BOOTER=$(RUNTIME="" it_find_runtime)
 [ -x "$NODE_BOOTER" ] || NODE_BOOTER=$RT_REAL
 
 NODE=n1
-engine_stop() { node_stop "$NODE"; }
+NODE2=n2
+engine_stop() {
+    node_stop "$NODE"
+    node_stop "$NODE2"
+}
 
 t0=$SECONDS
 if node_prepare; then
@@ -54,14 +58,16 @@ else
 fi
 it_log "node boot: $((SECONDS - t0)) s"
 
-# What the scripts inside need, put in the node's /share.
-S=$(node_path "$NODE")/share
+# What the scripts inside need, copied into each node's /share.
+S=$W/share
 mkdir -p "$S/bundle/rootfs/bin"
-cp "$IT_DIR/node/scenario-inside.sh" "$IT_DIR/node/engines-inside.sh" "$S/"
+cp "$IT_DIR/node/scenario-inside.sh" "$IT_DIR/node/scenario-v2-inside.sh" \
+    "$IT_DIR/node/engines-inside.sh" "$S/"
 cp "$CLIENT" "$S/berth-cri-check"
 cp /bin/busybox "$S/bundle/rootfs/bin/busybox"
 for a in sh sleep true cat; do ln -s busybox "$S/bundle/rootfs/bin/$a"; done
 "$RT_REAL" spec --bundle "$S/bundle" >/dev/null 2>&1 || runc spec --bundle "$S/bundle"
+mkdir -p "$S/bundle-v2"
 python3 - "$S/bundle/config.json" <<'EOF'
 import json, sys
 p = sys.argv[1]
@@ -77,10 +83,20 @@ c["linux"]["resources"] = {
     "pids": {"limit": 64},
 }
 json.dump(c, open(p, "w"), indent=1)
+# For the v2 node (no memory, cpu or pids controller in this host's v2 hierarchy): no limits.
+c["linux"]["cgroupsPath"] = "kubepods-pod1.slice:cri-containerd:v2c1"
+c["linux"]["resources"] = {"devices": [{"allow": False, "access": "rwm"}]}
+c["annotations"] = {"org.systemd.property.TimeoutStopSec": "7",
+                    "org.systemd.property.CollectMode": "'inactive-or-failed'"}
+json.dump(c, open(p.replace("/bundle/", "/bundle-v2/"), "w"), indent=1)
 EOF
+cp -a "$S/bundle/rootfs" "$S/bundle-v2/"
 it_build_image "$S/busybox.tar" localhost/berth-it/busybox:latest "$IT_BUSYBOX_CONFIG"
 it_build_image "$S/pause.tar" localhost/berth-it/pause:latest \
     '{"Env":["PATH=/bin"],"Entrypoint":["/bin/sh","-c","trap \"exit 0\" TERM INT; while :; do sleep 3600 & wait $!; done"]}'
+
+cp -a "$S/." "$(node_path "$NODE")/share/"
+P=$(node_path "$NODE")/share
 
 # Runs a script inside and relays its PASS/FAIL lines as the suite's checks.
 inside() {
@@ -93,7 +109,7 @@ inside() {
         esac
     done < <(timeout -k 5 300 "$NODE_BOOTER" --root "$W/node-state" exec \
         --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-        --env RT_NAME="$2" "$(node_id "$NODE")" bash "${@:3}" </dev/null 2>&1)
+        --env RT_NAME="$2" "$(node_id "${IN_NODE:-$NODE}")" bash "${@:3}" </dev/null 2>&1)
 }
 
 for who in "rt-under-test $RT_NAME" "runc runc"; do
@@ -105,11 +121,30 @@ for who in "rt-under-test $RT_NAME" "runc runc"; do
 done
 
 # Beside the reference: the same unit names, slices and properties as runc's.
-if [ "$RT_NAME" != runc ]; then
-    if d=$(diff "$S/props-$RT_NAME" "$S/props-runc" 2>&1); then
-        it_pass "the unit's slice, cgroup and properties are runc's ($(wc -l <"$S/props-runc") lines of systemctl show)"
+same_as_runc() { # same_as_runc LABEL FILE-PREFIX
+    [ "$RT_NAME" = runc ] && return
+    local d
+    if d=$(diff "$2-$RT_NAME" "$2-runc" 2>&1); then
+        it_pass "$1: the unit's slice, cgroup and properties are runc's ($(wc -l <"$2-runc") lines of systemctl show)"
     else
-        it_fail "the unit's slice, cgroup and properties are runc's" "$d"
+        it_fail "$1: the unit's slice, cgroup and properties are runc's" "$d"
     fi
+}
+same_as_runc "hybrid node" "$P/props"
+node_stop "$NODE"
+
+# The same on cgroup v2: a second node, systemd in unified mode.
+if node_boot "$NODE2" v2; then
+    it_pass "systemd boots as PID 1 of a cgroup v2 node"
+    S2=$(node_path "$NODE2")/share
+    cp -a "$S/." "$S2/"
+    for who in "rt-under-test $RT_NAME" "runc runc"; do
+        set -- $who
+        [ "$2" = runc ] && [ "$RT_NAME" = runc ] && continue
+        IN_NODE=$NODE2 inside scenario-v2 "$2" /share/scenario-v2-inside.sh "/usr/local/bin/$1" "$2" /share/bundle-v2 "/share/props2-$2"
+    done
+    same_as_runc "v2 node" "$S2/props2"
+else
+    it_fail "systemd boots as PID 1 of a cgroup v2 node" "$(cat "$W/node-$NODE2/boot.log" 2>/dev/null)"
 fi
 exit 0

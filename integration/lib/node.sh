@@ -5,7 +5,8 @@
 # it_apt_install, it_log).
 #
 #   node_prepare           the root filesystem, cached in $NODE_CACHE (debootstrap, ~1.5 min cold)
-#   node_boot NAME         boots a node on an overlay of the cache; waits for systemd to be up
+#   node_boot NAME [v2]    boots a node on an overlay of the cache; waits for systemd to be up
+#                          (v2: /sys/fs/cgroup is a cgroup2 mount, systemd in unified mode)
 #   node_exec NAME CMD…    runs CMD inside (through the booting runtime's exec)
 #   node_path NAME         the node's root filesystem as the host sees it (to put files in)
 #   node_stop NAME         shuts systemd down (SIGRTMIN+3), deletes the container, unmounts and
@@ -62,15 +63,15 @@ node_rt() { "$NODE_BOOTER" --root "$W/node-state" "$@"; }
 node_id() { printf 'berth-it-node-%s\n' "$1"; }
 
 node_boot() {
-    local name=$1 d=$W/node-$1
+    local name=$1 mode=${2:-hybrid} d=$W/node-$1
     mkdir -p "$d/upper" "$d/work" "$d/rootfs" "$d/bin"
     mount -t overlay overlay -o "lowerdir=$NODE_CACHE,upperdir=$d/upper,workdir=$d/work" "$d/rootfs" || return 1
     # A copy: a rebuild of the binary on the host does not change what the node runs.
     cp "$RT_REAL" "$d/bin/rt-under-test"
     "$NODE_BOOTER" spec --bundle "$d" >/dev/null || return 1
-    python3 - "$d" "$name" <<'EOF' || return 1
+    python3 - "$d" "$name" "$mode" <<'EOF' || return 1
 import json, sys
-d, name = sys.argv[1], sys.argv[2]
+d, name, mode = sys.argv[1], sys.argv[2], sys.argv[3]
 c = json.load(open(d + "/config.json"))
 c["root"] = {"path": "rootfs", "readonly": False}
 p = c["process"]
@@ -100,7 +101,8 @@ L["namespaces"] = [{"type": t} for t in ("pid", "mount", "uts", "ipc", "cgroup")
 m = [x for x in c["mounts"] if x["destination"] not in ("/sys", "/sys/fs/cgroup")]
 m.append({"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "rw"]})
 # The host's hierarchies, writable: systemd manages them (a cgroup namespace roots them at the node's cgroup).
-m.append({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "relatime", "rw"]})
+fs = "cgroup2" if mode == "v2" else "cgroup"
+m.append({"destination": "/sys/fs/cgroup", "type": fs, "source": fs, "options": ["nosuid", "noexec", "nodev", "relatime", "rw"]})
 for t in ("/run", "/run/lock", "/tmp"):
     m.append({"destination": t, "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev", "mode=755"]})
 # The engines' storage on tmpfs (an overlayfs upper directory cannot be on the node's overlay).
