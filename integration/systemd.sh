@@ -61,8 +61,8 @@ it_log "node boot: $((SECONDS - t0)) s"
 # What the scripts inside need, copied into each node's /share.
 S=$W/share
 mkdir -p "$S/bundle/rootfs/bin"
-cp "$IT_DIR/node/scenario-inside.sh" "$IT_DIR/node/scenario-v2-inside.sh" \
-    "$IT_DIR/node/engines-inside.sh" "$S/"
+cp "$IT_DIR/node/inside-lib.sh" "$IT_DIR/node/scenario-inside.sh" \
+    "$IT_DIR/node/scenario-v2-inside.sh" "$IT_DIR/node/engines-inside.sh" "$S/"
 cp "$CLIENT" "$S/berth-cri-check"
 cp /bin/busybox "$S/bundle/rootfs/bin/busybox"
 for a in sh sleep true cat; do ln -s busybox "$S/bundle/rootfs/bin/$a"; done

@@ -9,37 +9,14 @@ set -u
 RT=$1 CLIENT=$2 BUSYBOX_TAR=$3 PAUSE_TAR=$4
 NAME=${RT_NAME:-$(basename "$RT")}
 W=$(mktemp -d /tmp/engines.XXXXXX)
-pass() { echo "PASS systemd-engines ($NAME): $1"; }
-fail() {
-    echo "FAIL systemd-engines ($NAME): $1"
-    [ -n "${2:-}" ] && printf '%s\n' "$2" | sed 's/^/    | /'
-}
-check() { # check WHAT CMD…: passes when CMD succeeds; its output is the failure's detail
-    local what=$1 out
-    shift
-    if out=$("$@" 2>&1); then pass "$what"; else fail "$what" "$out"; fi
-}
+LABEL="systemd-engines ($NAME)"
+. "$(dirname "$0")/inside-lib.sh"
 # unit_in UNIT SLICE: the unit is active, in SLICE
 unit_in() {
     [ "$(systemctl is-active "$1")" = active ] || { systemctl status "$1" --no-pager; return 1; }
     local s
     s=$(systemctl show "$1" -p Slice --value)
     [ "$s" = "$2" ] || { echo "slice of $1 is $s, not $2"; return 1; }
-}
-# gone UNIT CGROUP: no such unit loaded, no directory in any hierarchy
-gone() {
-    local i
-    for i in $(seq 1 50); do
-        if ! systemctl list-units --all --no-legend "$1" | grep -q .; then break; fi
-        sleep 0.1
-    done
-    if systemctl list-units --all --no-legend "$1" | grep -q .; then
-        systemctl list-units --all --no-legend "$1"
-        return 1
-    fi
-    local left
-    left=$(ls -d /sys/fs/cgroup/*/"$2" 2>/dev/null)
-    [ -z "$left" ] || { echo "left: $left"; return 1; }
 }
 file_is() { # file_is PATH VALUE
     local v

@@ -9,17 +9,9 @@ set -u
 RT=$1 NAME=$2 BUNDLE=$3 OUT=$4
 ROOT=/run/it-$NAME
 W=$(mktemp -d /tmp/scenario.XXXXXX)
+LABEL="systemd ($NAME)"
+. "$(dirname "$0")/inside-lib.sh"
 B=$W/bundle
-pass() { echo "PASS systemd ($NAME): $1"; }
-fail() {
-    echo "FAIL systemd ($NAME): $1"
-    [ -n "${2:-}" ] && printf '%s\n' "$2" | sed 's/^/    | /'
-}
-check() { # check WHAT CMD…
-    local what=$1 out
-    shift
-    if out=$("$@" 2>&1); then pass "$what"; else fail "$what" "$out"; fi
-}
 rt() { "$RT" --root "$ROOT" --systemd-cgroup "$@"; }
 # run_d ID: `run -d` with the container's stdio away from any pipe of ours (an init whose
 # stdout is a command substitution's pipe does not outlive it, with runc as with Berth).
@@ -28,26 +20,8 @@ run_d() {
     cat "$W/run.out"
     return 1
 }
-eq() { # eq WHAT GOT WANT
-    if [ "$2" = "$3" ]; then pass "$1"; else fail "$1" "got: $2"$'\n'"want: $3"; fi
-}
 show() { systemctl show "$1" -p "$2" --value 2>&1; }
 cgfile() { cat "/sys/fs/cgroup/$1/$2/$3" 2>&1; }
-# gone UNIT CGROUP: the unit is not loaded and its directory is in no hierarchy
-gone() {
-    local i
-    for i in $(seq 1 50); do
-        systemctl list-units --all --no-legend "$1" | grep -q . || break
-        sleep 0.1
-    done
-    if systemctl list-units --all --no-legend "$1" | grep -q .; then
-        systemctl list-units --all --no-legend "$1"
-        return 1
-    fi
-    local left
-    left=$(ls -d /sys/fs/cgroup/*/"$2" 2>/dev/null)
-    [ -z "$left" ] || { echo "left: $left"; return 1; }
-}
 # one_line_error WHAT NEEDLE CMD…: fails with exactly one stderr line containing NEEDLE
 one_line_error() {
     local what=$1 needle=$2 err rc

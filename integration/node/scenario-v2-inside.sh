@@ -10,17 +10,8 @@ set -u
 RT=$1 NAME=$2 BUNDLE=$3 OUT=$4
 ROOT=/run/it2-$NAME
 W=$(mktemp -d /tmp/scenario2.XXXXXX)
-pass() { echo "PASS systemd v2 ($NAME): $1"; }
-fail() {
-    echo "FAIL systemd v2 ($NAME): $1"
-    [ -n "${2:-}" ] && printf '%s\n' "$2" | sed 's/^/    | /'
-}
-check() {
-    local what=$1 out
-    shift
-    if out=$("$@" 2>&1); then pass "$what"; else fail "$what" "$out"; fi
-}
-eq() { if [ "$2" = "$3" ]; then pass "$1"; else fail "$1" "got: $2"$'\n'"want: $3"; fi; }
+LABEL="systemd v2 ($NAME)"
+. "$(dirname "$0")/inside-lib.sh"
 rt() { "$RT" --root "$ROOT" --systemd-cgroup "$@"; }
 show() { systemctl show "$1" -p "$2" --value 2>&1; }
 
