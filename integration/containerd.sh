@@ -6,6 +6,10 @@ set -u
 
 it_require_packages containerd busybox-static
 it_init containerd
+# containerd makes a checkpoint's scratch directory (ctrd-checkpoint*) in the temporary
+# directory and leaves it there: in the work directory, it goes with the suite.
+export TMPDIR=$W/tmp
+mkdir -p "$TMPDIR"
 
 NS=berth-it-ctr
 IMG=localhost/berth-it/busybox:latest
