@@ -60,13 +60,13 @@ impl Layout {
                 source,
             })
         };
+        let own = read("/proc/self/cgroup")?;
         let mountinfo =
-            crate::linux::procfs::host_mountinfo().map_err(|source| CgroupError::Io {
+            crate::linux::procfs::host_mountinfo(&own).map_err(|source| CgroupError::Io {
                 what: "read".into(),
                 path: "/proc/self/mountinfo".into(),
                 source,
             })?;
-        let own = read("/proc/self/cgroup")?;
         // A controller bound to a v1 hierarchy is listed on that hierarchy's line here, which
         // is all the mountinfo filter needs (no read of /proc/cgroups).
         let names: Vec<&str> = own

@@ -277,8 +277,6 @@ fn build(
     // finds the cgroup from the stored config (see `delete`).
     trace::span("cgroup", || cgroup.create())?;
     fault::point("create:cgroup-made")?;
-    // The record names the parent directories `create` made, so delete removes them too.
-    st.cgroup = cgroup.recorded();
     #[allow(deprecated)]
     let parent_hooks = spec.hooks().as_ref().is_some_and(|h| {
         h.prestart().as_ref().is_some_and(|v| !v.is_empty())
@@ -320,7 +318,8 @@ fn build(
     };
     let pid = process::spawn(&cfg, cgroup.clone_into_fd(), &mut parent)?;
     st.pid = pid;
-    // The systemd driver makes some directories only once the unit exists (after the init).
+    // The record names the parent directories the driver made, so delete removes them too;
+    // taken once the init exists (the systemd driver makes some only then).
     st.cgroup = cgroup.recorded();
     if let Some(s) = super::state::read_stat(pid) {
         st.start_time = s.start;

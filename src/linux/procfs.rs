@@ -31,16 +31,16 @@ pub fn read_pseudo(path: impl AsRef<Path>) -> io::Result<String> {
 }
 
 /// The host's /proc/self/mountinfo as this process first read it, for the cgroup hierarchies:
-/// only its start, up to the mounts of every hierarchy this process is in
-/// ([`until_cgroup_mounts`]). Read once by the parent (cgroup layout), and inherited by the
-/// container's init, a fork, which would otherwise read it again to mount the hierarchies.
-pub fn host_mountinfo() -> io::Result<&'static str> {
+/// only its start, up to the mounts of every hierarchy in `self_cgroup` (the caller's
+/// /proc/self/cgroup; [`until_cgroup_mounts`]). Read once by the parent (cgroup layout), and
+/// inherited by the container's init, a fork, which would otherwise read it again to mount the
+/// hierarchies.
+pub fn host_mountinfo(self_cgroup: &str) -> io::Result<&'static str> {
     static MOUNTINFO: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     if let Some(m) = MOUNTINFO.get() {
         return Ok(m);
     }
-    let own = read_pseudo("/proc/self/cgroup")?;
-    let m = until_cgroup_mounts(std::fs::File::open("/proc/self/mountinfo")?, &own)?;
+    let m = until_cgroup_mounts(std::fs::File::open("/proc/self/mountinfo")?, self_cgroup)?;
     Ok(MOUNTINFO.get_or_init(|| m))
 }
 

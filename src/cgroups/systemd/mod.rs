@@ -45,9 +45,6 @@ pub struct SystemdManager {
     bus: RefCell<Option<Bus>>,
     /// A container that exists already (from its record): `add` joins (exec), it starts no unit.
     existing: bool,
-    /// Set when StartTransientUnit carried the spec's resources: create's `apply` then needs
-    /// no second D-Bus call.
-    carried: Cell<bool>,
     /// Whether this manager started the unit (systemd accepted the request).
     started: Cell<bool>,
     /// Resources applied before the unit exists (restore applies them before CRIU joins):
@@ -167,7 +164,6 @@ pub fn for_spec(spec: &Spec, id: &str, layout: &Layout) -> Result<Box<dyn Manage
         rest: RefCell::new(None),
         bus: RefCell::new(None),
         existing: false,
-        carried: Cell::new(false),
         started: Cell::new(false),
         pending: RefCell::new(None),
     };
@@ -196,7 +192,6 @@ pub fn from_record(rec: &CgroupRecord, unit: &str) -> SystemdManager {
         rest: RefCell::new(None),
         bus: RefCell::new(None),
         existing: true,
-        carried: Cell::new(false),
         started: Cell::new(false),
         pending: RefCell::new(None),
     }
@@ -233,7 +228,6 @@ impl Manager for SystemdManager {
         let props = self.start_props(pid);
         self.bus()?
             .start_transient(&self.unit.unit, &props, &self.started)?;
-        self.carried.set(true);
         self.check_placed(pid)?;
         // The hierarchies systemd does not manage (and any it left out).
         if let Some((layout, cgroup)) = &self.layout {
@@ -251,22 +245,20 @@ impl Manager for SystemdManager {
         }
         self.fs.add(pid)?;
         match self.pending.borrow_mut().take() {
-            Some(r) => {
-                self.carried.set(false);
-                self.fs.apply(&r)
-            }
+            Some(r) => self.fs.apply(&r),
             None => Ok(()),
         }
     }
 
+    /// A new container's unit got its resources with StartTransientUnit: only cgroupfs is
+    /// written (once the unit exists; restore applies before CRIU joins). An existing one's
+    /// (update) go to the unit too.
     fn apply(&self, r: &LinuxResources) -> Result<(), CgroupError> {
-        if !self.existing && !self.started.get() {
-            // No unit yet: its start carries these, cgroupfs gets them once it exists.
+        if self.existing {
+            self.set_unit_resources(r)?;
+        } else if !self.started.get() {
             *self.pending.borrow_mut() = Some(r.clone());
             return Ok(());
-        }
-        if !self.carried.replace(false) {
-            self.set_unit_resources(r)?;
         }
         self.fs.apply(r)
     }

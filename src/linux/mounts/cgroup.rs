@@ -102,14 +102,15 @@ fn cgroup1(ctx: &Ctx, i: usize, m: &Mount, o: &Opts) -> R {
             .map_err(|e| field(i, "", format!("cgroup: read {p}: {}", errno_str(&e))))
     };
     // The host's hierarchies: the parent's copy of mountinfo (the same mounts; see procfs).
-    let mountinfo = crate::linux::procfs::host_mountinfo().map_err(|e| {
+    let own = read("/proc/self/cgroup")?;
+    let mountinfo = crate::linux::procfs::host_mountinfo(&own).map_err(|e| {
         field(
             i,
             "",
             format!("cgroup: read /proc/self/mountinfo: {}", errno_str(&e)),
         )
     })?;
-    let hier = v1_hierarchies(mountinfo, &read("/proc/self/cgroup")?);
+    let hier = v1_hierarchies(mountinfo, &own);
     let kind = Kind::Fresh("tmpfs");
     check_proc(i, dest, &safepath::clean(dest), &kind)?;
     let r = safepath::mkdir_all(ctx.root, dest, 0o755, IN_ROOT).map_err(dest_err(i, dest))?;
