@@ -2,10 +2,9 @@
 //! this host has (`layout.rs`), creates and removes it, and sends each `linux.resources` value to
 //! the hierarchy that holds its controller: the v1 files (`v1.rs`) or the v2 ones (`v2.rs`).
 
-use std::cell::{Cell, OnceCell, RefCell};
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -15,7 +14,7 @@ use oci_spec::runtime::LinuxResources;
 use super::fs::{self, io};
 use super::layout::{Layout, Mode};
 use super::{devices, stats, v1, v2};
-use super::{CgroupError, CgroupRecord, FreezerState, Manager, OomWatch, Stats};
+use super::{CgroupError, CgroupRecord, Entry, FreezerState, Manager, OomWatch, Stats};
 
 /// The container's directory in one v1 hierarchy.
 #[derive(Debug)]
@@ -42,7 +41,6 @@ pub struct FsManager {
     oom_kills_at_create: Cell<u64>,
     /// Processes (pid, start time) found in a pre-existing cgroup the container shares.
     foreign: RefCell<Vec<(i32, u64)>>,
-    clone_fd: OnceCell<OwnedFd>,
 }
 
 /// Where a controller lives for this container.
@@ -85,7 +83,6 @@ impl FsManager {
             owned: Cell::new(true),
             oom_kills_at_create: Cell::new(0),
             foreign: RefCell::new(vec![]),
-            clone_fd: OnceCell::new(),
         }
     }
 
@@ -121,7 +118,6 @@ impl FsManager {
             owned: Cell::new(true),
             oom_kills_at_create: Cell::new(0),
             foreign: RefCell::new(rec.foreign.clone()),
-            clone_fd: OnceCell::new(),
         }
     }
 
@@ -645,8 +641,11 @@ fn start_time(pid: i32) -> Option<u64> {
 }
 
 fn kernel_has_clone_into_cgroup() -> bool {
-    let rel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let mut it = rel.trim().split(['.', '-']);
+    let Ok(u) = nix::sys::utsname::uname() else {
+        return false;
+    };
+    let rel = u.release().to_string_lossy();
+    let mut it = rel.split(['.', '-']);
     let major: u32 = it.next().and_then(|v| v.parse().ok()).unwrap_or(0);
     let minor: u32 = it.next().and_then(|v| v.parse().ok()).unwrap_or(0);
     (major, minor) >= (5, 7)
@@ -767,21 +766,12 @@ impl Manager for FsManager {
             ));
             *self.foreign.borrow_mut() = foreign;
         }
-        if self.v2_mode && kernel_has_clone_into_cgroup() {
-            if let Some(u) = &self.unified {
-                let f = std::fs::OpenOptions::new()
-                    .read(true)
-                    .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
-                    .open(u)
-                    .map_err(io("open", u))?;
-                let _ = self.clone_fd.set(f.into());
-            }
-        }
         Ok(())
     }
 
-    fn clone_into_fd(&self) -> Option<RawFd> {
-        self.clone_fd.get().map(|f| f.as_raw_fd())
+    fn entry(&self) -> Option<Entry> {
+        let v1: Vec<&Path> = self.v1.iter().map(|h| h.dir.as_path()).collect();
+        Entry::open(self.unified.as_deref(), &v1, kernel_has_clone_into_cgroup)
     }
 
     fn add(&self, pid: i32) -> Result<(), CgroupError> {
@@ -1058,7 +1048,19 @@ mod tests {
             std::fs::read_to_string(p.join("unified/cgroup.subtree_control")).unwrap(),
             "+hugetlb"
         );
-        assert!(m.clone_into_fd().is_none(), "hybrid: add() places the init");
+        // Without `tasks` files (this fake tree has none) the parent adds the init.
+        assert!(m.entry().is_none(), "no tasks files: add() places the init");
+        for h in ["memory", "freezer"] {
+            std::fs::write(p.join(h).join("berth/c1/tasks"), "").unwrap();
+        }
+        let e = m.entry().expect("hybrid: the init enters by itself");
+        assert!(e.clone_into_fd().is_some(), "born in the unified cgroup");
+        assert_eq!(
+            e.fds().count(),
+            3,
+            "the unified directory and two tasks files"
+        );
+        drop(e);
         let rec = m.record();
         assert_eq!(rec.paths["memory"], p.join("memory/berth/c1"));
         assert_eq!(rec.paths[""], p.join("unified/berth/c1"));
@@ -1167,10 +1169,14 @@ mod tests {
         let m = FsManager::new(&l, "/c1");
         m.create().unwrap();
         let c1 = p.join("c1");
-        assert!(
-            m.clone_into_fd().is_some(),
-            "cgroup v2: the init is cloned into it"
+        let e = m.entry().expect("cgroup v2: the init is cloned into it");
+        assert!(e.clone_into_fd().is_some());
+        assert_eq!(
+            e.fds().count(),
+            1,
+            "no v1 hierarchy: nothing to join from inside"
         );
+        drop(e);
         // The fake kernel: the files a v2 cgroup with these controllers has.
         for (f, v) in [
             ("cgroup.controllers", "cpuset cpu io memory pids"),
@@ -1251,11 +1257,12 @@ mod tests {
         m.create().unwrap();
         let dir = m.unified.clone().unwrap();
         assert!(dir.is_dir());
-        let Some(fd) = m.clone_into_fd() else {
+        let Some(e) = m.entry() else {
             println!("SKIP: kernel without CLONE_INTO_CGROUP");
             return;
         };
-        let pid = match crate::linux::sys::clone3_fork(0, Some(fd)).unwrap() {
+        let fd = e.clone_into_fd();
+        let pid = match crate::linux::sys::clone3_fork(0, fd).unwrap() {
             // This forked child of a threaded test process must not allocate: it only sleeps
             // until killed.
             crate::linux::sys::Forked::Child => loop {

@@ -16,6 +16,7 @@
 mod bpf;
 pub mod commands;
 pub mod devices;
+mod entry;
 #[cfg(test)]
 mod fakefs;
 mod fs;
@@ -28,7 +29,6 @@ mod v1;
 mod v2;
 
 use std::collections::BTreeMap;
-use std::os::fd::RawFd;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -36,6 +36,7 @@ use oci_spec::runtime::{LinuxResources, Spec};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+pub use entry::Entry;
 pub use fsmanager::FsManager;
 use layout::Layout;
 pub use oom::OomWatch;
@@ -125,9 +126,9 @@ pub trait Manager {
     fn validate(&self, resources: &LinuxResources) -> Result<(), CgroupError>;
     /// Creates the cgroup directories.
     fn create(&self) -> Result<(), CgroupError>;
-    /// On cgroup v2, an O_PATH fd of the cgroup directory for clone3(CLONE_INTO_CGROUP), so
-    /// the init is born in its cgroup (then `add` is not needed).
-    fn clone_into_fd(&self) -> Option<RawFd> {
+    /// What a process about to be forked needs to enter the cgroup by itself, without the
+    /// kernel's global lock that `add` takes (see [`Entry`]); None: `add` places it.
+    fn entry(&self) -> Option<Entry> {
         None
     }
     /// Moves `pid` into the cgroup in every hierarchy.

@@ -277,6 +277,8 @@ fn build(
     // finds the cgroup from the stored config (see `delete`).
     trace::span("cgroup", || cgroup.create())?;
     fault::point("create:cgroup-made")?;
+    // The init enters its cgroup itself where the driver lets it (see `cgroups::Entry`).
+    let entry = cgroup.entry();
     #[allow(deprecated)]
     let parent_hooks = spec.hooks().as_ref().is_some_and(|h| {
         h.prestart().as_ref().is_some_and(|v| !v.is_empty())
@@ -299,7 +301,9 @@ fn build(
             .into_iter()
             .chain(c.start_conn.as_ref().map(|fd| fd.as_raw_fd()))
             .chain(pidfd_socket.as_ref().map(|fd| fd.as_raw_fd()))
+            .chain(entry.iter().flat_map(|e| e.fds()))
             .collect(),
+        cgroup_entry: entry.as_ref(),
         seccomp,
         lsm,
         launcher,
@@ -312,11 +316,12 @@ fn build(
     let mut parent = ParentSide {
         spec,
         cgroup,
+        entered: entry.is_some(),
         st: &mut st,
         netdevs: &mut netdevs,
         rdt: &mut rdt,
     };
-    let pid = process::spawn(&cfg, cgroup.clone_into_fd(), &mut parent)?;
+    let pid = process::spawn(&cfg, &mut parent)?;
     st.pid = pid;
     // The record names the parent directories the driver made, so delete removes them too;
     // taken once the init exists (the systemd driver makes some only then).
@@ -400,6 +405,8 @@ pub(crate) fn listen_fds() -> u32 {
 struct ParentSide<'a> {
     spec: &'a Spec,
     cgroup: &'a dyn Manager,
+    /// The init enters its cgroup itself (`InitConfig::cgroup_entry`): no `add`.
+    entered: bool,
     st: &'a mut StoredState,
     netdevs: &'a mut crate::linux::netdev::Guard,
     rdt: &'a mut crate::resctrl::Guard,
@@ -418,7 +425,7 @@ impl process::Parent for ParentSide<'_> {
             fault::point("create:oom-score-adj-written")?;
         }
         crate::linux::netdev::move_in(self.spec, pid, self.netdevs)?;
-        if self.cgroup.clone_into_fd().is_none() {
+        if !self.entered {
             trace::span("cgroup-join", || self.cgroup.add(pid))?;
         }
         fault::point("create:cgroup-joined")?;

@@ -1,8 +1,9 @@
 //! The container's init, in the order the runtime spec requires. It runs in the child that
 //! `spawn` forked, reads top to bottom, and ends in execve of the user's program:
 //!
-//!  1. close the parent's and the caller's fds (non-dumpable since the fork), wait for GO
-//!     (id maps and cgroup)
+//!  1. join the container's cgroup (v1: itself, see `cgroups::Entry`; v2: born in it), close
+//!     the parent's and the caller's fds (non-dumpable since the fork), wait for GO (id maps,
+//!     the cgroup where the parent places it, resources)
 //!  2. enter namespaces (join by path, unshare, fork once more for a pid namespace)
 //!  3. become root of the user namespace (new or joined); time namespace offsets; new session
 //!  4. mounts into the rootfs (before pivot_root)
@@ -61,7 +62,13 @@ pub fn run(cfg: &InitConfig, ch: Channel) -> ! {
 /// Steps 1–8: everything up to the moment `start` connects. Returns the start connection, and,
 /// for a notify profile, what step 9 prepared before READY.
 fn setup(cfg: &InitConfig, ch: &Channel) -> Result<(Channel, Option<Prepared>), String> {
-    // 1. The lock and other parent fds are not ours to hold, nor what Berth's caller left
+    // 1. Into the container's cgroup before anything else is done here (the parent writes
+    //    the resources meanwhile; GO waits for both).
+    if let Some(e) = cfg.cgroup_entry {
+        let _t = trace::step("cgroup-join");
+        e.join()?;
+    }
+    //    The lock and other parent fds (the cgroup entry's too) are not ours to hold, nor what Berth's caller left
     //    open for it (a host directory, a pipe): while the container is `created` this process
     //    keeps only stdio, the preserved fds and Berth's own (all close-on-exec), as runc's
     //    init, which only gets the fds it is handed, does.

@@ -56,6 +56,9 @@ pub struct InitConfig<'a> {
     pub start: StartWait,
     /// Fds of the parent that the child must close at once (e.g. the container lock).
     pub close_in_child: Vec<RawFd>,
+    /// How the init enters its cgroup by itself (born in the unified one, joins the v1 ones
+    /// first thing); None: the parent adds it (`Parent::placed`).
+    pub cgroup_entry: Option<&'a crate::cgroups::Entry>,
     /// The seccomp filter, compiled (or read from the cache) before any side effect.
     pub seccomp: Option<berth_seccomp::Compiled>,
     /// Which LSMs the host has enabled (for process.apparmorProfile / selinuxLabel).
@@ -92,11 +95,7 @@ pub trait Parent {
 
 /// Clones the container's init, drives its setup to READY, and returns its host pid. On any
 /// error the child is killed and reaped before returning, so no process is left behind.
-pub fn spawn(
-    cfg: &InitConfig,
-    cgroup_fd: Option<RawFd>,
-    parent: &mut dyn Parent,
-) -> Result<i32, crate::error::Error> {
+pub fn spawn(cfg: &InitConfig, parent: &mut dyn Parent) -> Result<i32, crate::error::Error> {
     // Id-mapped mounts, and the bind sources of a container with a user namespace, need the
     // host's user namespace: their trees are made before the fork (see
     // linux::mounts::prepared); this process's copies close when spawn returns.
@@ -120,6 +119,7 @@ pub fn spawn(
     let flags = cfg.ns.clone_flags.bits() as u64;
     let mut clone = crate::trace::step("clone");
     clone.detail(|| crate::linux::namespaces::names(cfg.ns.clone_flags));
+    let cgroup_fd = cfg.cgroup_entry.and_then(|e| e.clone_into_fd());
     let forked = clone3_fork(flags, cgroup_fd).map_err(sys("clone3"))?;
     let child = match forked {
         Forked::Child => {

@@ -12,7 +12,6 @@
 //! runc 1.1 decides per hierarchy and keeps the ones it could create; Berth decides for the
 //! whole cgroup, so a container never has half of one.
 
-use std::os::fd::RawFd;
 use std::path::PathBuf;
 
 use oci_spec::runtime::{LinuxResources, Spec};
@@ -181,8 +180,8 @@ impl Manager for Delegated {
     fn create(&self) -> Result<(), CgroupError> {
         self.0.create()
     }
-    fn clone_into_fd(&self) -> Option<RawFd> {
-        self.0.clone_into_fd()
+    fn entry(&self) -> Option<crate::cgroups::Entry> {
+        self.0.entry()
     }
     fn add(&self, pid: i32) -> Result<(), CgroupError> {
         self.0.add(pid)

@@ -220,6 +220,11 @@ impl Manager for SystemdManager {
         Ok(())
     }
 
+    fn entry(&self) -> Option<crate::cgroups::Entry> {
+        // exec's process joins like any other; a new container's init is placed by systemd.
+        self.existing.then(|| self.fs.entry()).flatten()
+    }
+
     fn add(&self, pid: i32) -> Result<(), CgroupError> {
         if self.existing {
             // exec: the process joins the container's cgroups; the unit stays as it is.

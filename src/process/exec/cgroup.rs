@@ -10,9 +10,9 @@ use crate::error::{Error, Result};
 pub struct CgroupJoin {
     /// The container's cgroup, or `--cgroup PATH`'s sub-cgroup in every hierarchy.
     pub(super) manager: Box<dyn Manager>,
-    /// `--cgroup CONTROLLER:PATH`: the cgroup.procs files of those sub-cgroups, in the
+    /// `--cgroup CONTROLLER:PATH`: the `tasks` files of those sub-cgroups, in the
     /// controllers' v1 hierarchies, joined after `manager`.
-    pub(super) controller_procs: Vec<PathBuf>,
+    pub(super) controller_tasks: Vec<PathBuf>,
 }
 
 /// Builds the cgroup placement from the container's record and the `--cgroup` arguments
@@ -22,7 +22,7 @@ pub(super) fn cgroup_join(rec: &CgroupRecord, args: &[String]) -> Result<CgroupJ
     let subs = parse_sub_cgroups(args)?;
     let mut join = CgroupJoin {
         manager: cgroups::from_record(rec),
-        controller_procs: Vec::new(),
+        controller_tasks: Vec::new(),
     };
     for (ctrl, sub) in subs {
         match ctrl {
@@ -49,7 +49,7 @@ pub(super) fn cgroup_join(rec: &CgroupRecord, args: &[String]) -> Result<CgroupJ
                         dir.display()
                     )));
                 }
-                join.controller_procs.push(dir.join("cgroup.procs"));
+                join.controller_tasks.push(dir.join("tasks"));
             }
         }
     }

@@ -16,8 +16,13 @@ use crate::process::init;
 use crate::process::sync::Channel;
 
 /// The child: never returns. It execs the user's program or reports one error line and exits.
-pub(super) fn child_main(cfg: &ExecConfig, t: &Target, ch: Channel, born_in_cgroup: bool) -> ! {
-    match setup_and_exec(cfg, t, born_in_cgroup, &ch) {
+pub(super) fn child_main(
+    cfg: &ExecConfig,
+    t: &Target,
+    ch: Channel,
+    entry: Option<&crate::cgroups::Entry>,
+) -> ! {
+    match setup_and_exec(cfg, t, entry, &ch) {
         Ok(never) => match never {},
         Err(msg) => {
             init::report_error(&ch, &msg);
@@ -30,7 +35,7 @@ pub(super) fn child_main(cfg: &ExecConfig, t: &Target, ch: Channel, born_in_cgro
 fn setup_and_exec(
     cfg: &ExecConfig,
     t: &Target,
-    born_in_cgroup: bool,
+    entry: Option<&crate::cgroups::Entry>,
     ch: &Channel,
 ) -> std::result::Result<Infallible, String> {
     // Non-dumpable since before the fork (`spawn`): no container process may open
@@ -47,14 +52,24 @@ fn setup_and_exec(
     //    would hide them).
     let join = crate::trace::step("join");
     if let Some(cg) = &cfg.cgroup {
-        // cgroup.procs reads pids in the writer's pid namespace: ours is the container's now.
-        let me = nix::unistd::getpid().as_raw();
-        if !born_in_cgroup {
-            cg.manager.add(me).map_err(|e| e.to_string())?;
+        match entry {
+            Some(e) => {
+                e.join()?;
+                for fd in e.fds() {
+                    let _ = nix::unistd::close(fd);
+                }
+            }
+            // cgroup.procs reads pids in the writer's pid namespace: ours is the container's.
+            None => cg
+                .manager
+                .add(nix::unistd::getpid().as_raw())
+                .map_err(|e| e.to_string())?,
         }
-        for procs in &cg.controller_procs {
-            std::fs::write(procs, me.to_string())
-                .map_err(|e| format!("--cgroup: join {}: {e}", procs.display()))?;
+        // `--cgroup CONTROLLER:PATH`: "0" to the sub-cgroup's `tasks`, this single thread, as
+        // `Entry::join` does (no global lock).
+        for tasks in &cg.controller_tasks {
+            std::fs::write(tasks, "0")
+                .map_err(|e| format!("--cgroup: join {}: {e}", tasks.display()))?;
         }
     }
 

@@ -356,12 +356,10 @@ struct ExecConfig<'a> {
 /// host pid. On a setup error the child has exited and is reaped before returning.
 fn spawn(cfg: &ExecConfig, t: &Target) -> Result<i32> {
     let (ours, theirs) = sync::pair().map_err(sys("socketpair"))?;
-    // Born directly in the container's cgroup where the driver offers it (cgroup v2).
-    let cgroup_fd = cfg
-        .cgroup
-        .as_ref()
-        .filter(|c| c.controller_procs.is_empty())
-        .and_then(|c| c.manager.clone_into_fd());
+    // Born in the container's unified cgroup and joining the v1 ones itself, where the driver
+    // offers it (see `cgroups::Entry`); else the child adds itself the old way.
+    let entry = cfg.cgroup.as_ref().and_then(|c| c.manager.entry());
+    let cgroup_fd = entry.as_ref().and_then(|e| e.clone_into_fd());
     // setns(PID) changes the pid namespace of our children only: the fork below is born in the
     // container's, and we step back at once.
     let own_pidns = if t.join_pid {
@@ -405,7 +403,7 @@ fn spawn(cfg: &ExecConfig, t: &Target) -> Result<i32> {
         Ok(Forked::Child) => {
             crate::trace::forked();
             drop(ours);
-            child_main(cfg, t, theirs, cgroup_fd.is_some())
+            child_main(cfg, t, theirs, entry.as_ref())
         }
         Ok(Forked::Parent(pid)) => pid,
         Err(e) if e.raw_os_error() == Some(libc::ENOMEM) && t.join_pid => {
