@@ -6,9 +6,11 @@
 #   sudo bench/run.sh --smoke         # 2 iterations, installs nothing, skips missing peers;
 #                                     # checks that the output parses (for CI; never asserts timings)
 #   sudo bench/run.sh --runs 50 --only berth,crun --readme
+#   sudo bench/run.sh --trace-cost    # also a build without the `trace` feature, as rows
+#                                     # `notrace` and `notrace-ro`: what tracing costs when off
 #
 # Options: --smoke, --quick, --runs N, --only LIST, --berth PATH (skip the build),
-# --no-install, --readme (write the table into bench/README.md); anything else goes to
+# --trace-cost, --no-install, --readme (write the table into bench/README.md); anything else goes to
 # bench/bench.py (see `python3 bench/bench.py --help`), e.g. --profile (strace -f -c per
 # command) or --extra NAME=PATH (another Berth build to compare).
 set -euo pipefail
@@ -18,18 +20,19 @@ REPO="$(dirname "$HERE")"
 TOOLS="$HERE/.tools"
 YOUKI_VERSION=0.7.0
 
-smoke=0 quick=0 install=1 berth="" only=""
+smoke=0 quick=0 install=1 berth="" only="" trace_cost=0
 args=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --smoke) smoke=1 ;;
         --quick) quick=1 ;;
         --no-install) install=0 ;;
+        --trace-cost) trace_cost=1 ;;
         --berth) berth="$2"; shift ;;
         --berth=*) berth="${1#*=}" ;;
         --only) only="$2"; args+=(--only "$2"); shift ;;
         --only=*) only="${1#*=}"; args+=("$1") ;;
-        -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
         *) args+=("$1") ;;
     esac
     shift
@@ -102,6 +105,15 @@ if [ -z "$berth" ]; then
         (cd "$REPO" && cargo build --release --quiet)
         berth="$target/release/berth"
     fi
+fi
+
+# The same source without tracing compiled in, in a target directory of its own (sharing
+# one, cargo would take either build's binary for the other's).
+if [ "$trace_cost" = 1 ]; then
+    notrace_dir="$REPO/target/notrace"
+    say "cargo build --release --no-default-features (into $notrace_dir)"
+    (cd "$REPO" && CARGO_TARGET_DIR="$notrace_dir" cargo build --release --quiet --no-default-features)
+    args+=(--extra "notrace=$notrace_dir/x86_64-unknown-linux-gnu/release/berth")
 fi
 
 # --- run ----------------------------------------------------------------------------------

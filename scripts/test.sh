@@ -3,7 +3,8 @@
 #
 #   1. dependencies (scripts/setup-deps.sh; quick when everything is installed)
 #   2. cargo fmt --check
-#   3. cargo clippy --all-targets -D warnings (the whole workspace)
+#   3. cargo clippy --all-targets -D warnings (the whole workspace; and Berth without its
+#      default `trace` feature)
 #   4. the engine suites in integration/ (containerd, podman, docker, CRI), when present;
 #      BERTH_SKIP_ENGINES=1 skips them
 #   5. the fuzz targets in fuzz/, 30 s each (scripts/fuzz.sh; BERTH_FUZZ_SECONDS changes it,
@@ -52,6 +53,8 @@ fi
 step "cargo fmt --check" cargo fmt --all -- --check
 step "cargo fmt --check (fuzz/)" cargo fmt --manifest-path fuzz/Cargo.toml -- --check
 step "cargo clippy" cargo clippy --workspace --all-targets -- -D warnings
+# The build without tracing (bench/run.sh --trace-cost measures it) must stay clean too.
+step "cargo clippy --no-default-features" cargo clippy --no-default-features -- -D warnings
 # Build once up front, so that a build error is reported as such and the engine suites can use
 # the binary.
 step "cargo build" cargo build --workspace --all-targets

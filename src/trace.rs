@@ -15,7 +15,8 @@
 //! environment carries them across the exec ([`before_reexec`]), and the new image logs the
 //! step `reexec`.
 //!
-//! Off, a step costs one relaxed load (`enabled`): no clock read, nothing formatted.
+//! Off, a step costs one relaxed load (`enabled`): no clock read, nothing formatted; built
+//! without the `trace` feature, nothing (bench/README.md measures both).
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
@@ -44,6 +45,14 @@ pub fn init(enabled: bool) {
     if resumed.is_some() {
         // Not passed on to hooks and helpers.
         std::env::remove_var(RESUME_ENV);
+    }
+    if !cfg!(feature = "trace") {
+        if enabled {
+            crate::logging::warn(
+                "--trace: this build of Berth has no tracing (built without the `trace` feature)",
+            );
+        }
+        return;
     }
     if !enabled {
         return;
@@ -104,10 +113,11 @@ fn now_ns() -> u64 {
         .saturating_add(ts.tv_nsec as u64)
 }
 
-/// Whether tracing is on: the one load a step costs when it is off.
+/// Whether tracing is on: the one load a step costs when it is off (nothing at all in a build
+/// without the `trace` feature, where every step compiles away).
 #[inline]
 pub fn enabled() -> bool {
-    ON.load(Ordering::Relaxed)
+    cfg!(feature = "trace") && ON.load(Ordering::Relaxed)
 }
 
 /// A step being timed: logged when dropped (also on an early `?` return, so a failing command
