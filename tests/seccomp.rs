@@ -232,12 +232,21 @@ fn exec_runs_under_the_containers_profile() {
     let id = unique_id("sc-exec");
     rt.ok(&["create", "--bundle", b.path().to_str().unwrap(), &id]);
     rt.ok(&["start", &id]);
-    let o = rt.berth(&["exec", &id, "sh", "-c", "mkdir /dev/shm/e; echo rc=$?"]);
-    assert_eq!(stdout(&o), "rc=1\n", "{}", stderr(&o));
-    assert!(
-        stderr(&o).contains("Function not implemented"),
-        "{}",
-        stderr(&o)
-    );
+    // The filter create kept for exec; then, with that copy damaged, the profile compiled again.
+    let stored = rt.root.path().join(&id).join("seccomp.bpf");
+    assert!(stored.is_file(), "create keeps the compiled filter");
+    for round in ["stored copy", "damaged copy"] {
+        let o = rt.berth(&["exec", &id, "sh", "-c", "mkdir /dev/shm/e; echo rc=$?"]);
+        assert_eq!(stdout(&o), "rc=1\n", "{round}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("Function not implemented"),
+            "{round}: {}",
+            stderr(&o)
+        );
+        let mut b = std::fs::read(&stored).unwrap();
+        let last = b.len() - 1;
+        b[last] ^= 0xff;
+        std::fs::write(&stored, b).unwrap();
+    }
     rt.ok(&["delete", "--force", &id]);
 }

@@ -54,6 +54,7 @@ mod features;
 mod notify;
 mod profile;
 mod sha256;
+mod stored;
 mod sys;
 
 use std::os::fd::OwnedFd;
@@ -124,9 +125,21 @@ impl Compiled {
         &self.notes
     }
 
-    /// The program came from the on-disk cache rather than from libseccomp.
+    /// The program came from the on-disk cache (or a stored copy) rather than from libseccomp.
     pub fn from_cache(&self) -> bool {
         self.from_cache
+    }
+
+    /// The filter as bytes to keep beside the container it was compiled for (see
+    /// [`from_stored`](Self::from_stored)); the notes are not kept.
+    pub fn to_stored(&self) -> Vec<u8> {
+        stored::encode(self)
+    }
+
+    /// A filter [`to_stored`](Self::to_stored) wrote, on the kernel it was compiled for; None
+    /// if the bytes are not a sound copy.
+    pub fn from_stored(bytes: &[u8]) -> Option<Compiled> {
+        stored::decode(bytes)
     }
 
     /// Whether the filter lets system call `nr` of the running architecture through (ALLOW or

@@ -12,7 +12,7 @@ use nix::sys::socket::{
 use oci_spec::runtime::Spec;
 use serde::Serialize;
 
-use super::state::{proc_stat, CONFIG_FILE};
+use super::state::{proc_stat, CONFIG_FILE, SECCOMP_FILE};
 use super::{Container, Status, StoredState};
 use crate::cgroups::{self, Manager};
 use crate::config::{self, Bundle};
@@ -233,7 +233,14 @@ fn build(
     } = checked;
     fault::point("create:state-dir-made")?;
     // The bytes create already read: the stored copy needs no second serialisation.
-    trace::span("config-copy", || c.write_file(CONFIG_FILE, raw))?;
+    trace::span("config-copy", || {
+        c.write_file(CONFIG_FILE, raw)?;
+        // exec loads the container's filter from this copy, without the profile.
+        match &seccomp {
+            Some(s) => c.write_file(SECCOMP_FILE, &s.to_stored()),
+            None => Ok(()),
+        }
+    })?;
     fault::point("create:config-copied")?;
     if notify {
         crate::sdnotify::make_dir(c)?;
@@ -675,10 +682,34 @@ pub fn pass_notify_fd(
     Ok(())
 }
 
+/// The container's seccomp filter for `exec`: the copy create kept, or (a container made
+/// by an older Berth, a damaged copy) `linux.seccomp` compiled again, usually from the cache.
+pub fn exec_seccomp(c: &Container, spec: &Spec) -> Result<Option<berth_seccomp::Compiled>> {
+    if spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.seccomp().as_ref())
+        .is_none()
+    {
+        return Ok(None);
+    }
+    let mut t = trace::step("seccomp");
+    if let Some(s) = c
+        .read_file(SECCOMP_FILE)
+        .ok()
+        .and_then(|b| berth_seccomp::Compiled::from_stored(&b))
+    {
+        t.detail(|| "stored");
+        return Ok(Some(s));
+    }
+    drop(t);
+    compile_seccomp(spec)
+}
+
 /// The container's config as it was at create.
 pub fn load_spec(c: &Container) -> Result<Spec> {
     let b = c.read_file(CONFIG_FILE)?;
-    Ok(config::parse(&b)?)
+    Ok(config::parse_stored(&b)?)
 }
 
 /// Sends `sig` to the init (or, with `all`, to every process in the container's cgroup).

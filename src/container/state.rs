@@ -19,6 +19,8 @@ use super::{validate_id, StateError};
 
 pub const STATE_FILE: &str = "state.json";
 pub const CONFIG_FILE: &str = "config.json";
+/// The container's compiled seccomp filter, for `exec` (`berth_seccomp::Compiled::to_stored`).
+pub const SECCOMP_FILE: &str = "seccomp.bpf";
 /// The unix socket the container's init listens on until `start`; exists only while `created`.
 pub const START_SOCKET: &str = "start.sock";
 

@@ -134,9 +134,9 @@ pub fn exec(root: &Path, id: &str, opts: &ExecOptions) -> Result<i32> {
         }
     };
     parse.end();
-    // Compiled before any side effect (usually straight from the cache): the container's
-    // seccomp profile applies to exec'd processes too.
-    let seccomp = lifecycle::compile_seccomp(&spec)?;
+    // The container's seccomp filter applies to exec'd processes too: create's copy of it
+    // (else compiled again before any side effect, usually straight from the cache).
+    let seccomp = lifecycle::exec_seccomp(&c, &spec)?;
     let lsm = crate::linux::lsm::Enabled::detect_for(&process);
     // The Berth binary must stay out of the container's reach (see `selfprotect`); decided
     // before connecting to any socket, since it may mean re-executing Berth. A process given
