@@ -172,10 +172,11 @@ fn decode(b: &[u8], key: &[u8; 32]) -> Option<Entry> {
     Some(Entry { program, notes })
 }
 
-struct Reader<'a>(&'a [u8]);
+/// Reads a byte string front to back (also `stored`'s).
+pub(crate) struct Reader<'a>(pub(crate) &'a [u8]);
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+    pub(crate) fn take(&mut self, n: usize) -> Option<&'a [u8]> {
         if self.0.len() < n {
             return None;
         }
@@ -183,7 +184,7 @@ impl<'a> Reader<'a> {
         self.0 = t;
         Some(h)
     }
-    fn u32(&mut self) -> Option<u32> {
+    pub(crate) fn u32(&mut self) -> Option<u32> {
         Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
     }
 }

@@ -13,6 +13,7 @@
 //! A short, corrupt or foreign file decodes to nothing: the caller compiles the profile then.
 
 use crate::bpf;
+use crate::cache::Reader;
 use crate::sha256;
 use crate::Compiled;
 
@@ -38,23 +39,21 @@ pub(crate) fn decode(b: &[u8]) -> Option<Compiled> {
     if sha256::digest(body) != sum {
         return None;
     }
-    let word = |at: usize| -> Option<u32> {
-        Some(u32::from_le_bytes(body.get(at..at + 4)?.try_into().ok()?))
-    };
-    if body.get(..8)? != MAGIC || word(8)? != FORMAT {
+    let mut r = Reader(body);
+    if r.take(8)? != MAGIC || r.u32()? != FORMAT {
         return None;
     }
-    let flags = word(12)?;
-    let notify = match *body.get(16)? {
-        0 => false,
-        1 => true,
+    let flags = r.u32()?;
+    let notify = match r.take(1)? {
+        [0] => false,
+        [1] => true,
         _ => return None,
     };
-    let n = word(17)? as usize;
-    if n == 0 || n > bpf::MAX_INSNS || body.len() != 21 + n * 8 {
+    let n = r.u32()? as usize;
+    if n == 0 || n > bpf::MAX_INSNS || r.0.len() != n * 8 {
         return None;
     }
-    let program = bpf::parse(&body[21..]).ok()?;
+    let program = bpf::parse(r.0).ok()?;
     Some(Compiled {
         program,
         flags,

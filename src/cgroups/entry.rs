@@ -27,7 +27,8 @@ use std::path::{Path, PathBuf};
 pub struct Entry {
     /// The unified hierarchy's directory (O_PATH), for clone3(CLONE_INTO_CGROUP).
     clone_into: Option<OwnedFd>,
-    /// Each v1 hierarchy's `tasks` file (write-only, close-on-exec), with its path for errors.
+    /// Each v1 hierarchy's `tasks` file (opened as `fs::write` does: write-only, never created,
+    /// close-on-exec), with its path for errors.
     tasks: Vec<(OwnedFd, PathBuf)>,
 }
 
@@ -41,15 +42,15 @@ impl Entry {
         clone_into_cgroup: impl FnOnce() -> bool,
     ) -> Option<Entry> {
         let clone_into = match unified {
-            Some(u) if clone_into_cgroup() => Some(open(u, libc::O_PATH | libc::O_DIRECTORY)?),
+            Some(u) if clone_into_cgroup() => Some(open_dir_path(u)?),
             Some(_) => return None,
             None => None,
         };
         let tasks = v1_dirs
             .iter()
             .map(|d| {
-                let p = d.join("tasks");
-                Some((open(&p, libc::O_WRONLY)?, p))
+                let f = super::fs::open_for_writes(d, "tasks").ok()?;
+                Some((OwnedFd::from(f), d.join("tasks")))
             })
             .collect::<Option<Vec<_>>>()?;
         Some(Entry { clone_into, tasks })
@@ -72,35 +73,24 @@ impl Entry {
     /// was born in). An error names the file.
     pub fn join(&self) -> Result<(), String> {
         for (fd, path) in &self.tasks {
-            match nix::unistd::write(fd, b"0") {
-                Ok(1) => {}
-                Ok(n) => {
-                    return Err(format!(
-                        "join the container's cgroup: {}: short write ({n} bytes)",
-                        path.display()
-                    ))
-                }
-                Err(e) => {
-                    return Err(format!(
-                        "join the container's cgroup: write 0 to {}: {}",
-                        path.display(),
-                        std::io::Error::from(e)
-                    ))
-                }
-            }
+            nix::unistd::write(fd, b"0").map_err(|e| {
+                format!(
+                    "join the container's cgroup: write 0 to {}: {}",
+                    path.display(),
+                    std::io::Error::from(e)
+                )
+            })?;
         }
         Ok(())
     }
 }
 
-/// Opens `path` with `flags` and O_CLOEXEC.
-fn open(path: &Path, flags: i32) -> Option<OwnedFd> {
+/// An O_PATH fd of the directory `path` (std adds O_CLOEXEC).
+fn open_dir_path(path: &Path) -> Option<OwnedFd> {
     use std::os::unix::fs::OpenOptionsExt;
-    let write = flags & libc::O_WRONLY != 0;
     std::fs::OpenOptions::new()
-        .read(!write)
-        .write(write)
-        .custom_flags((flags & !libc::O_WRONLY) | libc::O_CLOEXEC)
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
         .open(path)
         .ok()
         .map(OwnedFd::from)

@@ -336,7 +336,7 @@ mod tests {
             assert_eq!(parse_stored(doc).unwrap(), parse(doc).unwrap());
         }
         assert!(
-            serde_json::from_slice::<Spec>(newer).is_err(),
+            typed_from_bytes::<Spec>(newer, "").is_err(),
             "the fallback is taken"
         );
         // And what parse refuses, parse_stored refuses the same way.
