@@ -3,12 +3,41 @@
 // 2. Assembles the launcher (src/linux/launcher/<arch>.S) into a tiny static executable that
 //    src/linux/launcher.rs embeds. Where no launcher exists for the target architecture, the
 //    `berth_launcher` cfg stays unset and Berth protects itself by re-executing instead.
+// 3. Release builds: hands src/hot-path.order to the linker (bench/hotpath.py says why), and
+//    writes a link map where BERTH_LINK_MAP names one (bench/hotpath.py reads it).
 use std::path::PathBuf;
 use std::process::Command;
 
 fn main() {
     commit();
     launcher();
+    link_order();
+}
+
+/// The start path's functions first and together in .text: a container's start then faults in
+/// a few hundred KB of the binary instead of most of it. lld's --symbol-ordering-file; rustc
+/// links x86_64-unknown-linux-gnu with its own lld since 1.90. Names the file lists that the
+/// binary lacks (renamed by a toolchain or dependency upgrade) are ignored; CI's
+/// `bench/hotpath.py --check` notices. BERTH_HOT_ORDER=0 turns it off (e.g. for GNU ld).
+fn link_order() {
+    println!("cargo:rerun-if-changed=src/hot-path.order");
+    println!("cargo:rerun-if-env-changed=BERTH_LINK_MAP");
+    println!("cargo:rerun-if-env-changed=BERTH_HOT_ORDER");
+    if let Ok(map) = std::env::var("BERTH_LINK_MAP") {
+        println!("cargo:rustc-link-arg-bins=-Wl,-Map={map}");
+    }
+    let release = std::env::var("PROFILE").as_deref() == Ok("release");
+    let target = std::env::var("TARGET").unwrap_or_default();
+    let off = std::env::var("BERTH_HOT_ORDER").as_deref() == Ok("0");
+    let order = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"))
+        .join("src/hot-path.order");
+    if release && target == "x86_64-unknown-linux-gnu" && !off && order.exists() {
+        println!(
+            "cargo:rustc-link-arg-bins=-Wl,--symbol-ordering-file={}",
+            order.display()
+        );
+        println!("cargo:rustc-link-arg-bins=-Wl,--no-warn-symbol-ordering");
+    }
 }
 
 fn launcher() {

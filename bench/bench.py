@@ -1040,20 +1040,25 @@ def check_results(res: dict) -> list[str]:
 # Main
 
 
-def build_spawnd(work: Path) -> str:
-    """Compiles bench/spawnd.rs with a bare rustc (cached in bench/.tools by source hash)."""
+def build_tool(name: str, work: Path) -> str:
+    """Compiles bench/NAME.rs (std only) with a bare rustc, cached in bench/.tools by source
+    hash: spawnd here, rtwrap (engines.py), hottrace (hotpath.py)."""
     import hashlib
 
-    src = HERE / "spawnd.rs"
+    src = HERE / f"{name}.rs"
     digest = hashlib.sha256(src.read_bytes()).hexdigest()[:16]
-    cached = HERE / ".tools" / f"spawnd-{digest}"
+    cached = HERE / ".tools" / f"{name}-{digest}"
     if not os.access(cached, os.X_OK):
         cached.parent.mkdir(parents=True, exist_ok=True)
-        tmp = work / "spawnd"
+        tmp = work / name
         subprocess.run(["rustc", "--edition", "2021", "-O", "-C", "panic=abort", "-C", "strip=symbols",
                         "-o", str(tmp), str(src)], check=True)
         shutil.move(str(tmp), cached)
     return str(cached)
+
+
+def build_spawnd(work: Path) -> str:
+    return build_tool("spawnd", work)
 
 
 def version_of(binary: str) -> str:

@@ -23,7 +23,6 @@ directory, a busybox image imported without a registry), and everything is remov
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import platform
@@ -54,16 +53,7 @@ def log(msg: str) -> None:
 
 
 def build_rtwrap(work: Path) -> str:
-    src = HERE / "rtwrap.rs"
-    digest = hashlib.sha256(src.read_bytes()).hexdigest()[:16]
-    cached = HERE / ".tools" / f"rtwrap-{digest}"
-    if not os.access(cached, os.X_OK):
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        tmp = work / "rtwrap"
-        subprocess.run(["rustc", "--edition", "2021", "-O", "-C", "panic=abort", "-C", "strip=symbols",
-                        "-o", str(tmp), str(src)], check=True)
-        shutil.move(str(tmp), cached)
-    return str(cached)
+    return B.build_tool("rtwrap", work)
 
 
 def sh_common(script: str, env: dict) -> None:

@@ -7,9 +7,11 @@
 #      default `trace` feature)
 #   4. the engine suites in integration/ (containerd, podman, docker, CRI), when present;
 #      BERTH_SKIP_ENGINES=1 skips them
-#   5. the fuzz targets in fuzz/, 30 s each (scripts/fuzz.sh; BERTH_FUZZ_SECONDS changes it,
+#   5. the release binary's hot-path layout still matches src/hot-path.order
+#      (bench/hotpath.py --check: a release build, then a traced start)
+#   6. the fuzz targets in fuzz/, 30 s each (scripts/fuzz.sh; BERTH_FUZZ_SECONDS changes it,
 #      0 skips them)
-#   6. cargo test --workspace --all-targets: unit tests, tests/*.rs (the binary on real bundles),
+#   7. cargo test --workspace --all-targets: unit tests, tests/*.rs (the binary on real bundles),
 #      conformance/ (OCI runtime-spec), the seccomp crate's tests
 #
 # Needs root (containers). Debug builds: building in release (LTO, one codegen unit) costs
@@ -73,6 +75,9 @@ step "bench smoke" bash bench/run.sh --smoke --no-install --berth "$target/debug
 step "bench checkpoint smoke" python3 bench/checkpoint.py --smoke --berth "$target/debug/berth"
 step "bench growth smoke" python3 bench/growth.py --smoke --berth "$target/debug/berth"
 step "bench engines smoke" python3 bench/engines.py --smoke --berth "$target/debug/berth"
+# The release binary lays out its start path from src/hot-path.order; a toolchain or
+# dependency upgrade renames the functions it lists (bench/hotpath.py says how to refresh it).
+step "hot-path order" python3 bench/hotpath.py --check
 
 # Parsing and validation of every input Berth takes (config.json, state.json, --process,
 # seccomp profiles, --resources, the command line) under libFuzzer: no panic, hang or memory
