@@ -172,10 +172,10 @@ def trace(berth: Path, sections: list[Section], work: Path) -> list[Section]:
                         raise SystemExit(f"hotpath: `{' '.join(cmd[3:])}` failed under the "
                                          f"tracer ({layout}): {err.read().strip()}")
                 for line in out.read_text().split():
-                    i_ = bisect.bisect_right(keys, int(line, 16)) - 1
-                    if i_ >= 0 and i_ not in seen:
-                        seen.add(i_)
-                        order.append(sections[i_])
+                    k = bisect.bisect_right(keys, int(line, 16)) - 1
+                    if k >= 0 and k not in seen:
+                        seen.add(k)
+                        order.append(sections[k])
     finally:
         for layout in ("private", "hybrid"):
             for cid in ("hp-run", "hp-seccomp-cold", "hp-seccomp-warm", "hp-c"):

@@ -303,14 +303,8 @@ fn main() {
                     _ => inject = SIGTRAP,
                 }
             }
-            _ if sig == SIGSTOP => {
-                let p = procs.get_mut(&pid).unwrap();
-                if p.started {
-                    inject = 0; // a group stop: not passed on
-                } else {
-                    p.started = true;
-                }
-            }
+            // A new child's first stop, or a group stop: not passed on.
+            _ if sig == SIGSTOP => {}
             _ => inject = sig,
         }
         procs.get_mut(&pid).unwrap().started = true;
