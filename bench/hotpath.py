@@ -53,7 +53,7 @@ HEADER = """\
 """
 
 sys.path.insert(0, str(HERE))
-import bench  # noqa: E402  (bundles: the benchmark's own)
+import bench  # noqa: E402  (the benchmark's bundles, runner and tool builds)
 
 
 def log(msg: str) -> None:
@@ -122,66 +122,59 @@ def parse_map(path: Path) -> list[Section]:
 # The trace
 
 
-def scenarios(berth: str, root: str, bundles: dict) -> list[list[str]]:
-    b = [berth, "--root", root]
+def scenarios(bundles: dict) -> list[list[str]]:
     return [
-        b + ["run", "--bundle", str(bundles["true"]), "hp-run"],
-        b + ["run", "--bundle", str(bundles["seccomp"]), "hp-seccomp-cold"],
-        b + ["run", "--bundle", str(bundles["seccomp"]), "hp-seccomp-warm"],
-        b + ["create", "--bundle", str(bundles["sleep"]), "hp-c"],
-        b + ["start", "hp-c"],
-        b + ["state", "hp-c"],
-        b + ["exec", "hp-c", "/bin/true"],
-        b + ["kill", "hp-c", "KILL"],
-        b + ["delete", "--force", "hp-c"],
+        ["run", "--bundle", str(bundles["true"]), "hp-run"],
+        ["run", "--bundle", str(bundles["seccomp"]), "hp-seccomp-cold"],
+        ["run", "--bundle", str(bundles["seccomp"]), "hp-seccomp-warm"],
+        ["create", "--bundle", str(bundles["sleep"]), "hp-c"],
+        ["start", "hp-c"],
+        ["state", "hp-c"],
+        ["exec", "hp-c", "/bin/true"],
+        ["kill", "hp-c", "KILL"],
+        ["delete", "--force", "hp-c"],
     ]
 
 
-PRIVATE = ("mount --make-rprivate / && "
-           "if mountpoint -q /sys/fs/cgroup/unified; then "
-           "umount -l /sys/fs/cgroup/unified && mount -t tmpfs -o mode=755 tmpfs /sys/fs/cgroup/unified; "
-           "fi && exec \"$@\"")
-
-
 def trace(berth: Path, sections: list[Section], work: Path) -> list[Section]:
-    """The sections the scenarios run, in the order they first run them."""
+    """The sections the scenarios run, in the order they first run them. The commands run
+    through the benchmark's own runner, in its "private" (cgroup v1 alone) and "hybrid" mount
+    namespaces, each under the tracer."""
     tracer = bench.build_tool("hottrace", work)
     starts = work / "starts"
     addrs = sorted({s.addr for s in sections} | {a for s in sections for a, _ in s.symbols})
     starts.write_text("".join(f"{a:x}\n" for a in addrs))
     bundles = bench.make_bundles(work, shutil.which("runc"), str(berth))
-    env = dict(os.environ, BERTH_SECCOMP_CACHE=str(work / "seccomp-cache"))
+    runner = bench.Runner(work, bench.build_spawnd(work), 60.0, False)
+    (work / "logs").mkdir()
+    (work / "state").mkdir()
+    runner.setup_namespaces(str(work / "state"), [])
     keys = [s.addr for s in sections]
     order: list[Section] = []
     seen: set[int] = set()
+    variants = [bench.Variant(name=f"berth-{ns}", runtime="berth", binary=str(berth), ns=ns,
+                              root=str(work / "state" / ns),
+                              env={"BERTH_SECCOMP_CACHE": str(work / f"seccomp-cache-{ns}")})
+                for ns in ("private", "hybrid")]
     try:
-        for layout in ("private", "hybrid"):
-            root = str(work / f"root-{layout}")
-            shutil.rmtree(env["BERTH_SECCOMP_CACHE"], ignore_errors=True)
-            for i, cmd in enumerate(scenarios(str(berth), root, bundles)):
-                out = work / f"hits-{layout}-{i}"
-                argv = [tracer, str(starts), str(out), str(berth), "--", *cmd]
-                if layout == "private":
-                    argv = ["unshare", "--mount", "sh", "-c", PRIVATE, "sh", *argv]
-                # Output to a file, not a pipe: `create`'s init keeps it open.
-                with open(work / "stderr", "w+") as err:
-                    r = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL,
-                                       stdout=subprocess.DEVNULL, stderr=err)
-                    err.seek(0)
-                    if r.returncode != 0:
-                        raise SystemExit(f"hotpath: `{' '.join(cmd[3:])}` failed under the "
-                                         f"tracer ({layout}): {err.read().strip()}")
+        for v in variants:
+            os.makedirs(v.root)
+            for i, args in enumerate(scenarios(bundles)):
+                out = work / f"hits-{v.ns}-{i}"
+                try:
+                    runner.timed(v, args, wrap=[tracer, str(starts), str(out), str(berth), "--"])
+                except bench.BenchError as e:
+                    raise SystemExit(f"hotpath: under the tracer: {e}") from None
                 for line in out.read_text().split():
                     k = bisect.bisect_right(keys, int(line, 16)) - 1
                     if k >= 0 and k not in seen:
                         seen.add(k)
                         order.append(sections[k])
     finally:
-        for layout in ("private", "hybrid"):
-            for cid in ("hp-run", "hp-seccomp-cold", "hp-seccomp-warm", "hp-c"):
-                subprocess.run([str(berth), "--root", str(work / f"root-{layout}"), "delete",
-                                "--force", cid], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+        for v in variants:
+            runner.status(v, ["delete", "--force", "hp-c"])
+        runner.close()
+        runner.enter("host")  # where the work directory has no tmpfs on it
     return order
 
 

@@ -56,8 +56,6 @@ extern "C" {
 struct Proc {
     /// Load bias of EXE in this process (None: not EXE, or not known yet).
     bias: Option<u64>,
-    /// Its first stop (a new child's SIGSTOP) has been seen and it was resumed.
-    started: bool,
     /// Stopped at its first SIGSTOP before its parent's fork event: resumed by that event.
     waiting: bool,
     mem: Option<File>,
@@ -228,7 +226,7 @@ fn main() {
             // The command's own post-exec SIGTRAP: set the options, arm if it is EXE.
             first = false;
             opts(pid);
-            let mut p = Proc { bias: None, started: true, waiting: false, mem: None };
+            let mut p = Proc { bias: None, waiting: false, mem: None };
             if exe_of(pid) == exe {
                 p.bias = bias_of(pid, &exe);
                 p.mem = Some(mem(pid));
@@ -242,7 +240,7 @@ fn main() {
         if !known {
             // A new child's first stop may come before its parent's fork event: it waits.
             let waiting = sig == SIGSTOP && event == 0;
-            procs.insert(pid, Proc { bias: None, started: false, waiting, mem: None });
+            procs.insert(pid, Proc { bias: None, waiting, mem: None });
             if waiting {
                 continue;
             }
@@ -268,19 +266,13 @@ fn main() {
                 unsafe { ptrace(PTRACE_GETEVENTMSG, pid, 0usize, &mut new as *mut c_long) };
                 let new = new as c_int;
                 let bias = procs[&pid].bias;
-                let q = procs.entry(new).or_insert(Proc {
-                    bias: None,
-                    started: false,
-                    waiting: false,
-                    mem: None,
-                });
+                let q = procs.entry(new).or_insert(Proc { bias: None, waiting: false, mem: None });
                 q.bias = bias;
                 if bias.is_some() {
                     q.mem = Some(mem(new));
                 }
                 if q.waiting {
                     q.waiting = false;
-                    q.started = true;
                     resume(new, 0);
                 }
             }
@@ -307,7 +299,6 @@ fn main() {
             _ if sig == SIGSTOP => {}
             _ => inject = sig,
         }
-        procs.get_mut(&pid).unwrap().started = true;
         resume(pid, inject);
     }
     out.flush().unwrap();

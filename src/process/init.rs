@@ -70,9 +70,9 @@ fn setup(cfg: &InitConfig, ch: &Channel) -> Result<(Channel, Option<Prepared>), 
     }
     //    The lock and other parent fds (the cgroup entry's too) are not ours to hold, nor
     //    what Berth's caller left open for it (a host directory, a pipe): while the
-    //    container is `created` this process
-    //    keeps only stdio, the preserved fds and Berth's own (all close-on-exec), as runc's
-    //    init, which only gets the fds it is handed, does.
+    //    container is `created` this process keeps only stdio, the preserved fds and
+    //    Berth's own (all close-on-exec), as runc's init, which only gets the fds it is
+    //    handed, does.
     for fd in &cfg.close_in_child {
         let _ = close(*fd);
     }
