@@ -9,6 +9,7 @@ mod exec;
 mod features;
 pub(crate) mod kill;
 mod list;
+mod narrow;
 mod pause;
 mod ps;
 mod restore;
@@ -152,7 +153,7 @@ pub(crate) fn usage_error_line(rendered: &str) -> String {
 
 /// Parses the command line, runs the command, reports any error; returns the exit code.
 pub fn main() -> i32 {
-    let mut cli = match Cli::try_parse_from(restore::single_dash_flags(std::env::args_os())) {
+    let mut cli = match narrow::parse(restore::single_dash_flags(std::env::args_os())) {
         Ok(c) => c,
         Err(e) if !e.use_stderr() => {
             // --help and friends.

@@ -78,17 +78,8 @@ pub struct Args {
 pub(super) fn single_dash_flags(
     args: impl Iterator<Item = std::ffi::OsString>,
 ) -> Vec<std::ffi::OsString> {
-    use clap::CommandFactory;
     let args: Vec<std::ffi::OsString> = args.collect();
-    let verb = super::Cli::command()
-        .get_subcommands()
-        .map(|c| c.get_name().to_string())
-        .collect::<Vec<_>>();
-    // The verb is the first argument that names one (global flags and values come before it).
-    let Some(at) = args
-        .iter()
-        .position(|a| a.to_str().is_some_and(|a| verb.iter().any(|v| v == a)))
-    else {
+    let Some(at) = super::narrow::verb_at(&args) else {
         return args;
     };
     if args[at] != "restore" {
