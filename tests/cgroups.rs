@@ -7,7 +7,7 @@ mod common;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -1066,4 +1066,46 @@ fn delete_cleans_up_after_a_create_that_was_killed() {
         assert!(t.elapsed() < Duration::from_secs(5), "init survived");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// A cgroup2 mount covered by a tmpfs (as a benchmark hides a hybrid host's unified part) is no
+/// hierarchy: Berth runs on the v1 ones and leaves the tmpfs as it was. It used to pass the
+/// tmpfs directory to clone3 (CLONE_INTO_CGROUP), which failed with EBADF.
+#[test]
+fn a_covered_unified_mount_is_not_used() {
+    let Some(unified) = unified_mount().filter(|_| has_v1()) else {
+        eprintln!("skipped: not a hybrid host");
+        return;
+    };
+    let id = unique_id("covered");
+    let _clean = NoLeftovers(vec![id.clone()]);
+    let rt = Runtime::new();
+    let mut b = bundle("cat /proc/self/cgroup");
+    b.without_namespace("cgroup");
+    // In a mount namespace of its own, so the tmpfs goes away with it.
+    let script = format!(
+        "mount --make-rprivate / && mount -t tmpfs tmpfs {u} && \
+         \"$0\" --root {root} run --bundle {b} {id}; rc=$?; ls -A {u}; exit $rc",
+        u = unified.display(),
+        root = rt.root_str(),
+        b = b.path_str(),
+    );
+    rt.track(&id);
+    let o = capture(
+        Command::new("unshare")
+            .args(["-m", "sh", "-c", &script])
+            .arg(berth_bin()),
+    );
+    assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+    // The container's memory cgroup is its own; the tmpfs got nothing.
+    let out = stdout(&o);
+    assert!(
+        out.lines()
+            .any(|l| l.contains(":memory:") && l.contains(&id)),
+        "{out}"
+    );
+    assert!(
+        !out.lines().any(|l| l == id),
+        "a directory in the tmpfs: {out}"
+    );
 }

@@ -75,7 +75,12 @@ impl Layout {
             .flat_map(|c| c.split(','))
             .filter(|c| !c.is_empty())
             .collect();
-        let l = Layout::parse(mountinfo, &own, &names);
+        let mut l = Layout::parse(mountinfo, &own, &names);
+        l.keep_reachable(|p| {
+            nix::sys::statfs::statfs(p)
+                .ok()
+                .map(|s| s.filesystem_type())
+        });
         if l.v1.is_empty() && l.unified.is_none() {
             return Err(CgroupError::Unsupported(
                 "no cgroup hierarchy is mounted on this host (neither cgroup v1 nor cgroup2 in /proc/self/mountinfo)".into(),
@@ -141,6 +146,26 @@ impl Layout {
             }
         }
         l
+    }
+
+    /// Drops the hierarchies whose mount point does not hold that cgroup filesystem now: a
+    /// mount listed in mountinfo may be covered by a later one (a tmpfs mounted over
+    /// /sys/fs/cgroup/unified, as a benchmark does to hide the hybrid part), which the listing's
+    /// start that [`host_mountinfo`](crate::linux::procfs::host_mountinfo) reads does not show.
+    /// runc decides the hybrid mode the same way, by statfs of the unified mount point.
+    /// `fs_type` is statfs's `f_type` of a path (None when it cannot be read).
+    pub fn keep_reachable(
+        &mut self,
+        fs_type: impl Fn(&std::path::Path) -> Option<nix::sys::statfs::FsType>,
+    ) {
+        use nix::sys::statfs::{CGROUP2_SUPER_MAGIC, CGROUP_SUPER_MAGIC};
+        if let Some(u) = &self.unified {
+            if fs_type(&u.mountpoint) != Some(CGROUP2_SUPER_MAGIC) {
+                self.unified = None;
+            }
+        }
+        self.v1
+            .retain(|h| fs_type(&h.mountpoint) == Some(CGROUP_SUPER_MAGIC));
     }
 
     pub fn mode(&self) -> Mode {
@@ -249,6 +274,36 @@ mod tests {
         assert_eq!(l.own["memory"], "/process_api/abc");
         assert_eq!(l.own["cpuacct"], "/user");
         assert_eq!(l.own[""], "/");
+    }
+
+    #[test]
+    fn covered_hierarchies_are_dropped() {
+        use nix::sys::statfs::{FsType, CGROUP2_SUPER_MAGIC, CGROUP_SUPER_MAGIC, TMPFS_MAGIC};
+        let mut l = Layout::parse(HYBRID, HYBRID_SELF, SUBSYS);
+        // A tmpfs over the unified mount point, and the memory hierarchy gone from its path.
+        l.keep_reachable(|p: &std::path::Path| -> Option<FsType> {
+            match p.to_str()? {
+                "/sys/fs/cgroup/unified" => Some(TMPFS_MAGIC),
+                "/sys/fs/cgroup/memory" => None,
+                "/sys/fs/cgroup/cpu,cpuacct" => Some(CGROUP2_SUPER_MAGIC),
+                _ => Some(CGROUP_SUPER_MAGIC),
+            }
+        });
+        assert_eq!(l.unified, None);
+        assert_eq!(l.mode(), Mode::V1);
+        let names: Vec<&str> = l.v1.iter().map(|h| h.controllers[0].as_str()).collect();
+        assert_eq!(names, ["cpuset", "name=systemd"], "{l:?}");
+        // As they are: nothing dropped.
+        let mut l = Layout::parse(HYBRID, HYBRID_SELF, SUBSYS);
+        let all = l.clone();
+        l.keep_reachable(|p: &std::path::Path| {
+            Some(if p.ends_with("unified") {
+                CGROUP2_SUPER_MAGIC
+            } else {
+                CGROUP_SUPER_MAGIC
+            })
+        });
+        assert_eq!(l, all);
     }
 
     #[test]
