@@ -8,9 +8,9 @@
 
 use std::ffi::OsString;
 
-use clap::{Args, Command, FromArgMatches, Parser, Subcommand};
+use clap::{Args, Command, FromArgMatches, Parser};
 
-use super::{Cli, Cmd, Global};
+use super::{Cli, Global};
 
 /// Adds a verb's arguments to its command (clap's derive writes these).
 type Augment = fn(Command) -> Command;
@@ -45,11 +45,17 @@ pub(super) fn parse(args: Vec<OsString>) -> Result<Cli, clap::Error> {
     }
 }
 
+/// The verb `word` names, if any.
+fn verb(word: &OsString) -> Option<&'static (&'static str, Augment)> {
+    let word = word.to_str()?;
+    VERBS.iter().find(|(name, _)| *name == word)
+}
+
 /// The verb: the first argument that names one (global flags and their values come first).
 pub(super) fn verb_at(args: &[OsString]) -> Option<usize> {
     args.iter()
         .skip(1)
-        .position(|a| a.to_str().is_some_and(Cmd::has_subcommand))
+        .position(|a| verb(a).is_some())
         .map(|i| i + 1)
 }
 
@@ -68,11 +74,10 @@ fn tree(verb: Option<&'static str>, augment: Augment) -> Command {
 /// tree takes the line parsed the words before its verb as the global flags, as the whole tree
 /// does, and the verb as its own.
 fn narrow(args: &[OsString]) -> Option<Cli> {
-    let verbs = args.iter().skip(1).filter_map(|a| {
-        let word = a.to_str()?;
-        VERBS.iter().find(|(name, _)| *name == word)
-    });
-    let trees = verbs
+    let trees = args
+        .iter()
+        .skip(1)
+        .filter_map(verb)
         .map(|&(name, augment)| tree(Some(name), augment))
         .chain(std::iter::once_with(|| tree(None, |c| c)));
     trees
